@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# scuse build driver.
+#   ./build.sh          build into build/
+#   ./build.sh test     install what is missing (Debian), build, run every test
+#   ./build.sh asan     the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   ./build.sh fuzz     build the libFuzzer targets with clang and run each briefly
+#   ./build.sh demo     the main job on a built-in sample
+#   ./build.sh bench    side-by-side benchmarks against qemu-img
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Debian packages the build and the tests need (qemu-utils is the oracle).
+PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
+      qemu-utils clang libclang-rt-14-dev python3)
+
+install_deps() {
+    local missing=()
+    for p in "${PKGS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "build.sh: missing packages: ${missing[*]} (run as root or install them)" >&2
+        exit 1
+    fi
+    echo "build.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+configure_build() { # dir, cmake args...
+    local dir=$1; shift
+    cmake -S "$top" -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+}
+
+run_ctest() { # dir, ctest args...
+    local dir=$1; shift
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" "$@"
+}
+
+mode=${1:-build}
+case "$mode" in
+build)
+    configure_build build
+    ;;
+test)
+    install_deps
+    configure_build build
+    run_ctest build
+    ;;
+asan)
+    install_deps
+    configure_build build-asan -DSCUSE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_ctest build-asan -LE fuzz
+    ;;
+fuzz)
+    install_deps
+    CC=clang configure_build build-fuzz -DSCUSE_FUZZ=ON
+    run_ctest build-fuzz -L fuzz
+    ;;
+demo)
+    install_deps
+    configure_build build
+    SCUSE="$top/build/scuse" bash "$top/samples/demo.sh"
+    ;;
+bench)
+    install_deps
+    configure_build build
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
+    ;;
+*)
+    echo "usage: $0 [test|asan|fuzz|demo|bench]" >&2
+    exit 1
+    ;;
+esac

@@ -1,0 +1,96 @@
+/* The block layer: one image chain seen as a byte-addressed device.
+ *
+ * blk_open() opens the top image (format given or probed), then its backing
+ * chain with the formats the overlays record, read-only, relative names
+ * resolved against the overlay's directory, with a depth limit and loop
+ * detection. Reads walk down the chain where a layer says "not allocated
+ * here"; past the end of a shorter backing file they return zeros. */
+#ifndef SCUSE_BLK_H
+#define SCUSE_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/err.h"
+#include "util/iov.h"
+
+struct blk_driver;
+
+#define BLK_MAX_DEPTH_DEFAULT 64
+
+struct blk_opts {
+    uint64_t l2_cache_size;  /* qcow2 L2 cache bytes per image; 0 = default */
+    unsigned max_depth;      /* backing chain depth limit; 0 = default */
+};
+
+enum {
+    BLK_OPEN_RW = 1u << 0,         /* top image read-write (backing files never) */
+    BLK_OPEN_NO_BACKING = 1u << 1, /* do not open backing files */
+};
+
+/* block_status flags */
+enum {
+    BLK_STATUS_DATA = 1u << 0,      /* reads return stored data */
+    BLK_STATUS_ZERO = 1u << 1,      /* reads return zeros */
+    BLK_STATUS_ALLOCATED = 1u << 2, /* this layer answers (not the one below) */
+    BLK_STATUS_OFFSET = 1u << 3,    /* offset is the host offset of the data */
+    BLK_STATUS_COMPRESSED = 1u << 4,
+};
+
+struct blk_node;
+
+struct blk_status {
+    unsigned flags;
+    uint64_t offset;          /* host offset in layer's file, with BLK_STATUS_OFFSET */
+    struct blk_node *layer;   /* set by blk_block_status: the layer that answered */
+    unsigned depth;           /* 0 = top */
+};
+
+struct blk_node {
+    const struct blk_driver *drv;
+    void *state;              /* the driver's */
+    int fd;
+    char *filename;           /* as named by the user or by the overlay */
+    char *path;               /* the path actually opened */
+    bool read_only;
+    bool probed;              /* format was guessed, not given */
+    unsigned depth;           /* 0 = top of the chain */
+    struct blk_opts opts;
+
+    /* Set by the driver's open: */
+    uint64_t size;            /* virtual size in bytes */
+    char *backing_name;       /* as recorded in the image (malloc'd), or NULL */
+    char *backing_fmt;        /* recorded backing format (malloc'd), or NULL */
+    uint32_t cluster_size;    /* allocation unit for info, 0 if none */
+    uint32_t align;           /* request alignment in bytes (power of two, >= 1) */
+    uint64_t max_transfer;    /* largest request handed to the driver, 0 = any */
+    bool dirty;               /* the image says it was not closed cleanly */
+
+    struct blk_node *backing; /* opened by the block layer */
+};
+
+int blk_open(const char *filename, const char *fmt, unsigned flags,
+             const struct blk_opts *opts, struct blk_node **out, struct scuse_err *err);
+void blk_close(struct blk_node *bs);
+
+/* Read v->len bytes at off; off + len must not exceed bs->size. */
+int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+int blk_pread(struct blk_node *bs, uint64_t off, void *buf, size_t len);
+
+/* Status of [off, off+len) through the whole chain: *pnum > 0 bytes from
+ * off share st. Unallocated everywhere reads as zeros (flags ZERO only). */
+int blk_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
+                     uint64_t *pnum, struct blk_status *st);
+
+/* For drivers: read [off, off+len) of what lies below bs (its backing
+ * chain, zeros where there is none or past its end) into v. */
+int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+
+/* The path bs's backing file resolves to (malloc'd), or NULL if none. */
+char *blk_backing_path(const struct blk_node *bs);
+
+/* Nodes of the chain from the top, for tools: bs, bs->backing, ... */
+unsigned blk_chain_length(const struct blk_node *bs);
+
+#endif

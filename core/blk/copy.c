@@ -1,0 +1,171 @@
+#define _GNU_SOURCE
+#include "blk/copy.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/file.h"
+
+/* A worker claims the next window, then walks block status inside it, so
+ * metadata lookups and data reads of different windows overlap. */
+#define COPY_WINDOW (2u << 20)
+#define ZERO_GRAIN 4096u   /* like qemu-img's default -S 4k */
+
+struct copy_job {
+    struct blk_node *src;
+    int fd;
+    const struct blk_copy_opts *o;
+    pthread_mutex_t lock;
+    uint64_t next;          /* next unclaimed window start */
+    uint64_t done;          /* bytes finished, for progress */
+    int error;              /* first failure */
+    uint64_t error_off;
+};
+
+static void fail(struct copy_job *j, int r, uint64_t off)
+{
+    pthread_mutex_lock(&j->lock);
+    if (!j->error) {
+        j->error = r;
+        j->error_off = off;
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+static bool is_zero(const char *p, size_t n)
+{
+    return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
+/* Write buf (guest bytes at off) leaving out all-zero grains when the
+ * destination already reads as zeros. */
+static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_t off)
+{
+    if (!j->o->dst_is_zeroed)
+        return file_pwrite_exact(j->fd, buf, len, off);
+    size_t i = 0;
+    while (i < len) {
+        size_t g = len - i < ZERO_GRAIN ? len - i : ZERO_GRAIN;
+        if (is_zero(buf + i, g)) {
+            i += g;
+            continue;
+        }
+        size_t s = i;
+        while (i < len) {
+            g = len - i < ZERO_GRAIN ? len - i : ZERO_GRAIN;
+            if (is_zero(buf + i, g))
+                break;
+            i += g;
+        }
+        int r = file_pwrite_exact(j->fd, buf + s, i - s, off + s);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t end)
+{
+    static const char zeros[ZERO_GRAIN];
+    uint64_t off = start;
+    while (off < end) {
+        /* Gather the longest data run; skip zero runs. */
+        uint64_t run = 0;
+        while (off + run < end) {
+            uint64_t n;
+            struct blk_status st;
+            int r = blk_block_status(j->src, off + run, end - off - run, &n, &st);
+            if (r < 0)
+                return r;
+            if (!(st.flags & BLK_STATUS_DATA) && (st.flags & BLK_STATUS_ZERO)) {
+                if (run > 0)
+                    break;
+                if (!j->o->dst_is_zeroed) {
+                    for (uint64_t z = 0; z < n; z += ZERO_GRAIN) {
+                        size_t zl = n - z < ZERO_GRAIN ? (size_t)(n - z) : ZERO_GRAIN;
+                        r = file_pwrite_exact(j->fd, zeros, zl, off + z);
+                        if (r < 0)
+                            return r;
+                    }
+                }
+                off += n;
+                continue;
+            }
+            run += n;
+        }
+        if (run == 0)
+            continue;
+        int r = blk_pread(j->src, off, buf, (size_t)run);
+        if (r < 0)
+            return r;
+        r = write_sparse(j, buf, (size_t)run, off);
+        if (r < 0)
+            return r;
+        off += run;
+    }
+    return 0;
+}
+
+static void *copy_worker(void *arg)
+{
+    struct copy_job *j = arg;
+    char *buf = aligned_alloc(4096, COPY_WINDOW);
+    if (!buf) {
+        fail(j, -ENOMEM, 0);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        uint64_t start = j->next;
+        bool stop = j->error || start >= j->src->size;
+        if (!stop)
+            j->next = start + COPY_WINDOW < j->src->size ? start + COPY_WINDOW : j->src->size;
+        uint64_t end = j->next;
+        pthread_mutex_unlock(&j->lock);
+        if (stop)
+            break;
+        int r = copy_window(j, buf, start, end);
+        if (r < 0) {
+            fail(j, r, start);
+            break;
+        }
+        if (j->o->progress) {
+            pthread_mutex_lock(&j->lock);
+            j->done += end - start;
+            j->o->progress(j->o->progress_ctx, j->done, j->src->size);
+            pthread_mutex_unlock(&j->lock);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts *o,
+                   uint64_t *err_off)
+{
+    struct copy_job j = { .src = src, .fd = dst_fd, .o = o };
+    pthread_mutex_init(&j.lock, NULL);
+    unsigned n = o->threads;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    if (n > 16)
+        n = 16;
+    pthread_t tid[16];
+    unsigned started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&tid[started], NULL, copy_worker, &j) != 0)
+            break;
+    if (started == 0)
+        copy_worker(&j);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&j.lock);
+    if (j.error && err_off)
+        *err_off = j.error_off;
+    return j.error;
+}

@@ -1,0 +1,24 @@
+/* Copy a whole chain's guest view into a raw file descriptor, in parallel,
+ * skipping what reads as zeros (block status first, then a scan of the
+ * data itself), as `qemu-img convert -O raw` does. */
+#ifndef SCUSE_BLK_COPY_H
+#define SCUSE_BLK_COPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blk/blk.h"
+
+struct blk_copy_opts {
+    unsigned threads;        /* 0 = one per online CPU */
+    bool dst_is_zeroed;      /* destination reads as zeros already (fresh sparse file) */
+    /* Called with bytes done so far, from any worker, serialised. */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
+};
+
+/* 0 or negative errno; on failure *err_off is where it happened. */
+int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts *o,
+                   uint64_t *err_off);
+
+#endif

@@ -1,0 +1,223 @@
+/* Opening an image chain: format choice, backing resolution, limits. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blk/driver.h"
+#include "util/log.h"
+
+const struct blk_driver *blk_driver_probe(const uint8_t *buf, size_t len);
+
+#define PROBE_BYTES 4096
+
+/* Join a relative backing name to the overlay's directory. */
+static char *resolve_backing(const char *overlay_path, const char *name)
+{
+    if (name[0] == '/')
+        return strdup(name);
+    char *copy = strdup(overlay_path);
+    if (!copy)
+        return NULL;
+    const char *dir = dirname(copy);
+    char *out = NULL;
+    if (strcmp(dir, ".") == 0)
+        out = strdup(name);
+    else if (asprintf(&out, "%s/%s", dir, name) < 0)
+        out = NULL;
+    free(copy);
+    return out;
+}
+
+char *blk_backing_path(const struct blk_node *bs)
+{
+    if (!bs->backing_name)
+        return NULL;
+    return resolve_backing(bs->path, bs->backing_name);
+}
+
+static bool has_protocol_prefix(const char *name)
+{
+    /* "nbd://", "json:{...}", "file:x": qemu treats a name with a colon
+     * before any slash as a protocol. scuse opens only local files. */
+    const char *colon = strchr(name, ':');
+    const char *slash = strchr(name, '/');
+    return colon && (!slash || colon < slash);
+}
+
+static void node_free(struct blk_node *bs)
+{
+    if (!bs)
+        return;
+    if (bs->drv && bs->drv->close && bs->state)
+        bs->drv->close(bs);
+    if (bs->fd >= 0)
+        close(bs->fd);
+    free(bs->filename);
+    free(bs->path);
+    free(bs->backing_name);
+    free(bs->backing_fmt);
+    free(bs);
+}
+
+void blk_close(struct blk_node *bs)
+{
+    while (bs) {
+        struct blk_node *next = bs->backing;
+        node_free(bs);
+        bs = next;
+    }
+}
+
+unsigned blk_chain_length(const struct blk_node *bs)
+{
+    unsigned n = 0;
+    for (; bs; bs = bs->backing)
+        n++;
+    return n;
+}
+
+struct chain_ctx {
+    dev_t dev[BLK_MAX_DEPTH_DEFAULT * 4];
+    ino_t ino[BLK_MAX_DEPTH_DEFAULT * 4];
+    unsigned n;
+    unsigned max_depth;
+};
+
+static int open_node(const char *filename, const char *path, const char *fmt, bool rw,
+                     bool want_backing, unsigned depth, const struct blk_opts *opts, struct chain_ctx *cc,
+                     struct blk_node **out, struct scuse_err *err)
+{
+    struct blk_node *bs = calloc(1, sizeof(*bs));
+    if (!bs)
+        return err_set(err, -ENOMEM, "out of memory");
+    bs->fd = -1;
+    bs->filename = strdup(filename);
+    bs->path = strdup(path);
+    bs->read_only = !rw;
+    bs->depth = depth;
+    bs->opts = *opts;
+    bs->align = 1;
+    int r;
+    if (!bs->filename || !bs->path) {
+        r = err_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+
+    bs->fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (bs->fd < 0) {
+        r = -errno;
+        err_set(err, r, "'%s': cannot open: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(bs->fd, &st) < 0) {
+        r = -errno;
+        err_set(err, r, "'%s': cannot stat: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        r = err_set(err, -EISDIR, "'%s': is a directory, not an image", path);
+        goto fail;
+    }
+    for (unsigned i = 0; i < cc->n; i++) {
+        if (cc->dev[i] == st.st_dev && cc->ino[i] == st.st_ino) {
+            r = err_set(err, -ELOOP, "'%s': backing chain loops back to this file", path);
+            goto fail;
+        }
+    }
+    if (cc->n < sizeof(cc->dev) / sizeof(cc->dev[0])) {
+        cc->dev[cc->n] = st.st_dev;
+        cc->ino[cc->n] = st.st_ino;
+        cc->n++;
+    }
+
+    if (fmt) {
+        bs->drv = blk_driver_find(fmt);
+        if (!bs->drv) {
+            r = err_set(err, -EINVAL, "'%s': unknown format '%s' (known: qcow2, raw)", path, fmt);
+            goto fail;
+        }
+    } else {
+        uint8_t buf[PROBE_BYTES];
+        ssize_t n = pread(bs->fd, buf, sizeof(buf), 0);
+        if (n < 0) {
+            r = -errno;
+            err_set(err, r, "'%s': cannot read: %s", path, strerror(errno));
+            goto fail;
+        }
+        bs->drv = blk_driver_probe(buf, (size_t)n);
+        bs->probed = true;
+    }
+
+    r = bs->drv->open(bs, err);
+    if (r < 0) {
+        if (err && err->msg[0] && strncmp(err->msg, "'", 1) != 0)
+            err_prefix(err, "'%s': ", path);
+        goto fail;
+    }
+    if (bs->align == 0)
+        bs->align = 1;
+
+    if (bs->backing_name && want_backing) {
+        if (depth + 1 >= cc->max_depth) {
+            r = err_set(err, -EMLINK, "'%s': backing chain is deeper than %u images",
+                        path, cc->max_depth);
+            goto fail;
+        }
+        if (!bs->backing_fmt) {
+            r = err_set(err, -EINVAL,
+                        "'%s': the format of backing file '%s' is not recorded; record it with "
+                        "'qemu-img rebase -u -b %s -F <format> %s'",
+                        path, bs->backing_name, bs->backing_name, path);
+            goto fail;
+        }
+        if (has_protocol_prefix(bs->backing_name)) {
+            r = err_set(err, -ENOTSUP, "'%s': backing file '%s' uses a protocol; only local files "
+                        "are supported", path, bs->backing_name);
+            goto fail;
+        }
+        char *bpath = resolve_backing(path, bs->backing_name);
+        if (!bpath) {
+            r = err_set(err, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        r = open_node(bs->backing_name, bpath, bs->backing_fmt, false, true, depth + 1, opts, cc,
+                      &bs->backing, err);
+        free(bpath);
+        if (r < 0)
+            goto fail;
+    }
+    *out = bs;
+    return 0;
+
+fail:
+    node_free(bs);
+    return r;
+}
+
+int blk_open(const char *filename, const char *fmt, unsigned flags,
+             const struct blk_opts *opts, struct blk_node **out, struct scuse_err *err)
+{
+    struct blk_opts o = { 0 };
+    if (opts)
+        o = *opts;
+    struct chain_ctx cc = { .n = 0, .max_depth = o.max_depth ? o.max_depth : BLK_MAX_DEPTH_DEFAULT };
+    if (cc.max_depth > BLK_MAX_DEPTH_DEFAULT * 4)
+        cc.max_depth = BLK_MAX_DEPTH_DEFAULT * 4;
+    *out = NULL;
+    struct blk_node *bs = NULL;
+    int r = open_node(filename, filename, fmt, flags & BLK_OPEN_RW,
+                      !(flags & BLK_OPEN_NO_BACKING), 0, &o, &cc, &bs, err);
+    if (r < 0)
+        return r;
+    if (bs->probed && strcmp(bs->drv->name, "raw") == 0)
+        log_debug("'%s': format not given, probed as raw", filename);
+    *out = bs;
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* Shared pieces of the `scuse` command line. */
+#ifndef SCUSE_CLI_H
+#define SCUSE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blk/blk.h"
+
+/* Exit codes, as qemu-img users expect them. */
+enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_IMAGE = 2 };
+
+int cmd_info(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+/* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* qemu-img's style: "388 KiB", "1 MiB", "1.5 GiB". */
+void cli_human_size(uint64_t bytes, char *buf, size_t len);
+/* One-line error to stderr, returns code (usage errors add a hint). */
+int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Open an image for a tool: read-only unless rw, messages on failure. */
+int cli_open(const char *cmd, const char *file, const char *fmt, unsigned flags,
+             const struct blk_opts *opts, struct blk_node **out);
+/* Parse --output=human|json; returns 0 for human, 1 for json, -1 bad. */
+int cli_output_format(const char *arg);
+
+#endif

@@ -1,0 +1,214 @@
+/* scuse info: what qemu-img info says, in its words and JSON names. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blk/driver.h"
+#include "cli/cli.h"
+#include "io/file.h"
+#include "util/json.h"
+
+static void info_usage(FILE *f)
+{
+    fprintf(f, "usage: scuse info [-f FMT] [--output=human|json] [--backing-chain] [-U] IMG\n"
+               "  -f FMT           image format (qcow2, raw); probed when absent\n"
+               "  --output=json    machine-readable output with qemu-img's field names\n"
+               "  --backing-chain  also describe every backing file\n"
+               "  -U               accepted for qemu-img compatibility (scuse opens read-only)\n");
+}
+
+static void json_node(struct json_out *j, struct blk_node *bs, const struct blk_info *fi)
+{
+    uint64_t actual = 0;
+    file_allocated(bs->fd, &actual);
+    json_obj_begin(j, NULL);
+    if (fi && fi->n_snapshots > 0) {
+        json_arr_begin(j, "snapshots");
+        for (int i = 0; i < fi->n_snapshots; i++) {
+            const struct blk_snapshot_info *s = &fi->snapshots[i];
+            json_obj_begin(j, NULL);
+            if (s->icount != UINT64_MAX)
+                json_uint(j, "icount", s->icount);
+            json_uint(j, "vm-clock-nsec", s->vm_clock_nsec % 1000000000ull);
+            json_str(j, "name", s->name);
+            json_uint(j, "date-sec", s->date_sec);
+            json_uint(j, "date-nsec", s->date_nsec);
+            json_uint(j, "vm-clock-sec", s->vm_clock_nsec / 1000000000ull);
+            json_str(j, "id", s->id);
+            json_uint(j, "vm-state-size", s->vm_state_size);
+            json_obj_end(j);
+        }
+        json_arr_end(j);
+    }
+    json_uint(j, "virtual-size", bs->size);
+    json_str(j, "filename", bs->filename);
+    if (bs->cluster_size)
+        json_uint(j, "cluster-size", bs->cluster_size);
+    json_str(j, "format", bs->drv->name);
+    json_uint(j, "actual-size", actual);
+    if (fi && fi->type) {
+        json_obj_begin(j, "format-specific");
+        json_str(j, "type", fi->type);
+        json_obj_begin(j, "data");
+        for (int i = 0; i < fi->n_items; i++) {
+            const struct blk_info_item *it = &fi->item[i];
+            if (it->kind == BLK_INFO_STR)
+                json_str(j, it->key, it->s ? it->s : "");
+            else if (it->kind == BLK_INFO_BOOL)
+                json_bool(j, it->key, it->b);
+            else
+                json_int(j, it->key, it->i);
+        }
+        json_obj_end(j);
+        json_obj_end(j);
+    }
+    if (bs->backing_name) {
+        char *full = blk_backing_path(bs);
+        json_str(j, "full-backing-filename", full ? full : bs->backing_name);
+        free(full);
+        json_str(j, "backing-filename", bs->backing_name);
+        if (bs->backing_fmt)
+            json_str(j, "backing-filename-format", bs->backing_fmt);
+    }
+    json_bool(j, "dirty-flag", bs->dirty);
+    json_obj_end(j);
+}
+
+static void human_snapshots(const struct blk_info *fi)
+{
+    printf("Snapshot list:\n");
+    printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+    for (int i = 0; i < fi->n_snapshots; i++) {
+        const struct blk_snapshot_info *s = &fi->snapshots[i];
+        char size[32], date[32], clock[32], icount[32] = "";
+        cli_human_size(s->vm_state_size, size, sizeof(size));
+        time_t t = (time_t)s->date_sec;
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+        uint64_t ms = s->vm_clock_nsec / 1000000ull;
+        snprintf(clock, sizeof(clock), "%02llu:%02llu:%02llu.%03llu",
+                 (unsigned long long)(ms / 3600000ull), (unsigned long long)(ms / 60000ull % 60),
+                 (unsigned long long)(ms / 1000ull % 60), (unsigned long long)(ms % 1000ull));
+        if (s->icount != UINT64_MAX)
+            snprintf(icount, sizeof(icount), "%llu", (unsigned long long)s->icount);
+        printf("%-9s %-16s %10s%20s%13s%11s\n", s->id, s->name, size, date, clock, icount);
+    }
+}
+
+static void human_node(struct blk_node *bs, const struct blk_info *fi)
+{
+    uint64_t actual = 0;
+    char vs[32], ds[32];
+    file_allocated(bs->fd, &actual);
+    cli_human_size(bs->size, vs, sizeof(vs));
+    cli_human_size(actual, ds, sizeof(ds));
+    printf("image: %s\n", bs->filename);
+    printf("file format: %s\n", bs->drv->name);
+    printf("virtual size: %s (%llu bytes)\n", vs, (unsigned long long)bs->size);
+    printf("disk size: %s\n", ds);
+    if (bs->cluster_size)
+        printf("cluster_size: %u\n", bs->cluster_size);
+    if (bs->backing_name) {
+        char *full = blk_backing_path(bs);
+        if (full && strcmp(full, bs->backing_name) != 0)
+            printf("backing file: %s (actual path: %s)\n", bs->backing_name, full);
+        else
+            printf("backing file: %s\n", bs->backing_name);
+        free(full);
+        if (bs->backing_fmt)
+            printf("backing file format: %s\n", bs->backing_fmt);
+    }
+    if (bs->dirty)
+        printf("dirty flag: true\n");
+    if (fi && fi->n_snapshots > 0)
+        human_snapshots(fi);
+    if (fi && fi->type && fi->n_items > 0) {
+        printf("Format specific information:\n");
+        for (int i = 0; i < fi->n_items; i++) {
+            const struct blk_info_item *it = &fi->item[i];
+            if (it->kind == BLK_INFO_STR)
+                printf("    %s: %s\n", it->label, it->s ? it->s : "");
+            else if (it->kind == BLK_INFO_BOOL)
+                printf("    %s: %s\n", it->label, it->b ? "true" : "false");
+            else
+                printf("    %s: %lld\n", it->label, (long long)it->i);
+        }
+    }
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "output", required_argument, NULL, 'o' },
+        { "backing-chain", no_argument, NULL, 'b' },
+        { "format", required_argument, NULL, 'f' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL;
+    int json = 0;
+    bool chain = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': fmt = optarg; break;
+        case 'o':
+            json = cli_output_format(optarg);
+            if (json < 0)
+                return cli_fail(EXIT_USAGE, "info", "--output must be 'human' or 'json', not '%s'", optarg);
+            break;
+        case 'b': chain = true; break;
+        case 'U': break;
+        case 'h': info_usage(stdout); return EXIT_OK;
+        default: info_usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1)
+        return cli_fail(EXIT_USAGE, "info", "expected exactly one image");
+
+    struct blk_node *top;
+    if (cli_open("info", argv[optind], fmt, chain ? 0 : BLK_OPEN_NO_BACKING, NULL, &top) < 0)
+        return EXIT_IMAGE;
+
+    struct json_out j;
+    if (json) {
+        json_init(&j, stdout, false);
+        if (chain)
+            json_arr_begin(&j, NULL);
+    }
+    int rc = EXIT_OK;
+    for (struct blk_node *bs = top; bs; bs = bs->backing) {
+        struct blk_info fi = { 0 };
+        if (bs->drv->info) {
+            int r = bs->drv->info(bs, &fi);
+            if (r < 0) {
+                cli_fail(EXIT_IMAGE, "info", "'%s': cannot read format details: %s", bs->path, strerror(-r));
+                rc = EXIT_IMAGE;
+                free(fi.snapshots);
+                break;
+            }
+        }
+        if (json)
+            json_node(&j, bs, &fi);
+        else {
+            if (bs != top)
+                printf("\n");
+            human_node(bs, &fi);
+        }
+        free(fi.snapshots);
+        if (!chain)
+            break;
+    }
+    if (json) {
+        if (chain)
+            json_arr_end(&j);
+        json_end(&j);
+    }
+    blk_close(top);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* raw: the file is the disk. */
+#include <errno.h>
+#include <string.h>
+
+#include "blk/driver.h"
+#include "io/file.h"
+
+static int raw_probe(const uint8_t *buf, size_t len)
+{
+    (void)buf;
+    (void)len;
+    return 1; /* anything can be raw; every real format outbids this */
+}
+
+static int raw_open(struct blk_node *bs, struct scuse_err *err)
+{
+    int r = file_size(bs->fd, &bs->size);
+    if (r < 0)
+        return err_set(err, r, "'%s': cannot get size: %s", bs->path, strerror(-r));
+    return 0;
+}
+
+static void raw_close(struct blk_node *bs) { (void)bs; }
+
+static int raw_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+{
+    return file_preadv_view(bs->fd, v, off);
+}
+
+static int raw_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
+                            uint64_t *pnum, struct blk_status *st)
+{
+    bool data;
+    int r = file_extent(bs->fd, off, len, &data, pnum);
+    if (r < 0)
+        return r;
+    st->flags = BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET | (data ? BLK_STATUS_DATA : BLK_STATUS_ZERO);
+    st->offset = off;
+    return 0;
+}
+
+const struct blk_driver blk_driver_raw = {
+    .name = "raw",
+    .probe = raw_probe,
+    .open = raw_open,
+    .close = raw_close,
+    .preadv = raw_preadv,
+    .block_status = raw_block_status,
+};

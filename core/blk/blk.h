@@ -27,6 +27,7 @@ struct blk_opts {
 enum {
     BLK_OPEN_RW = 1u << 0,         /* top image read-write (backing files never) */
     BLK_OPEN_NO_BACKING = 1u << 1, /* do not open backing files */
+    BLK_OPEN_SHARE = 1u << 2,      /* take no image locks (qemu-img -U) */
 };
 
 /* block_status flags */

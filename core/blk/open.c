@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "blk/driver.h"
+#include "io/lock.h"
 #include "util/log.h"
 
 const struct blk_driver *blk_driver_probe(const uint8_t *buf, size_t len);
@@ -90,7 +91,7 @@ struct chain_ctx {
 };
 
 static int open_node(const char *filename, const char *path, const char *fmt, bool rw,
-                     bool want_backing, unsigned depth, const struct blk_opts *opts, struct chain_ctx *cc,
+                     unsigned flags, unsigned depth, const struct blk_opts *opts, struct chain_ctx *cc,
                      struct blk_node **out, struct scuse_err *err)
 {
     struct blk_node *bs = calloc(1, sizeof(*bs));
@@ -131,6 +132,14 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             goto fail;
         }
     }
+    if (!(flags & BLK_OPEN_SHARE)) {
+        /* As QEMU: a writer uses and refuses to share write and resize; a
+         * reader (backing files included) uses read and refuses them too. */
+        unsigned perms = rw ? LOCK_PERM_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE : LOCK_PERM_READ;
+        r = image_lock(bs->fd, path, perms, LOCK_PERM_WRITE | LOCK_PERM_RESIZE, err);
+        if (r < 0)
+            goto fail;
+    }
     if (cc->n < sizeof(cc->dev) / sizeof(cc->dev[0])) {
         cc->dev[cc->n] = st.st_dev;
         cc->ino[cc->n] = st.st_ino;
@@ -164,7 +173,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     if (bs->align == 0)
         bs->align = 1;
 
-    if (bs->backing_name && want_backing) {
+    if (bs->backing_name && !(depth == 0 && (flags & BLK_OPEN_NO_BACKING))) {
         if (depth + 1 >= cc->max_depth) {
             r = err_set(err, -EMLINK, "'%s': backing chain is deeper than %u images",
                         path, cc->max_depth);
@@ -187,7 +196,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             r = err_set(err, -ENOMEM, "out of memory");
             goto fail;
         }
-        r = open_node(bs->backing_name, bpath, bs->backing_fmt, false, true, depth + 1, opts, cc,
+        r = open_node(bs->backing_name, bpath, bs->backing_fmt, false, flags, depth + 1, opts, cc,
                       &bs->backing, err);
         free(bpath);
         if (r < 0)
@@ -213,7 +222,7 @@ int blk_open(const char *filename, const char *fmt, unsigned flags,
     *out = NULL;
     struct blk_node *bs = NULL;
     int r = open_node(filename, filename, fmt, flags & BLK_OPEN_RW,
-                      !(flags & BLK_OPEN_NO_BACKING), 0, &o, &cc, &bs, err);
+                      flags, 0, &o, &cc, &bs, err);
     if (r < 0)
         return r;
     if (bs->probed && strcmp(bs->drv->name, "raw") == 0)

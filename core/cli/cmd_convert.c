@@ -16,11 +16,12 @@
 
 static void convert_usage(FILE *f)
 {
-    fprintf(f, "usage: scuse convert [-f FMT] [-O raw] [-p] [-m THREADS] [-W] SRC DST\n"
+    fprintf(f, "usage: scuse convert [-f FMT] [-O raw] [-p] [-m THREADS] [-W] [-U] SRC DST\n"
                "  -f FMT      source format (qcow2, raw); probed when absent\n"
                "  -O raw      output format\n"
                "  -p          show progress\n"
                "  -m THREADS  parallel workers (default: one per CPU)\n"
+               "  -U          force share: read the source without taking image locks\n"
                "  -W          accepted for qemu-img compatibility (writes are always out of order)\n");
 }
 
@@ -52,7 +53,7 @@ static void draw_progress(void *ctx, uint64_t done, uint64_t total)
 int cmd_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw";
-    bool progress = false;
+    bool progress = false, share = false;
     unsigned threads = 0;
     int c;
     optind = 1;
@@ -70,7 +71,8 @@ int cmd_convert(int argc, char **argv)
             threads = (unsigned)v;
             break;
         }
-        case 'W': case 'U': break;
+        case 'W': break;
+        case 'U': share = true; break;
         case 'h': convert_usage(stdout); return EXIT_OK;
         default: convert_usage(stderr); return EXIT_USAGE;
         }
@@ -82,7 +84,7 @@ int cmd_convert(int argc, char **argv)
     const char *src_name = argv[optind], *dst_name = argv[optind + 1];
 
     struct blk_node *src;
-    if (cli_open("convert", src_name, fmt, 0, NULL, &src) < 0)
+    if (cli_open("convert", src_name, fmt, share ? BLK_OPEN_SHARE : 0, NULL, &src) < 0)
         return EXIT_IMAGE;
 
     struct stat sst, dst_st;

@@ -16,7 +16,7 @@ static void info_usage(FILE *f)
                "  -f FMT           image format (qcow2, raw); probed when absent\n"
                "  --output=json    machine-readable output with qemu-img's field names\n"
                "  --backing-chain  also describe every backing file\n"
-               "  -U               accepted for qemu-img compatibility (scuse opens read-only)\n");
+               "  -U               force share: take no image locks (the image may be in use)\n");
 }
 
 static void json_node(struct json_out *j, struct blk_node *bs, const struct blk_info *fi)
@@ -152,6 +152,7 @@ int cmd_info(int argc, char **argv)
     const char *fmt = NULL;
     int json = 0;
     bool chain = false;
+    bool share = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
@@ -163,7 +164,7 @@ int cmd_info(int argc, char **argv)
                 return cli_fail(EXIT_USAGE, "info", "--output must be 'human' or 'json', not '%s'", optarg);
             break;
         case 'b': chain = true; break;
-        case 'U': break;
+        case 'U': share = true; break;
         case 'h': info_usage(stdout); return EXIT_OK;
         default: info_usage(stderr); return EXIT_USAGE;
         }
@@ -172,7 +173,8 @@ int cmd_info(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "info", "expected exactly one image");
 
     struct blk_node *top;
-    if (cli_open("info", argv[optind], fmt, chain ? 0 : BLK_OPEN_NO_BACKING, NULL, &top) < 0)
+    unsigned flags = (chain ? 0 : BLK_OPEN_NO_BACKING) | (share ? BLK_OPEN_SHARE : 0);
+    if (cli_open("info", argv[optind], fmt, flags, NULL, &top) < 0)
         return EXIT_IMAGE;
 
     struct json_out j;

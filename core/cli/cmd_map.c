@@ -17,7 +17,7 @@ struct map_row {
 static void map_usage(FILE *f)
 {
     fprintf(f, "usage: scuse map [-f FMT] [--output=human|json] [--start-offset=OFF] "
-               "[--max-length=LEN] IMG\n");
+               "[--max-length=LEN] [-U] IMG\n");
 }
 
 static bool mergeable(const struct map_row *a, const struct map_row *b)
@@ -58,6 +58,7 @@ int cmd_map(int argc, char **argv)
     const char *fmt = NULL;
     int json = 0;
     uint64_t start = 0, max_len = UINT64_MAX;
+    bool share = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
@@ -76,7 +77,7 @@ int cmd_map(int argc, char **argv)
             if (cli_parse_size(optarg, &max_len) < 0)
                 return cli_fail(EXIT_USAGE, "map", "invalid --max-length '%s'", optarg);
             break;
-        case 'U': break;
+        case 'U': share = true; break;
         case 'h': map_usage(stdout); return EXIT_OK;
         default: map_usage(stderr); return EXIT_USAGE;
         }
@@ -85,7 +86,7 @@ int cmd_map(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "map", "expected exactly one image");
 
     struct blk_node *bs;
-    if (cli_open("map", argv[optind], fmt, 0, NULL, &bs) < 0)
+    if (cli_open("map", argv[optind], fmt, share ? BLK_OPEN_SHARE : 0, NULL, &bs) < 0)
         return EXIT_IMAGE;
 
     uint64_t end = bs->size;

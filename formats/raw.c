@@ -39,6 +39,33 @@ static int raw_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
     return 0;
 }
 
+static int raw_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags)
+{
+    (void)flags;
+    return file_pwritev_view(bs->fd, v, off);
+}
+
+static int raw_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags)
+{
+    /* Punching keeps the file sparse; zero-range keeps it allocated. Both
+     * read back as zeros; -ENOTSUP lets the block layer write zeros. */
+    int r = (flags & BLK_ZERO_MAY_UNMAP) ? file_punch_hole(bs->fd, off, len) : -ENOTSUP;
+    if (r == -ENOTSUP)
+        r = file_zero_range(bs->fd, off, len);
+    return r;
+}
+
+static int raw_discard(struct blk_node *bs, uint64_t off, uint64_t len)
+{
+    int r = file_punch_hole(bs->fd, off, len);
+    return r == -ENOTSUP ? 0 : r;
+}
+
+static int raw_flush(struct blk_node *bs)
+{
+    return file_sync(bs->fd);
+}
+
 const struct blk_driver blk_driver_raw = {
     .name = "raw",
     .probe = raw_probe,
@@ -46,4 +73,8 @@ const struct blk_driver blk_driver_raw = {
     .close = raw_close,
     .preadv = raw_preadv,
     .block_status = raw_block_status,
+    .pwritev = raw_pwritev,
+    .write_zeroes = raw_write_zeroes,
+    .discard = raw_discard,
+    .flush = raw_flush,
 };

@@ -84,6 +84,20 @@ int blk_pread(struct blk_node *bs, uint64_t off, void *buf, size_t len);
 int blk_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
                      uint64_t *pnum, struct blk_status *st);
 
+/* Write flags */
+enum {
+    BLK_WRITE_FUA = 1u << 0,      /* durable when the call returns */
+    BLK_ZERO_MAY_UNMAP = 1u << 1, /* write_zeroes may deallocate */
+};
+
+/* Writes: -EROFS on a read-only node, -EINVAL past the end. Once
+ * blk_flush() returns, every write completed before it is durable. */
+int blk_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags);
+int blk_pwrite(struct blk_node *bs, uint64_t off, const void *buf, size_t len, unsigned flags);
+int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);
+int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len);
+int blk_flush(struct blk_node *bs);
+
 /* For drivers: read [off, off+len) of what lies below bs (its backing
  * chain, zeros where there is none or past its end) into v. */
 int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v);

@@ -54,6 +54,15 @@ struct blk_driver {
                         uint64_t *pnum, struct blk_status *st);
     /* Optional: format-specific info. */
     int (*info)(struct blk_node *bs, struct blk_info *info);
+
+    /* Writes (optional; absent = read-only format). The block layer has
+     * checked bounds and read-only state. flags: BLK_WRITE_FUA. */
+    int (*pwritev)(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags);
+    /* flags: BLK_ZERO_MAY_UNMAP. Absent: the block layer writes zeros. */
+    int (*write_zeroes)(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);
+    /* Advisory: may do nothing; reads afterwards return zeros or old data. */
+    int (*discard)(struct blk_node *bs, uint64_t off, uint64_t len);
+    int (*flush)(struct blk_node *bs);
 };
 
 extern const struct blk_driver blk_driver_raw;

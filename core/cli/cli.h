@@ -14,6 +14,7 @@ enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_IMAGE = 2 };
 int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_io(int argc, char **argv);
 
 /* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
 int cli_parse_size(const char *s, uint64_t *out);

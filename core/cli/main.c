@@ -16,6 +16,7 @@ static const struct {
     { "info", cmd_info, "show an image's format, size, backing chain and format details" },
     { "map", cmd_map, "show which ranges hold data, zeros, or nothing, and in which layer" },
     { "convert", cmd_convert, "export an image (and its backing chain) to a raw file" },
+    { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
 };
 
 static void usage(FILE *f)

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <unistd.h>
 
 int file_pread_exact(int fd, void *buf, size_t len, uint64_t off)
@@ -65,6 +67,56 @@ int file_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
+}
+
+int file_pwritev_view(int fd, const struct iov_view *v, uint64_t off)
+{
+    struct iov_view rest = *v;
+    while (rest.len > 0) {
+        struct iovec batch[FILE_IOV_BATCH];
+        size_t want;
+        int cnt = iov_view_to_iovec(&rest, batch, FILE_IOV_BATCH, &want);
+        ssize_t n = pwritev(fd, batch, cnt, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        rest = iov_view_sub(&rest, (size_t)n, rest.len - (size_t)n);
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int file_sync(int fd)
+{
+    while (fdatasync(fd) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+static int falloc(int fd, int mode, uint64_t off, uint64_t len)
+{
+    while (fallocate(fd, mode, (off_t)off, (off_t)len) < 0) {
+        if (errno == EINTR)
+            continue;
+        return (errno == EOPNOTSUPP || errno == ENOSYS) ? -ENOTSUP : -errno;
+    }
+    return 0;
+}
+
+int file_punch_hole(int fd, uint64_t off, uint64_t len)
+{
+    return falloc(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+}
+
+int file_zero_range(int fd, uint64_t off, uint64_t len)
+{
+    return falloc(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
 int file_size(int fd, uint64_t *size)

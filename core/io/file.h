@@ -17,6 +17,13 @@ int file_pread_exact(int fd, void *buf, size_t len, uint64_t off);
 int file_preadv_view(int fd, const struct iov_view *v, uint64_t off);
 /* Write exactly len bytes. */
 int file_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off);
+/* Write a whole view at off. */
+int file_pwritev_view(int fd, const struct iov_view *v, uint64_t off);
+int file_sync(int fd);
+/* Deallocate (reads return zeros afterwards); -ENOTSUP where unsupported. */
+int file_punch_hole(int fd, uint64_t off, uint64_t len);
+/* Zero a range without writing data blocks where the filesystem can. */
+int file_zero_range(int fd, uint64_t off, uint64_t len);
 int file_size(int fd, uint64_t *size);
 /* Bytes the file occupies on disk (st_blocks * 512). */
 int file_allocated(int fd, uint64_t *bytes);

@@ -1,0 +1,138 @@
+/* qcow2 driver vtable: open/close and `info`. Read-only: the data path is
+ * in read.c, header validation in header.c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qcow2/qcow2.h"
+
+#define L2_CACHE_DEFAULT_MAX (32u << 20)
+#define L2_SLICE_MAX 4096u
+#define DCTX_POOL_SIZE 4
+
+static int qcow2_probe(const uint8_t *buf, size_t len)
+{
+    return len >= 4 && qcow2_be32(buf) == QCOW2_MAGIC ? 100 : 0;
+}
+
+static void state_free(struct qcow2_state *s, bool dpool_ready)
+{
+    if (!s)
+        return;
+    qcow2_l2c_destroy(&s->cache);
+    if (dpool_ready)
+        qcow2_dpool_destroy(&s->dpool);
+    if (s->data_fd >= 0 && s->data_fd != s->fd)
+        close(s->data_fd);
+    free(s->l1);
+    free(s->data_file_name);
+    free(s);
+}
+
+/* Bytes of L2 slices that map the whole image, the default cache size. */
+static uint64_t l2_coverage(const struct qcow2_state *s, uint32_t slice)
+{
+    uint64_t clusters = (s->size >> s->cluster_bits) + ((s->size & (s->cluster_size - 1)) != 0);
+    uint64_t bytes = clusters << s->l2_entry_shift;
+    return (bytes + slice - 1) / slice * slice;
+}
+
+static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
+{
+    struct qcow2_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return err_set(err, -ENOMEM, "out of memory");
+    s->path = bs->path;
+    s->fd = bs->fd;
+    s->data_fd = bs->fd;
+    int r = qcow2_read_header(bs, s, err);
+    if (r == 0 && (s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+        r = qcow2_open_data_file(bs, s, err);
+    if (r < 0) {
+        state_free(s, false);
+        return r;
+    }
+
+    uint32_t slice = s->cluster_size < L2_SLICE_MAX ? s->cluster_size : L2_SLICE_MAX;
+    uint64_t cover = l2_coverage(s, slice);
+    uint64_t want = bs->opts.l2_cache_size;
+    if (want == 0)
+        want = cover < L2_CACHE_DEFAULT_MAX ? cover : L2_CACHE_DEFAULT_MAX;
+    else if (want > cover)
+        want = cover; /* more than the whole image's L2 tables is never used */
+    r = qcow2_l2c_init(&s->cache, slice, want);
+    if (r < 0) {
+        state_free(s, false);
+        return err_set(err, r, "'%s': cannot allocate the L2 cache", bs->path);
+    }
+    qcow2_dpool_init(&s->dpool, DCTX_POOL_SIZE);
+
+    /* QEMU counts whole sectors; a ragged tail is not part of the disk. */
+    bs->size = s->size & ~511ull;
+    bs->cluster_size = s->cluster_size;
+    bs->align = 1;
+    bs->max_transfer = 0;
+    bs->state = s;
+    return 0;
+}
+
+static void qcow2_close(struct blk_node *bs)
+{
+    state_free(bs->state, true);
+    bs->state = NULL;
+}
+
+static void add_item(struct blk_info *info, const char *key, const char *label,
+                     enum blk_info_kind kind, const char *str, bool b, int64_t i)
+{
+    if (info->n_items >= BLK_INFO_MAX_ITEMS)
+        return;
+    struct blk_info_item *it = &info->item[info->n_items++];
+    it->key = key;
+    it->label = label;
+    it->kind = kind;
+    it->s = str;
+    it->b = b;
+    it->i = i;
+}
+
+/* Keys and order as qemu-img prints format-specific data. */
+static int qcow2_info(struct blk_node *bs, struct blk_info *info)
+{
+    struct qcow2_state *s = bs->state;
+    memset(info, 0, sizeof(*info));
+    info->type = "qcow2";
+    const char *ctype = s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
+    int64_t refcount_bits = (int64_t)1 << s->refcount_order;
+    if (s->version < 3) {
+        add_item(info, "compat", "compat", BLK_INFO_STR, "0.10", false, 0);
+        add_item(info, "compression-type", "compression type", BLK_INFO_STR, ctype, false, 0);
+        add_item(info, "refcount-bits", "refcount bits", BLK_INFO_INT, NULL, false, refcount_bits);
+    } else {
+        add_item(info, "compat", "compat", BLK_INFO_STR, "1.1", false, 0);
+        add_item(info, "compression-type", "compression type", BLK_INFO_STR, ctype, false, 0);
+        add_item(info, "lazy-refcounts", "lazy refcounts", BLK_INFO_BOOL, NULL,
+                 s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS, 0);
+        add_item(info, "refcount-bits", "refcount bits", BLK_INFO_INT, NULL, false, refcount_bits);
+        if (s->data_file_name)
+            add_item(info, "data-file", "data file", BLK_INFO_STR, s->data_file_name, false, 0);
+        if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+            add_item(info, "data-file-raw", "data file raw", BLK_INFO_BOOL, NULL,
+                     s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW, 0);
+        add_item(info, "corrupt", "corrupt", BLK_INFO_BOOL, NULL,
+                 s->incompat & QCOW2_INCOMPAT_CORRUPT, 0);
+        add_item(info, "extended-l2", "extended l2", BLK_INFO_BOOL, NULL, s->ext_l2, 0);
+    }
+    return qcow2_read_snapshots(s, &info->snapshots, &info->n_snapshots);
+}
+
+const struct blk_driver blk_driver_qcow2 = {
+    .name = "qcow2",
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .preadv = qcow2_preadv,
+    .block_status = qcow2_block_status,
+    .info = qcow2_info,
+};

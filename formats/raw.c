@@ -1,5 +1,7 @@
 /* raw: the file is the disk. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "blk/driver.h"
@@ -66,6 +68,43 @@ static int raw_flush(struct blk_node *bs)
     return file_sync(bs->fd);
 }
 
+static int raw_create(const char *path, const struct blk_create_opts *o, struct scuse_err *err)
+{
+    const char *prealloc = "off";
+    for (int i = 0; i < o->n; i++) {
+        if (strcmp(o->kv[i].key, "preallocation") == 0)
+            prealloc = o->kv[i].val;
+        else
+            return err_set(err, -EINVAL, "'%s': raw images have no option '%s'", path, o->kv[i].key);
+    }
+    if (o->backing_file)
+        return err_set(err, -EINVAL, "'%s': raw images cannot have a backing file", path);
+    bool falloc = strcmp(prealloc, "falloc") == 0, full = strcmp(prealloc, "full") == 0;
+    if (!falloc && !full && strcmp(prealloc, "off") != 0)
+        return err_set(err, -EINVAL, "'%s': preallocation must be off, falloc or full, not '%s'",
+                       path, prealloc);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return err_set(err, -errno, "'%s': cannot create: %s", path, strerror(errno));
+    int r = 0;
+    if (ftruncate(fd, (off_t)o->size) < 0)
+        r = -errno;
+    if (r == 0 && falloc && o->size && posix_fallocate(fd, 0, (off_t)o->size) != 0)
+        r = -ENOSPC;
+    static const char zeros[65536];
+    for (uint64_t done = 0; r == 0 && full && done < o->size;) {
+        size_t n = o->size - done < sizeof(zeros) ? (size_t)(o->size - done) : sizeof(zeros);
+        r = file_pwrite_exact(fd, zeros, n, done);
+        done += n;
+    }
+    if (r == 0)
+        r = file_sync(fd);
+    close(fd);
+    if (r < 0)
+        return err_set(err, r, "'%s': cannot create: %s", path, strerror(-r));
+    return 0;
+}
+
 const struct blk_driver blk_driver_raw = {
     .name = "raw",
     .probe = raw_probe,
@@ -77,4 +116,5 @@ const struct blk_driver blk_driver_raw = {
     .write_zeroes = raw_write_zeroes,
     .discard = raw_discard,
     .flush = raw_flush,
+    .create = raw_create,
 };

@@ -41,6 +41,16 @@ struct blk_info {
     struct blk_snapshot_info *snapshots;       /* malloc'd; freed by the caller */
 };
 
+/* `-o key=value,...` for create, as qemu-img spells them. */
+#define BLK_CREATE_MAX_OPTS 32
+struct blk_create_opts {
+    uint64_t size;
+    const char *backing_file;   /* NULL if none */
+    const char *backing_fmt;
+    int n;
+    struct { const char *key, *val; } kv[BLK_CREATE_MAX_OPTS];
+};
+
 struct blk_driver {
     const char *name;
     /* 0 = not this format, 100 = certain. buf is the file's first bytes. */
@@ -63,6 +73,10 @@ struct blk_driver {
     /* Advisory: may do nothing; reads afterwards return zeros or old data. */
     int (*discard)(struct blk_node *bs, uint64_t off, uint64_t len);
     int (*flush)(struct blk_node *bs);
+
+    /* Optional: make a new image at path (the file may exist: replace it).
+     * Unknown keys in o->kv are refused naming the key. */
+    int (*create)(const char *path, const struct blk_create_opts *o, struct scuse_err *err);
 };
 
 extern const struct blk_driver blk_driver_raw;

@@ -13,6 +13,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    { "create", cmd_create, "make a new image (qcow2 or raw), optionally over a backing file" },
     { "info", cmd_info, "show an image's format, size, backing chain and format details" },
     { "map", cmd_map, "show which ranges hold data, zeros, or nothing, and in which layer" },
     { "convert", cmd_convert, "export an image (and its backing chain) to a raw file" },

@@ -196,7 +196,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             r = err_set(err, -ENOMEM, "out of memory");
             goto fail;
         }
-        r = open_node(bs->backing_name, bpath, bs->backing_fmt, false, flags, depth + 1, opts, cc,
+        r = open_node(bpath, bpath, bs->backing_fmt, false, flags, depth + 1, opts, cc,
                       &bs->backing, err);
         free(bpath);
         if (r < 0)

@@ -1,0 +1,251 @@
+# Shared helpers for the image-level tests (tests/formats/test_*.sh).
+#
+# Source it first thing:   . "$(dirname "$0")/lib/common.sh"
+#
+# Environment (set by tests/CMakeLists.txt):
+#   SCUSE           the scuse binary under test
+#   SCUSE_TEST_TMP  scratch directory for this test (wiped at start)
+#   SCUSE_SRC       repository root
+#
+# Style: every check that fails calls fail(), which records the failure and
+# lets the script go on, so one bug does not hide the next; finish() prints
+# a summary and exits 1 if anything failed. Setup commands (qemu-img,
+# qemu-io) are run plainly under `set -e`: if the oracle itself fails the
+# test is broken and should stop at once.
+set -euo pipefail
+
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TEST_NAME=$(basename "$0" .sh)
+: "${SCUSE_SRC:=$(cd "$LIB_DIR/../../.." && pwd)}"
+: "${SCUSE:=$SCUSE_SRC/build/scuse}"
+: "${SCUSE_TEST_TMP:=${TMPDIR:-/tmp}/scuse-formats/$TEST_NAME}"
+case "$SCUSE" in /*) ;; *) SCUSE=$(cd "$(dirname "$SCUSE")" && pwd)/$(basename "$SCUSE") ;; esac
+
+# Skip (77) only when the oracle is truly absent.
+for tool in qemu-img qemu-io python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "SKIP: $tool not found" >&2
+        exit 77
+    fi
+done
+# The real interpreter, once: a pyenv shim costs ~0.7 s per call under load.
+PYTHON=$(command python3 -c 'import sys; print(sys.executable)')
+python3() { "$PYTHON" "$@"; }
+if [ ! -x "$SCUSE" ]; then
+    echo "FAIL: scuse binary '$SCUSE' not found or not executable" >&2
+    exit 1
+fi
+
+rm -rf "$SCUSE_TEST_TMP"
+mkdir -p "$SCUSE_TEST_TMP"
+cd "$SCUSE_TEST_TMP"
+T=$SCUSE_TEST_TMP
+
+# Quiet oracles; make their failures loud and fatal.
+qimg() { qemu-img "$@"; }
+qio() { # qemu-io IMG -c ... ; output discarded unless it fails
+    local out
+    if ! out=$(qemu-io "$@" 2>&1); then
+        echo "SETUP ERROR: qemu-io $*" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    # qemu-io exits 0 even when a -c command fails; catch that too.
+    if grep -qiE 'error|failed|invalid|not supported' <<<"$out"; then
+        echo "SETUP ERROR: qemu-io $*" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+}
+
+FAILS=0
+CASES=0
+LAST_T=$EPOCHREALTIME
+CASE=""
+CASE_FAILS=0
+
+fail() {
+    FAILS=$((FAILS + 1))
+    CASE_FAILS=$((CASE_FAILS + 1))
+    echo "  FAIL [${CASE:-$TEST_NAME}]: $*" >&2
+}
+
+# case_begin NAME / case_end: one "ok"/"FAIL" line per case.
+case_begin() {
+    CASE=$1
+    CASE_FAILS=0
+    CASES=$((CASES + 1))
+}
+case_end() {
+    # time since the previous case ended: this case's setup and checks
+    local now=$EPOCHREALTIME
+    local ms=$(( (${now/./} - ${LAST_T/./}) / 1000 ))
+    LAST_T=$now
+    if [ "$CASE_FAILS" -eq 0 ]; then
+        printf 'ok   %s (%d ms)\n' "$CASE" "$ms"
+    else
+        printf 'FAIL %s (%d problem(s), %d ms)\n' "$CASE" "$CASE_FAILS" "$ms"
+    fi
+    CASE=""
+}
+
+finish() {
+    echo "----"
+    if [ "$FAILS" -ne 0 ]; then
+        echo "$TEST_NAME: $FAILS failure(s) in $CASES case(s)"
+        exit 1
+    fi
+    echo "$TEST_NAME: all $CASES case(s) passed"
+    exit 0
+}
+
+# run CMD...: run a command, never aborting the script. Sets RC, and the
+# files $T/.out / $T/.err (also OUT/ERR as strings, capped for messages).
+# A crash (exit >= 128) or a sanitizer report is always a failure.
+run() {
+    RC=0
+    "$@" >"$T/.out" 2>"$T/.err" || RC=$?
+    OUT=$(head -c 4000 "$T/.out")
+    ERR=$(head -c 4000 "$T/.err")
+    if [ "$RC" -ge 128 ]; then
+        fail "crashed (exit $RC): $*${ERR:+ -- stderr: $(head -n 5 "$T/.err")}"
+    elif grep -qE 'runtime error:|Sanitizer|SUMMARY: ' "$T/.err"; then
+        fail "sanitizer report: $* -- $(grep -m3 -E 'runtime error:|Sanitizer|SUMMARY: ' "$T/.err")"
+    fi
+    return 0
+}
+
+# expect_exit CODE CMD...: run, and fail unless it exits with CODE.
+# Returns 0 when the code matched, 1 otherwise (use `|| true` freely).
+expect_exit() {
+    local want=$1
+    shift
+    run "$@"
+    if [ "$RC" -ne "$want" ]; then
+        [ "$RC" -ge 128 ] || fail "expected exit $want, got $RC: $*${ERR:+ -- stderr: $(head -n 3 "$T/.err")}"
+        return 1
+    fi
+    return 0
+}
+
+# scuse ARGS...: shorthand for run "$SCUSE" ARGS...
+scuse() { run "$SCUSE" "$@"; }
+
+# stderr_one_line: the last command printed exactly one line on stderr.
+stderr_one_line() {
+    local n
+    n=$(awk 'END { print NR }' "$T/.err")
+    if [ "$n" -ne 1 ]; then
+        fail "expected exactly one line on stderr, got $n: $(head -n 4 "$T/.err" | tr '\n' '|')"
+        return 1
+    fi
+    return 0
+}
+
+# stderr_mentions REGEX [WHAT]: the last command's stderr matches REGEX (grep -Ei).
+stderr_mentions() {
+    if ! grep -qEi -- "$1" "$T/.err"; then
+        fail "stderr should mention ${2:-/$1/}: $(head -n 2 "$T/.err" | tr '\n' '|')"
+        return 1
+    fi
+    return 0
+}
+
+# gen_writes SIZE SEED COUNT [extra args for iogen.py]: qemu-io -c args.
+gen_writes() {
+    python3 "$LIB_DIR/iogen.py" "$@"
+}
+
+# fill IMG SIZE SEED COUNT [iogen args]: random pattern writes with qemu-io.
+fill() {
+    local img=$1
+    shift
+    local -a cmds
+    mapfile -t cmds < <(gen_writes "$@")
+    local -a args=()
+    local c
+    for c in "${cmds[@]}"; do args+=(-c "$c"); done
+    [ ${#args[@]} -eq 0 ] || qio "${args[@]}" "$img"
+}
+
+# qwrite IMG 'cmd' ['cmd'...]: qemu-io commands on IMG.
+qwrite() {
+    local img=$1
+    shift
+    local -a args=()
+    local c
+    for c in "$@"; do args+=(-c "$c"); done
+    qio "${args[@]}" "$img"
+}
+
+# check_convert IMG [-f FMT]: scuse convert == qemu-img convert, byte for
+# byte. qemu-img's output is kept as $T/.want.raw (for check_map --raw).
+check_convert() {
+    local img=$1
+    shift
+    local want="$T/.want.raw" got="$T/.got.raw"
+    rm -f "$want" "$got"
+    qemu-img convert "$@" -O raw "$img" "$want"
+    if expect_exit 0 "$SCUSE" convert "$@" -O raw "$img" "$got"; then
+        local cmp_out
+        if ! cmp_out=$(cmp "$want" "$got" 2>&1); then
+            fail "convert of $img differs from qemu-img: $cmp_out ($(python3 "$LIB_DIR/rawdiff.py" "$want" "$got"))"
+        fi
+    fi
+    rm -f "$got"
+}
+
+# check_map IMG [mapcmp options...] [-- -f FMT]: scuse map vs qemu-img map.
+check_map() {
+    local img=$1
+    shift
+    local -a mopts=() fopts=()
+    while [ $# -gt 0 ]; do
+        if [ "$1" = "--" ]; then
+            shift
+            fopts=("$@")
+            break
+        fi
+        mopts+=("$1")
+        shift
+    done
+    qemu-img map "${fopts[@]}" --output=json "$img" >"$T/.qmap.json"
+    if expect_exit 0 "$SCUSE" map "${fopts[@]}" --output=json "$img"; then
+        cp "$T/.out" "$T/.smap.json"
+        local msg
+        if ! msg=$(python3 "$LIB_DIR/mapcmp.py" "${mopts[@]}" "$T/.qmap.json" "$T/.smap.json" 2>&1); then
+            fail "map of $img differs from qemu-img map: $msg"
+        fi
+    fi
+}
+
+# check_image IMG [mapcmp options...] [-- -f FMT]: convert and map; zero
+# claims in scuse's map are checked against qemu-img's conversion.
+check_image() {
+    local img=$1
+    shift
+    local -a f=()
+    local a seen=0
+    for a in "$@"; do
+        if [ $seen -eq 1 ]; then f+=("$a"); fi
+        if [ "$a" = "--" ]; then seen=1; fi
+    done
+    check_convert "$img" "${f[@]}"
+    check_map "$img" --raw "$T/.want.raw" "$@"
+    rm -f "$T/.want.raw"
+}
+
+# qmap_has IMG PYEXPR: assert a property of qemu-img's own map (verifies
+# that the oracle built the image we meant). PYEXPR sees `rows`.
+qmap_has() {
+    local img=$1 expr=$2
+    qemu-img map --output=json "$img" >"$T/.qmap.json"
+    if ! python3 -c "
+import json,sys
+rows=json.load(open(sys.argv[1]))
+sys.exit(0 if ($expr) else 1)" "$T/.qmap.json"; then
+        echo "SETUP ERROR: qemu-img map of $img does not satisfy: $expr" >&2
+        cat "$T/.qmap.json" >&2
+        exit 1
+    fi
+}

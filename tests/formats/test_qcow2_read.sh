@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Read path, judged against QEMU: for every image below, made at test time
+# by qemu-img/qemu-io,
+#   scuse convert -O raw IMG  ==  qemu-img convert -O raw IMG   (cmp)
+#   scuse map --output=json   ~=  qemu-img map --output=json    (mapcmp.py)
+# The map comparison (see lib/mapcmp.py for the reasons, found empirically
+# with qemu-img 7.2): data always; zero where data is false; present and
+# depth always; offset on data rows only. Where QEMU sets zero on a data
+# row (a host-file hole under a freshly allocated cluster), scuse may say
+# either, but any range scuse calls zero must read as zeros.
+. "$(dirname "$0")/lib/common.sh"
+Q2=$LIB_DIR/qcow2.py
+
+# qcase NAME IMG [mapcmp opts] [-- -f FMT]: one case = one image.
+qcase() {
+    case_begin "$1"
+    shift
+    check_image "$@"
+    case_end
+}
+
+# kinds IMG: the L2 entry kinds qcow2.py finds (for setup assertions).
+kinds() { python3 "$Q2" clusters "$1" | awk '{ print $2 }' | sort -u | tr '\n' ' '; }
+need_kind() { # IMG KIND: the oracle really built what we meant
+    if ! python3 "$Q2" clusters "$1" | grep " $2 " >/dev/null; then
+        echo "SETUP ERROR: $1 has no '$2' cluster (has: $(kinds "$1"))" >&2
+        exit 1
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# 1. v2 and v3, cluster sizes 512 .. 2M. The virtual sizes are not multiples
+#    of the cluster size, so the last cluster is partial; 512-byte clusters
+#    give 64-entry L2 tables, so many L1 entries.
+seed=1
+for compat in 0.10 1.1; do
+    for cs in 512 1024 4096 65536 2097152; do
+        case $cs in
+        512 | 1024) size=$((1024 * 1024 + 1536)) ;;
+        4096) size=$((2 * 1024 * 1024 + 3584)) ;;
+        65536) size=$((4 * 1024 * 1024 + 512)) ;;
+        *) size=$((9 * 1024 * 1024 + 512)) ;;
+        esac
+        img=v$compat-c$cs.qcow2
+        qimg create -q -f qcow2 -o compat=$compat,cluster_size=$cs "$img" $size
+        fill "$img" $size $seed 40 --maxlen $((size / 12)) --zero 0.1 --zero-u 0.05
+        seed=$((seed + 1))
+        qcase "compat=$compat cluster_size=$cs" "$img"
+    done
+done
+# explicit -f qcow2 on one of them
+qcase "compat=1.1 cluster_size=4096 with -f qcow2" v1.1-c4096.qcow2 -- -f qcow2
+
+# ---------------------------------------------------------------------------
+# 2. refcount widths (reads must not depend on them, but the header and
+#    refcount structures differ; 4k clusters make several refcount blocks).
+for rb in 1 2 4 8 16 32 64; do
+    img=rb$rb.qcow2
+    size=$((3 * 1024 * 1024))
+    qimg create -q -f qcow2 -o refcount_bits=$rb,cluster_size=4096 "$img" $size
+    fill "$img" $size $((100 + rb)) 30 --maxlen 300000 --zero 0.1
+    qcase "refcount_bits=$rb" "$img"
+done
+
+# ---------------------------------------------------------------------------
+# 3. compressed clusters, zlib and zstd.
+# A source with incompressible (random) and compressible (patterned) parts,
+# so that qemu-img convert -c stores some clusters compressed and some not.
+python3 - src.raw <<'PY'
+import random, sys
+r = random.Random(7)
+size = 5 * 1024 * 1024 + 4096
+buf = bytearray(size)
+pos = 0
+while pos < size:
+    n = r.randint(1000, 300000)
+    kind = r.random()
+    if kind < 0.3:
+        buf[pos:pos + n] = r.randbytes(min(n, size - pos))
+    elif kind < 0.7:
+        b = r.randint(1, 255)
+        buf[pos:pos + n] = bytes([b]) * min(n, size - pos)
+    elif kind < 0.85:
+        t = (b"scuse-%d " % pos) * (n // 12 + 1)
+        buf[pos:pos + n] = t[:min(n, size - pos)]
+    pos += n
+del buf[size:]
+open(sys.argv[1], "wb").write(buf)
+PY
+for ct in zlib zstd; do
+    for cs in 4096 65536 2097152; do
+        img=conv-$ct-c$cs.qcow2
+        qimg convert -q -c -f raw -O qcow2 -o compression_type=$ct,cluster_size=$cs src.raw "$img"
+        need_kind "$img" compressed
+        qcase "convert -c $ct cluster_size=$cs" "$img"
+    done
+    # qemu-io write -c, then normal and zero writes partly over compressed
+    # clusters (which QEMU rewrites into fresh clusters).
+    for cs in 4096 2097152; do
+        img=io-$ct-c$cs.qcow2
+        size=$((cs == 4096 ? 1024 * 1024 : 16 * 1024 * 1024))
+        qimg create -q -f qcow2 -o compression_type=$ct,cluster_size=$cs "$img" $size
+        fill "$img" $size $((200 + cs % 1000)) 30 --compress $cs --cfrac 0.4 --maxlen $((size / 20)) --zero 0.1
+        need_kind "$img" compressed
+        qcase "write -c $ct cluster_size=$cs" "$img"
+        # The last bytes of the file are a compressed cluster, whose last
+        # 512-byte sector is cut short by EOF: a reader that reads a fixed
+        # amount (a whole cluster, or whole sectors without tolerating EOF)
+        # fails here.
+        img=eof-$ct-c$cs.qcow2
+        qimg create -q -f qcow2 -o compression_type=$ct,cluster_size=$cs "$img" $size
+        qwrite "$img" "write -P 0x31 0 $((cs * 3 + 777))" "write -z $((cs * 5)) $cs" \
+            "write -c -P 0x5a $((size - cs)) $cs"
+        end=$(python3 "$Q2" compressed-end "$img")
+        fsz=$(stat -c %s "$img")
+        if [ "$end" -lt "$fsz" ]; then
+            echo "SETUP ERROR: $img: compressed data ends at $end, file at $fsz" >&2
+            exit 1
+        fi
+        qcase "compressed last cluster at EOF $ct cluster_size=$cs" "$img"
+    done
+done
+# v2 images compress with zlib too
+img=v2-compressed.qcow2
+qimg convert -q -c -f raw -O qcow2 -o compat=0.10,cluster_size=4096 src.raw "$img"
+need_kind "$img" compressed
+qcase "v2 convert -c zlib cluster_size=4096" "$img"
+
+# ---------------------------------------------------------------------------
+# 4. extended L2 (32 subclusters per cluster).
+for cs in 65536 131072; do
+    sc=$((cs / 32))
+    size=$((4 * 1024 * 1024))
+    img=xl2-c$cs.qcow2
+    qimg create -q -f qcow2 -o extended_l2=on,cluster_size=$cs "$img" $size
+    qwrite "$img" \
+        "write -P 0x11 4k 4k" "write -P 0x12 $((cs + 3 * sc)) $sc" \
+        "write -P 0x13 $((2 * cs + 4097)) 1000" "write -P 0x14 $((3 * cs - 512)) 8k" \
+        "write -P 0x15 $((5 * cs)) $cs" "write -z $((5 * cs + 7 * sc)) $sc" \
+        "write -z $((5 * cs + 9 * sc)) $((3 * sc))" "write -z -u $((5 * cs + 20 * sc)) $sc" \
+        "write -z -u $((8 * cs + sc)) $sc" "write -z $((9 * cs + 2 * sc)) $((2 * sc))" \
+        "write -c -P 0x16 $((12 * cs)) $cs" "write -c -P 0x18 $((13 * cs)) $cs" \
+        "write -P 0x17 $((12 * cs + 5 * sc + 3)) 5"
+    fill "$img" $size $((300 + cs % 1000)) 25 --align 512 --maxlen $((3 * cs)) --zero 0.2 --start $((16 * cs))
+    need_kind "$img" compressed
+    qcase "extended_l2 cluster_size=$cs" "$img"
+
+    # Overlay with extended L2 above a backing file full of data:
+    # unallocated subclusters of allocated clusters read the backing file,
+    # zero subclusters read zeros.
+    base=xl2-base-c$cs.qcow2
+    qimg create -q -f qcow2 "$base" $size
+    qwrite "$base" "write -P 0xb0 0 $size"
+    img=xl2-top-c$cs.qcow2
+    qimg create -q -f qcow2 -o extended_l2=on,cluster_size=$cs -b "$base" -F qcow2 "$img" $size
+    qwrite "$img" \
+        "write -P 0x21 $((sc + 100)) 50" "write -P 0x22 $((cs + 10 * sc)) $((4 * sc))" \
+        "write -z $((cs + 2 * sc)) $sc" "write -z -u $((3 * cs + 5 * sc)) $((2 * sc))" \
+        "write -z $((4 * cs)) $cs" "write -P 0x23 $((6 * cs + 31 * sc)) $((2 * sc))"
+    qcase "extended_l2 cluster_size=$cs overlay over backing data" "$img"
+done
+
+# ---------------------------------------------------------------------------
+# 5. zero clusters: ZERO_PLAIN (no host offset) and ZERO_ALLOC (host cluster
+#    kept, still holding the old bytes): reads are zeros, never stale host
+#    data and never backing data.
+size=$((2 * 1024 * 1024))
+img=zeros.qcow2
+qimg create -q -f qcow2 "$img" $size
+qwrite "$img" "write -P 0x41 0 1M" \
+    "write -z 64k 64k" "write -z 192k 128k" \
+    "write -z -u 512k 64k" "write -z -u 1536k 64k" "write -z 1664k 64k" \
+    "write -z 900000 3000"
+need_kind "$img" zero-alloc
+need_kind "$img" zero-plain
+qmap_has "$img" 'any(r["zero"] and not r["data"] and "offset" in r for r in rows)'
+qcase "zero clusters (ZERO_PLAIN and ZERO_ALLOC)" "$img"
+
+base=zbase.qcow2
+qimg create -q -f qcow2 "$base" $size
+qwrite "$base" "write -P 0x51 0 $size"
+img=ztop.qcow2
+qimg create -q -f qcow2 -b "$base" -F qcow2 "$img" $size
+qwrite "$img" "write -P 0x52 0 512k" \
+    "write -z 64k 64k" "write -z 256k 128k" \
+    "write -z -u 448k 64k" "write -z -u 1M 64k" "write -z 1200k 64k" \
+    "write -z 1500000 3000" "write -z -u 1700000 100"
+need_kind "$img" zero-alloc
+need_kind "$img" zero-plain
+qmap_has "$img" 'any(r["zero"] and not r["data"] and "offset" in r and r["depth"] == 0 for r in rows)'
+qcase "zero clusters in an overlay over backing data" "$img"
+
+# v2 has no zero clusters; write -z there writes zeros or deallocates
+# (falls through to the backing file's data only if QEMU says so).
+base=zbase2.qcow2
+qimg create -q -f qcow2 -o compat=0.10 "$base" $size
+qwrite "$base" "write -P 0x61 0 $size"
+img=ztop2.qcow2
+qimg create -q -f qcow2 -o compat=0.10 -b "$base" -F qcow2 "$img" $size
+qwrite "$img" "write -P 0x62 0 512k" "write -z 64k 64k" "write -z -u 1M 64k" "write -z 1500000 3000"
+qcase "v2 overlay with zero writes" "$img"
+
+# ---------------------------------------------------------------------------
+# 6. internal snapshots: the active layer reads right after the snapshot's
+#    clusters are shared and then overwritten (copy-on-write by QEMU).
+img=snap.qcow2
+size=$((3 * 1024 * 1024))
+qimg create -q -f qcow2 "$img" $size
+fill "$img" $size 601 25 --maxlen 200000
+qimg snapshot -c s1 "$img"
+fill "$img" $size 602 25 --maxlen 200000 --zero 0.2 --zero-u 0.1
+qimg snapshot -c second "$img"
+fill "$img" $size 603 10 --maxlen 100000 --zero 0.2
+qcase "internal snapshots, active layer" "$img"
+case_begin "internal snapshots listed by info"
+qimg info --output=json "$img" >qinfo.json
+if expect_exit 0 "$SCUSE" info --output=json "$img"; then
+    cp "$T/.out" sinfo.json
+    python3 - qinfo.json sinfo.json <<'PY' || fail "snapshot list differs from qemu-img info"
+import json, sys
+q, s = (json.load(open(p)) for p in sys.argv[1:])
+qs = [(x["id"], x["name"]) for x in q.get("snapshots", [])]
+ss = [(x.get("id"), x.get("name")) for x in s.get("snapshots", [])]
+if qs != ss:
+    print(f"  qemu-img {qs}\n  scuse    {ss}")
+    sys.exit(1)
+PY
+fi
+case_end
+
+# ---------------------------------------------------------------------------
+# 7. a 3-deep chain with relative backing names in subdirectories, opened
+#    from an unrelated working directory.
+mkdir -p chain/d1/d2 elsewhere
+size=$((4 * 1024 * 1024))
+qimg create -q -f qcow2 chain/base.qcow2 $size
+fill chain/base.qcow2 $size 701 20 --maxlen 400000
+(cd chain/d1 && qimg create -q -f qcow2 -b ../base.qcow2 -F qcow2 mid.qcow2 $size)
+fill chain/d1/mid.qcow2 $size 702 20 --maxlen 300000 --zero 0.1
+(cd chain/d1/d2 && qimg create -q -f qcow2 -b ../mid.qcow2 -F qcow2 top.qcow2 $size)
+fill chain/d1/d2/top.qcow2 $size 703 24 --maxlen 200000 --compress 65536 --cfrac 0.3 --zero 0.15 --zero-u 0.1
+need_kind chain/d1/d2/top.qcow2 compressed
+need_kind chain/d1/d2/top.qcow2 zero-plain
+(
+    cd elsewhere
+    qcase "3-deep chain, relative names, from another cwd" ../chain/d1/d2/top.qcow2
+    qcase "3-deep chain, absolute top path" "$T/chain/d1/d2/top.qcow2"
+    qcase "middle of the chain" ../chain/d1/mid.qcow2
+    if [ "$FAILS" -ne 0 ]; then exit 1; fi
+) || FAILS=$((FAILS + 1))
+
+# ---------------------------------------------------------------------------
+# 8. backing files of another size: past a smaller backing file's end reads
+#    are zeros; a larger one is seen only up to the overlay's size.
+qimg create -q -f qcow2 small.qcow2 1M
+qwrite small.qcow2 "write -P 0x71 0 1M"
+qimg create -q -f qcow2 -b small.qcow2 -F qcow2 over-small.qcow2 3M
+qwrite over-small.qcow2 "write -P 0x72 512k 64k" "write -P 0x73 $((2 * 1024 * 1024 + 100)) 1000"
+qcase "backing file smaller than the overlay" over-small.qcow2
+# a backing size that is not cluster aligned, and ends mid-cluster
+qimg create -q -f qcow2 small2.qcow2 $((1024 * 1024 + 4608))
+qwrite small2.qcow2 "write -P 0x74 0 $((1024 * 1024 + 4608))"
+qimg create -q -f qcow2 -b small2.qcow2 -F qcow2 over-small2.qcow2 2M
+qcase "backing file ending mid-cluster" over-small2.qcow2
+truncate -s 1000000 smallraw.raw
+printf 'backing-data' | dd of=smallraw.raw bs=1 seek=999000 conv=notrunc status=none
+qimg create -q -f qcow2 -b smallraw.raw -F raw over-raw.qcow2 2M
+qwrite over-raw.qcow2 "write -P 0x75 1500000 1000"
+qcase "raw backing file smaller than the overlay" over-raw.qcow2
+qimg create -q -f qcow2 big.qcow2 8M
+qwrite big.qcow2 "write -P 0x76 0 8M"
+qimg create -q -f qcow2 -b big.qcow2 -F qcow2 over-big.qcow2 3M
+qwrite over-big.qcow2 "write -P 0x77 1M 4096"
+qcase "backing file larger than the overlay" over-big.qcow2
+# overlay size not cluster aligned over a larger backing file
+qimg create -q -f qcow2 -b big.qcow2 -F qcow2 over-big2.qcow2 $((3 * 1024 * 1024 + 1536))
+qcase "backing file larger than an unaligned overlay" over-big2.qcow2
+
+# ---------------------------------------------------------------------------
+# 9. raw images: sparse files, with -f raw and probed.
+truncate -s 5M sparse.raw
+for spec in 0:x 4096:y 1000000:z 3000001:w $((5 * 1024 * 1024 - 3)):v; do
+    printf '%s' "${spec#*:}${spec#*:}${spec#*:}" |
+        dd of=sparse.raw bs=1 seek="${spec%%:*}" conv=notrunc status=none
+done
+head -c 200000 /dev/urandom | dd of=sparse.raw bs=1 seek=2000000 conv=notrunc status=none
+qcase "raw sparse, -f raw" sparse.raw -- -f raw
+qcase "raw sparse, probed" sparse.raw
+# a raw file whose size is not a multiple of 512
+head -c 70001 /dev/urandom >odd.raw
+qcase "raw of 70001 bytes, -f raw" odd.raw -- -f raw
+truncate -s 0 empty.raw
+qcase "raw empty file, -f raw" empty.raw -- -f raw
+
+# ---------------------------------------------------------------------------
+# 10. external data files (incompatible bit 2; data_file_raw = autoclear
+#     bit 1). scuse either reads them exactly like QEMU, or refuses them
+#     with exit 2 and one line naming the file and the data file feature;
+#     what it must never do is read the qcow2 file as if it held the data.
+size=$((2 * 1024 * 1024))
+for dfr in off on; do
+    img=ext-$dfr.qcow2
+    qimg create -q -f qcow2 -o data_file=ext-$dfr.data,data_file_raw=$dfr "$img" $size
+    qwrite "$img" "write -P 0x81 4096 70000" "write -P 0x82 1M 64k" "write -z 1M 4096" \
+        "write -z 1500000 64k"
+    case_begin "external data file, data_file_raw=$dfr"
+    run "$SCUSE" info --output=json "$img"
+    if [ "$RC" -eq 0 ] && run "$SCUSE" convert -O raw "$img" ext-probe.raw && [ "$RC" -eq 0 ]; then
+        check_image "$img"
+    else
+        # Refusal: every command must refuse in the same clear way.
+        for sub in info map convert; do
+            if [ $sub = convert ]; then
+                expect_exit 2 "$SCUSE" convert -O raw "$img" ext-out.raw || true
+            else
+                expect_exit 2 "$SCUSE" $sub "$img" || true
+            fi
+            stderr_one_line || true
+            stderr_mentions "$img" "the image name" || true
+            stderr_mentions 'data.?file|external' "the external data file" || true
+        done
+    fi
+    case_end
+done
+
+finish

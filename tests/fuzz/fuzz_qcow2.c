@@ -85,10 +85,13 @@ int fuzz_sym_open64(const char *path, int flags, ...)
     return r;
 }
 
+/* stdout: run.sh closes stderr (-close_fd_mask=2) to drop the library's
+ * error log lines; libFuzzer and the sanitizers keep their own copy. */
 static void die(const char *what, uint64_t a, uint64_t b)
 {
-    fprintf(stderr, "fuzz_qcow2: %s (%llu, %llu)\n", what, (unsigned long long)a,
+    fprintf(stdout, "fuzz_qcow2: %s (%llu, %llu)\n", what, (unsigned long long)a,
             (unsigned long long)b);
+    fflush(stdout);
     abort();
 }
 

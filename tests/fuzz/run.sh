@@ -2,6 +2,8 @@
 # Seed a corpus with small qcow2 images and run a libFuzzer target briefly.
 #   run.sh BINARY CORPUS_DIR
 # Env: FUZZ_TIME (seconds, default 20).
+# stderr of the target is closed (-close_fd_mask=2): the library logs one
+# line per rejected image; libFuzzer and sanitizer reports still appear.
 # Exits non-zero when the fuzzer finds a crash, leak or timeout; the
 # reproducer is left in CORPUS_DIR/../artifacts-<name>/.
 set -euo pipefail
@@ -153,7 +155,7 @@ echo "run.sh: $name, corpus $corpus ($(ls "$corpus" | wc -l) inputs), ${time_s}s
 rc=0
 "$bin" "$corpus" \
     -max_total_time="$time_s" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
-    -artifact_prefix="$artifacts/" -print_final_stats=1 || rc=$?
+    -artifact_prefix="$artifacts/" -print_final_stats=1 -close_fd_mask=2 || rc=$?
 if [ "$rc" -ne 0 ]; then
     echo "run.sh: $name FAILED (exit $rc); reproducers:" >&2
     for f in "$artifacts"/*; do

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Whole-image export benchmark: `scuse convert -O raw` against
+# `qemu-img convert -m 8 -W -O raw` (peers.md §4.2), on a plain and a
+# zlib-compressed qcow2 made from the same ~2:1 compressible 1 GiB source.
+#
+# Env: SCUSE      scuse binary (default build/scuse)
+#      BENCH_DIR  scratch directory (default build/bench)
+#      ROUNDS     timed rounds per image and tool (default 3)
+#      SIZE_MIB   source size (default 1024)
+#      KEEP=1     keep the images afterwards (default: delete the big files)
+#
+# Both tools read the same file with the same page-cache state (the
+# source is read once before every timed run) and write a fresh output
+# file in BENCH_DIR, deleted between runs. The order alternates each
+# round. Wall and user+sys CPU come from /usr/bin/time (bash's `time` as a
+# fallback). Note: scuse fdatasync()s its output, qemu-img convert
+# (cache=unsafe by default) does not.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+SCUSE=${SCUSE:-$top/build/scuse}
+BENCH_DIR=${BENCH_DIR:-$top/build/bench}
+ROUNDS=${ROUNDS:-3}
+SIZE_MIB=${SIZE_MIB:-1024}
+
+die() { echo "convert.sh: $*" >&2; exit 1; }
+[ -x "$SCUSE" ] || die "SCUSE=$SCUSE is not an executable"
+command -v qemu-img >/dev/null || die "qemu-img not found"
+command -v cc >/dev/null || command -v gcc >/dev/null || die "no C compiler for the generator"
+CC=${CC:-$(command -v cc || command -v gcc)}
+
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+src=$BENCH_DIR/src.raw
+plain=$BENCH_DIR/plain.qcow2
+zlib=$BENCH_DIR/zlib.qcow2
+out=$BENCH_DIR/out.raw
+
+cleanup() {
+    rm -f "$out" "$BENCH_DIR/time.txt" "$BENCH_DIR/gen"
+    if [ "${KEEP:-0}" != 1 ]; then
+        rm -f "$src" "$plain" "$zlib"
+    fi
+}
+trap cleanup EXIT
+
+need=$(( SIZE_MIB * 4 ))   # source + plain + zlib + output, in MiB (upper bound)
+avail=$(df -Pm "$BENCH_DIR" | awk 'NR==2 {print $4}')
+[ "$avail" -ge "$need" ] || die "$BENCH_DIR has $avail MiB free, needs about $need MiB"
+
+echo "== convert benchmark: $SIZE_MIB MiB source, $ROUNDS rounds, $(nproc) CPUs"
+echo "   scuse:    $SCUSE"
+echo "   qemu-img: $(qemu-img --version | head -1)"
+echo "   scratch:  $BENCH_DIR"
+
+# ---- the source and the two images -------------------------------------
+"$CC" -O2 -o "$BENCH_DIR/gen" "$top/tests/bench/gen.c"
+"$BENCH_DIR/gen" "$src" "$SIZE_MIB"
+qemu-img convert -m 8 -W -f raw -O qcow2 "$src" "$plain"
+echo "   compressing (qemu-img convert -c) ..."
+qemu-img convert -m 8 -W -c -f raw -O qcow2 "$src" "$zlib"
+src_alloc=$(( $(stat -c %b "$src") * $(stat -c %B "$src") ))
+zsize=$(stat -c %s "$zlib")
+echo "   source: $(( src_alloc >> 20 )) MiB allocated of $SIZE_MIB MiB;" \
+     "plain.qcow2 $(( $(stat -c %s "$plain") >> 20 )) MiB;" \
+     "zlib.qcow2 $(( zsize >> 20 )) MiB (ratio $(awk -v a="$SIZE_MIB" -v z="$zsize" \
+     'BEGIN {printf "%.2f", a * 1048576 / z}'):1 of virtual size)"
+
+# ---- timing --------------------------------------------------------------
+have_time=0
+[ -x /usr/bin/time ] && have_time=1
+
+# Prints "wall cpu" (seconds) for the command.
+timed() {
+    rm -f "$out"
+    cat "$1" >/dev/null            # the same cache state for both tools
+    shift
+    if [ "$have_time" = 1 ]; then
+        /usr/bin/time -f "%e %U %S" -o "$BENCH_DIR/time.txt" "$@" >/dev/null
+        awk '{printf "%.3f %.3f\n", $1, $2 + $3}' "$BENCH_DIR/time.txt"
+    else
+        local TIMEFORMAT="%R %U %S" t
+        t=$( { time "$@" >/dev/null; } 2>&1 )
+        echo "$t" | awk '{printf "%.3f %.3f\n", $1, $2 + $3}'
+    fi
+}
+
+median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+run_image() { # label image
+    local label=$1 img=$2 r first
+    local s_wall=() s_cpu=() q_wall=() q_cpu=() ratios=()
+    echo
+    echo "-- $label ($(basename "$img"))"
+
+    # Correctness once: both outputs equal the source.
+    rm -f "$out"
+    "$SCUSE" convert -O raw "$img" "$out" >/dev/null
+    cmp "$src" "$out" || die "$label: scuse output differs from the source"
+    rm -f "$out"
+    qemu-img convert -m 8 -W -O raw "$img" "$out"
+    cmp "$src" "$out" || die "$label: qemu-img output differs from the source"
+    echo "   outputs identical (cmp against the source: scuse ok, qemu-img ok)"
+
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        local s q
+        if (( r % 2 )); then
+            s=$(timed "$img" "$SCUSE" convert -O raw "$img" "$out")
+            q=$(timed "$img" qemu-img convert -m 8 -W -O raw "$img" "$out")
+            first=scuse
+        else
+            q=$(timed "$img" qemu-img convert -m 8 -W -O raw "$img" "$out")
+            s=$(timed "$img" "$SCUSE" convert -O raw "$img" "$out")
+            first=qemu-img
+        fi
+        rm -f "$out"
+        s_wall+=("${s% *}"); s_cpu+=("${s#* }")
+        q_wall+=("${q% *}"); q_cpu+=("${q#* }")
+        ratios+=("$(awk -v a="${s% *}" -v b="${q% *}" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
+        printf "   round %d (%s first): scuse %6.2f s wall %6.2f s cpu | qemu-img %6.2f s wall %6.2f s cpu | ratio %.2f\n" \
+            "$r" "$first" "${s% *}" "${s#* }" "${q% *}" "${q#* }" "${ratios[-1]}"
+    done
+
+    local gib mw_s mw_q mc_s mc_q mr
+    gib=$(awk -v m="$SIZE_MIB" 'BEGIN {print m / 1024}')
+    mw_s=$(printf '%s\n' "${s_wall[@]}" | median)
+    mw_q=$(printf '%s\n' "${q_wall[@]}" | median)
+    mc_s=$(printf '%s\n' "${s_cpu[@]}" | median)
+    mc_q=$(printf '%s\n' "${q_cpu[@]}" | median)
+    mr=$(printf '%s\n' "${ratios[@]}" | median)
+    local line
+    line=$(awk -v ws="$mw_s" -v wq="$mw_q" -v r="$mr" -v cs="$mc_s" -v cq="$mc_q" -v g="$gib" \
+        'BEGIN {printf "scuse %.2f s, qemu-img %.2f s, ratio %.2f; CPU per GiB: scuse %.2f s, qemu-img %.2f s; scuse %.0f MiB/s",
+                ws, wq, r, cs / g, cq / g, g * 1024 / ws}')
+    echo "   median: $line"
+    summary+=("$(printf '%-11s %s' "$label:" "$line")")
+}
+
+summary=()
+run_image plain "$plain"
+run_image compressed "$zlib"
+
+echo
+echo "== summary (median of $ROUNDS rounds; ratio = median of per-round scuse/qemu-img wall time)"
+for l in "${summary[@]}"; do
+    echo "$l"
+done

@@ -241,13 +241,11 @@ fill chain/d1/mid.qcow2 $size 702 20 --maxlen 300000 --zero 0.1
 fill chain/d1/d2/top.qcow2 $size 703 24 --maxlen 200000 --compress 65536 --cfrac 0.3 --zero 0.15 --zero-u 0.1
 need_kind chain/d1/d2/top.qcow2 compressed
 need_kind chain/d1/d2/top.qcow2 zero-plain
-(
-    cd elsewhere
-    qcase "3-deep chain, relative names, from another cwd" ../chain/d1/d2/top.qcow2
-    qcase "3-deep chain, absolute top path" "$T/chain/d1/d2/top.qcow2"
-    qcase "middle of the chain" ../chain/d1/mid.qcow2
-    if [ "$FAILS" -ne 0 ]; then exit 1; fi
-) || FAILS=$((FAILS + 1))
+cd elsewhere
+qcase "3-deep chain, relative names, from another cwd" ../chain/d1/d2/top.qcow2
+qcase "3-deep chain, absolute top path" "$T/chain/d1/d2/top.qcow2"
+qcase "middle of the chain" ../chain/d1/mid.qcow2
+cd "$T"
 
 # ---------------------------------------------------------------------------
 # 8. backing files of another size: past a smaller backing file's end reads
@@ -262,6 +260,8 @@ qimg create -q -f qcow2 small2.qcow2 $((1024 * 1024 + 4608))
 qwrite small2.qcow2 "write -P 0x74 0 $((1024 * 1024 + 4608))"
 qimg create -q -f qcow2 -b small2.qcow2 -F qcow2 over-small2.qcow2 2M
 qcase "backing file ending mid-cluster" over-small2.qcow2
+# (1000000 is not a multiple of 512: QEMU sizes raw files in whole sectors,
+# so the backing file is 1000448 bytes to it; see the odd-sized raw case.)
 truncate -s 1000000 smallraw.raw
 printf 'backing-data' | dd of=smallraw.raw bs=1 seek=999000 conv=notrunc status=none
 qimg create -q -f qcow2 -b smallraw.raw -F raw over-raw.qcow2 2M
@@ -286,7 +286,11 @@ done
 head -c 200000 /dev/urandom | dd of=sparse.raw bs=1 seek=2000000 conv=notrunc status=none
 qcase "raw sparse, -f raw" sparse.raw -- -f raw
 qcase "raw sparse, probed" sparse.raw
-# a raw file whose size is not a multiple of 512
+# A raw file whose size is not a multiple of 512. QEMU's block layer
+# counts whole sectors: qemu-img info says 70144 bytes, convert writes
+# 70144 bytes (zeros after EOF) and map covers 70144 bytes. scuse, which
+# serves LUNs in 512-byte blocks, must do the same.
+# KNOWN SCUSE BUG (fails now): scuse says 70001 (info, map, convert).
 head -c 70001 /dev/urandom >odd.raw
 qcase "raw of 70001 bytes, -f raw" odd.raw -- -f raw
 truncate -s 0 empty.raw
@@ -294,33 +298,58 @@ qcase "raw empty file, -f raw" empty.raw -- -f raw
 
 # ---------------------------------------------------------------------------
 # 10. external data files (incompatible bit 2; data_file_raw = autoclear
-#     bit 1). scuse either reads them exactly like QEMU, or refuses them
-#     with exit 2 and one line naming the file and the data file feature;
-#     what it must never do is read the qcow2 file as if it held the data.
+#     bit 1). scuse implements them (checked: info, map and convert
+#     succeed), so the test holds it to QEMU's output exactly. With
+#     data_file_raw=on QEMU preallocates every L2 entry.
+#     The data file's name: scuse resolves a relative name against the
+#     image's directory (as for backing files); QEMU 7.2 resolves it against
+#     the *current* directory (qemu-io from elsewhere fails "Could not open
+#     'x.data'"). So QEMU always runs from the image's directory here, and
+#     scuse is also run from another directory and must read the same.
 size=$((2 * 1024 * 1024))
+mkdir -p extdir
+cd extdir
 for dfr in off on; do
     img=ext-$dfr.qcow2
     qimg create -q -f qcow2 -o data_file=ext-$dfr.data,data_file_raw=$dfr "$img" $size
     qwrite "$img" "write -P 0x81 4096 70000" "write -P 0x82 1M 64k" "write -z 1M 4096" \
-        "write -z 1500000 64k"
-    case_begin "external data file, data_file_raw=$dfr"
-    run "$SCUSE" info --output=json "$img"
-    if [ "$RC" -eq 0 ] && run "$SCUSE" convert -O raw "$img" ext-probe.raw && [ "$RC" -eq 0 ]; then
-        check_image "$img"
-    else
-        # Refusal: every command must refuse in the same clear way.
-        for sub in info map convert; do
-            if [ $sub = convert ]; then
-                expect_exit 2 "$SCUSE" convert -O raw "$img" ext-out.raw || true
-            else
-                expect_exit 2 "$SCUSE" $sub "$img" || true
-            fi
-            stderr_one_line || true
-            stderr_mentions "$img" "the image name" || true
-            stderr_mentions 'data.?file|external' "the external data file" || true
-        done
-    fi
-    case_end
+        "write -z 1500000 64k" "write -z -u 1700000 64k" "write -P 0x83 $((size - 1000)) 1000"
+    qcase "external data file, data_file_raw=$dfr" "$img"
 done
+# above a backing file: unallocated clusters read the backing file
+qimg create -q -f qcow2 ext-base.qcow2 $size
+qwrite ext-base.qcow2 "write -P 0x91 0 $size"
+qimg create -q -f qcow2 -o data_file=ext-top.data -b ext-base.qcow2 -F qcow2 ext-top.qcow2 $size
+qwrite ext-top.qcow2 "write -P 0x92 100000 70000" "write -z 1M 64k" "write -z -u 1200000 100"
+qcase "external data file over a backing file" ext-top.qcow2
+case_begin "external data files, scuse run from another directory"
+cd "$T/elsewhere"
+for img in ext-off ext-on ext-top; do
+    qemu-img convert -O raw "$T/extdir/$img.qcow2" "$T/.want.raw" 2>/dev/null && {
+        echo "NOTE: QEMU now resolves data files like scuse; simplify this case" >&2; }
+    (cd "$T/extdir" && qemu-img convert -O raw $img.qcow2 "$T/.want.raw")
+    if expect_exit 0 "$SCUSE" convert -O raw ../extdir/$img.qcow2 "$T/.got.raw"; then
+        cmp -s "$T/.want.raw" "$T/.got.raw" ||
+            fail "$img: scuse from another directory reads differently: $(python3 "$LIB_DIR/rawdiff.py" "$T/.want.raw" "$T/.got.raw")"
+    fi
+done
+rm -f "$T/.want.raw" "$T/.got.raw"
+case_end
+cd "$T"
+
+# ---------------------------------------------------------------------------
+# 11. images QEMU still reads read-only: dirty (lazy refcounts, killed
+#     mid-way) and marked corrupt (incompatible bit 1).
+img=dirty.qcow2
+qimg create -q -f qcow2 -o lazy_refcounts=on "$img" 2M
+(qemu-io -c "write -P 0xa1 0 300k" -c "write -P 0xa2 1M 64k" -c abort "$img") >/dev/null 2>&1 || true
+[ "$(qemu-img info --output=json "$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["dirty-flag"])')" = True ] ||
+    { echo "SETUP ERROR: $img is not dirty" >&2; exit 1; }
+qcase "dirty image (lazy refcounts)" "$img"
+img=corrupt.qcow2
+qimg create -q -f qcow2 "$img" 2M
+fill "$img" $((2 * 1024 * 1024)) 1101 10 --maxlen 100000
+python3 "$Q2" set "$img" incompatible_features 2
+qcase "image marked corrupt (read-only use)" "$img"
 
 finish

@@ -12,9 +12,11 @@
 # Both tools read the same file with the same page-cache state (the
 # source is read once before every timed run) and write a fresh output
 # file in BENCH_DIR, deleted between runs. The order alternates each
-# round. Wall and user+sys CPU come from /usr/bin/time (bash's `time` as a
-# fallback). Note: scuse fdatasync()s its output, qemu-img convert
-# (cache=unsafe by default) does not.
+# round; `sync` runs (untimed) before each run so no earlier output is
+# still being written back. Wall and user+sys CPU come from /usr/bin/time
+# (bash's `time` as a fallback). Note: scuse fdatasync()s its output
+# inside its timed run; qemu-img convert (cache=unsafe by default) leaves
+# its output dirty in the page cache, so the comparison favours qemu-img.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -73,6 +75,7 @@ have_time=0
 # Prints "wall cpu" (seconds) for the command.
 timed() {
     rm -f "$out"
+    sync                           # no write-back of an earlier run's output meanwhile
     cat "$1" >/dev/null            # the same cache state for both tools
     shift
     if [ "$have_time" = 1 ]; then

@@ -16,9 +16,11 @@
 
 static void convert_usage(FILE *f)
 {
-    fprintf(f, "usage: scuse convert [-f FMT] [-O raw] [-p] [-m THREADS] [-W] [-U] SRC DST\n"
+    fprintf(f, "usage: scuse convert [-f FMT] [-O raw] [-t CACHE] [-p] [-m THREADS] [-W] [-U] SRC DST\n"
                "  -f FMT      source format (qcow2, raw); probed when absent\n"
                "  -O raw      output format\n"
+               "  -t CACHE    unsafe (default, as qemu-img: no flush at the end) or writeback\n"
+               "              (flush the output before exiting)\n"
                "  -p          show progress\n"
                "  -m THREADS  parallel workers (default: one per CPU)\n"
                "  -U          force share: read the source without taking image locks\n"
@@ -53,16 +55,24 @@ static void draw_progress(void *ctx, uint64_t done, uint64_t total)
 int cmd_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw";
-    bool progress = false, share = false;
+    bool progress = false, share = false, flush_at_end = false;
     unsigned threads = 0;
     int c;
     optind = 1;
     static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    while ((c = getopt_long(argc, argv, "f:O:pm:WhU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:O:t:pm:WhU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'p': progress = true; break;
+        case 't':
+            if (strcmp(optarg, "writeback") == 0)
+                flush_at_end = true;
+            else if (strcmp(optarg, "unsafe") == 0)
+                flush_at_end = false;
+            else
+                return cli_fail(EXIT_USAGE, "convert", "-t takes 'unsafe' or 'writeback', not '%s'", optarg);
+            break;
         case 'm': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -131,7 +141,7 @@ int cmd_convert(int argc, char **argv)
     if (r < 0)
         rc = cli_fail(EXIT_IMAGE, "convert", "'%s': copy failed near offset %" PRIu64 ": %s",
                       src_name, where, strerror(-r));
-    else if (fdatasync(fd) < 0 && errno != EINVAL)
+    else if (flush_at_end && fdatasync(fd) < 0 && errno != EINVAL)
         rc = cli_fail(EXIT_IMAGE, "convert", "'%s': flush failed: %s", dst_name, strerror(errno));
     if (close(fd) < 0 && rc == EXIT_OK)
         rc = cli_fail(EXIT_IMAGE, "convert", "'%s': close failed: %s", dst_name, strerror(errno));

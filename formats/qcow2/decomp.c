@@ -11,7 +11,6 @@
 
 #include "io/file.h"
 #include "qcow2/qcow2.h"
-#include "util/log.h"
 
 /* A deflate stream that overruns the cluster is still accepted (zlib's
  * Z_BUF_ERROR with a full buffer); libdeflate reports no partial output,
@@ -174,8 +173,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
     uint64_t nsec = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
     uint64_t clen = nsec * 512 - (coff & 511);
     if (coff >= s->file_size) {
-        log_error("'%s': compressed cluster at 0x%" PRIx64 " is beyond the end of the file",
-                  s->path, coff);
+        qcow2_log_io(s, "compressed cluster at 0x%" PRIx64 " is beyond the end of the file", coff);
         return -EIO;
     }
     if (clen > s->file_size - coff)
@@ -187,8 +185,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
         return r;
     r = file_pread_exact(s->fd, d->in, (size_t)clen, coff);
     if (r < 0) {
-        log_error("'%s': cannot read compressed cluster at 0x%" PRIx64 ": %s", s->path, coff,
-                  strerror(-r));
+        qcow2_log_io(s, "cannot read compressed cluster at 0x%" PRIx64 ": %s", coff, strerror(-r));
         goto out;
     }
     /* Whole cluster into one contiguous buffer: decompress in place. */
@@ -198,8 +195,8 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
             ? zstd_cluster(d, d->in, (size_t)clen, target, cs)
             : inflate_cluster(d, d->in, (size_t)clen, target, cs);
     if (r < 0) {
-        log_error("'%s': compressed cluster at 0x%" PRIx64 " (%" PRIu64 " bytes) does not "
-                  "decompress to one cluster", s->path, coff, clen);
+        qcow2_log_io(s, "compressed cluster at 0x%" PRIx64 " (%" PRIu64 " bytes) does not "
+                     "decompress to one cluster", coff, clen);
         goto out;
     }
     if (!dst)

@@ -4,6 +4,9 @@
  * from the cached slice and only the result leaves it. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "qcow2/qcow2.h"
 #include "util/log.h"
@@ -44,11 +47,27 @@ static bool run_extend(struct qcow2_run *run, bool *started, bool merge_compress
     return true;
 }
 
+#define IO_LOG_LIMIT 20
+
+void qcow2_log_io(struct qcow2_state *s, const char *fmt, ...)
+{
+    unsigned n = atomic_fetch_add(&s->io_errors_logged, 1);
+    if (n >= IO_LOG_LIMIT)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_error("'%s': %s%s", s->path, msg,
+              n + 1 == IO_LOG_LIMIT ? " (further errors on this image are not logged)" : "");
+}
+
 static int corrupt(struct qcow2_state *s, uint64_t off, const char *what, uint64_t l2_off,
                    uint64_t e)
 {
-    log_error("'%s': %s at guest offset 0x%" PRIx64 " (L2 table 0x%" PRIx64
-              ", entry 0x%016" PRIx64 ")", s->path, what, off, l2_off, e);
+    qcow2_log_io(s, "%s at guest offset 0x%" PRIx64 " (L2 table 0x%" PRIx64
+                 ", entry 0x%016" PRIx64 ")", what, off, l2_off, e);
     return -EIO;
 }
 
@@ -182,8 +201,8 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_comp
             s->file_size - l2_off < s->cluster_size) {
             if (started)
                 break;
-            log_error("'%s': L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is %s",
-                      s->path, l2_off, l1i,
+            qcow2_log_io(s, "L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is %s",
+                         l2_off, l1i,
                       (l2_off & (s->cluster_size - 1)) ? "not cluster aligned"
                                                        : "beyond the end of the file");
             return -EIO;
@@ -194,7 +213,7 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_comp
         if (r < 0) {
             if (started)
                 break;
-            log_error("'%s': cannot read L2 table at 0x%" PRIx64 ": error %d", s->path, l2_off, -r);
+            qcow2_log_io(s, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
             return r;
         }
         r = scan_slice(s, ent, l2i - sidx * slice_entries, slice_entries, l2_off, &pos, end,

@@ -5,6 +5,7 @@
 #define SCUSE_QCOW2_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -116,6 +117,7 @@ struct qcow2_state {
 
     struct qcow2_l2cache cache;
     struct qcow2_dpool dpool;
+    atomic_uint io_errors_logged;
 };
 
 /* Run kinds, in QEMU's decision order. */
@@ -148,6 +150,11 @@ static inline uint16_t qcow2_be16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
 }
+
+/* map.c: log a read-path error naming the image; after a few per image
+ * the rest are dropped so a guest hammering a bad region cannot flood
+ * the log. */
+void qcow2_log_io(struct qcow2_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* header.c: parse and validate the header and its extensions; fills s and
  * the node's backing_name/backing_fmt. */

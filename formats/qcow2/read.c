@@ -7,7 +7,6 @@
 
 #include "io/file.h"
 #include "qcow2/qcow2.h"
-#include "util/log.h"
 
 int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
 {
@@ -31,8 +30,8 @@ int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
         case QCOW2_NORMAL:
             r = file_preadv_view(s->data_fd, &part, run.host);
             if (r < 0)
-                log_error("'%s': read of %zu bytes at host offset 0x%" PRIx64 " failed: %s",
-                          s->path, n, run.host, strerror(-r));
+                qcow2_log_io(s, "read of %zu bytes at host offset 0x%" PRIx64 " failed: %s", n,
+                             run.host, strerror(-r));
             break;
         case QCOW2_COMPRESSED:
             r = qcow2_read_compressed(s, run.l2e,

@@ -134,7 +134,7 @@ if [ "$have_qemu" = 1 ]; then
 
     # lazy refcounts left dirty
     qemu-img create -q -f qcow2 -o cluster_size=512,lazy_refcounts=on dirty.qcow2 16k
-    ( qemu-io -f qcow2 -c 'write -P 0xb1 0 1k' -c abort dirty.qcow2 ) >/dev/null 2>&1 || true
+    bash -c "qemu-io -f qcow2 -c 'write -P 0xb1 0 1k' -c abort dirty.qcow2; exit 0" >/dev/null 2>&1
     keep dirty.qcow2
 
     # extended L2 (hand-built, 16 KiB clusters)

@@ -342,9 +342,7 @@ cd "$T"
 #     mid-way) and marked corrupt (incompatible bit 1).
 img=dirty.qcow2
 qimg create -q -f qcow2 -o lazy_refcounts=on "$img" 2M
-(qemu-io -c "write -P 0xa1 0 300k" -c "write -P 0xa2 1M 64k" -c abort "$img") >/dev/null 2>&1 || true
-[ "$(qemu-img info --output=json "$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["dirty-flag"])')" = True ] ||
-    { echo "SETUP ERROR: $img is not dirty" >&2; exit 1; }
+make_dirty "$img" "write -P 0xa1 0 300k" "write -P 0xa2 1M 64k"
 qcase "dirty image (lazy refcounts)" "$img"
 img=corrupt.qcow2
 qimg create -q -f qcow2 "$img" 2M

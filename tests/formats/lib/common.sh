@@ -102,12 +102,17 @@ finish() {
 # run CMD...: run a command, never aborting the script. Sets RC, and the
 # files $T/.out / $T/.err (also OUT/ERR as strings, capped for messages).
 # A crash (exit >= 128) or a sanitizer report is always a failure.
+# A hang is caught too: each command gets RUN_TIMEOUT seconds (exit 124).
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 run() {
     RC=0
-    "$@" >"$T/.out" 2>"$T/.err" || RC=$?
+    timeout -k 5 "$RUN_TIMEOUT" "$@" >"$T/.out" 2>"$T/.err" || RC=$?
     OUT=$(head -c 4000 "$T/.out")
     ERR=$(head -c 4000 "$T/.err")
-    if [ "$RC" -ge 128 ]; then
+    if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
+        fail "timed out after ${RUN_TIMEOUT}s (hang?): $*"
+        RC=999
+    elif [ "$RC" -ge 128 ]; then
         fail "crashed (exit $RC): $*${ERR:+ -- stderr: $(head -n 5 "$T/.err")}"
     elif grep -qE 'runtime error:|Sanitizer|SUMMARY: ' "$T/.err"; then
         fail "sanitizer report: $* -- $(grep -m3 -E 'runtime error:|Sanitizer|SUMMARY: ' "$T/.err")"
@@ -122,7 +127,7 @@ expect_exit() {
     shift
     run "$@"
     if [ "$RC" -ne "$want" ]; then
-        [ "$RC" -ge 128 ] || fail "expected exit $want, got $RC: $*${ERR:+ -- stderr: $(head -n 3 "$T/.err")}"
+        [ "$RC" -ge 128 ] || [ "$RC" -eq 999 ] || fail "expected exit $want, got $RC: $*${ERR:+ -- stderr: $(head -n 3 "$T/.err")}"
         return 1
     fi
     return 0
@@ -137,6 +142,15 @@ stderr_one_line() {
     n=$(awk 'END { print NR }' "$T/.err")
     if [ "$n" -ne 1 ]; then
         fail "expected exactly one line on stderr, got $n: $(head -n 4 "$T/.err" | tr '\n' '|')"
+        return 1
+    fi
+    return 0
+}
+
+# stderr_names STRING: the last command's stderr contains STRING (fixed).
+stderr_names() {
+    if ! grep -qF -- "$1" "$T/.err"; then
+        fail "stderr should name '$1': $(head -n 2 "$T/.err" | tr '\n' '|')"
         return 1
     fi
     return 0
@@ -246,6 +260,22 @@ rows=json.load(open(sys.argv[1]))
 sys.exit(0 if ($expr) else 1)" "$T/.qmap.json"; then
         echo "SETUP ERROR: qemu-img map of $img does not satisfy: $expr" >&2
         cat "$T/.qmap.json" >&2
+        exit 1
+    fi
+}
+
+# make_dirty IMG 'cmd'...: run qemu-io commands then `abort`, leaving a
+# lazy-refcounts image dirty; checks that it is.
+make_dirty() {
+    local img=$1
+    shift
+    local -a args=()
+    local c
+    for c in "$@"; do args+=(-c "$c"); done
+    # (|| true inside, so the subshell waits and its "Aborted" stays quiet)
+    (qemu-io "${args[@]}" -c abort "$img" || true) >/dev/null 2>&1
+    if ! qemu-img info --output=json "$img" | grep "\"dirty-flag\": true" >/dev/null; then
+        echo "SETUP ERROR: $img is not dirty after qemu-io abort" >&2
         exit 1
     fi
 }

@@ -100,20 +100,18 @@ finish() {
 }
 
 # run CMD...: run a command, never aborting the script. Sets RC, and the
-# files $T/.out / $T/.err (also OUT/ERR as strings, capped for messages).
+# files $T/.out / $T/.err.
 # A crash (exit >= 128) or a sanitizer report is always a failure.
 # A hang is caught too: each command gets RUN_TIMEOUT seconds (exit 124).
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 run() {
     RC=0
     timeout -k 5 "$RUN_TIMEOUT" "$@" >"$T/.out" 2>"$T/.err" || RC=$?
-    OUT=$(head -c 4000 "$T/.out")
-    ERR=$(head -c 4000 "$T/.err")
     if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
         fail "timed out after ${RUN_TIMEOUT}s (hang?): $*"
         RC=999
     elif [ "$RC" -ge 128 ]; then
-        fail "crashed (exit $RC): $*${ERR:+ -- stderr: $(head -n 5 "$T/.err")}"
+        fail "crashed (exit $RC): $* -- stderr: $(head -n 5 "$T/.err")"
     elif grep -qE 'runtime error:|Sanitizer|SUMMARY: ' "$T/.err"; then
         fail "sanitizer report: $* -- $(grep -m3 -E 'runtime error:|Sanitizer|SUMMARY: ' "$T/.err")"
     fi
@@ -127,7 +125,7 @@ expect_exit() {
     shift
     run "$@"
     if [ "$RC" -ne "$want" ]; then
-        [ "$RC" -ge 128 ] || [ "$RC" -eq 999 ] || fail "expected exit $want, got $RC: $*${ERR:+ -- stderr: $(head -n 3 "$T/.err")}"
+        [ "$RC" -ge 128 ] || [ "$RC" -eq 999 ] || fail "expected exit $want, got $RC: $* -- stderr: $(head -n 3 "$T/.err")"
         return 1
     fi
     return 0

@@ -14,9 +14,9 @@
 # file in BENCH_DIR, deleted between runs. The order alternates each
 # round; `sync` runs (untimed) before each run so no earlier output is
 # still being written back. Wall and user+sys CPU come from /usr/bin/time
-# (bash's `time` as a fallback). Note: scuse fdatasync()s its output
-# inside its timed run; qemu-img convert (cache=unsafe by default) leaves
-# its output dirty in the page cache, so the comparison favours qemu-img.
+# (bash's `time` as a fallback). Both tools run at their default cache
+# mode (since cc05ca1 scuse convert, like qemu-img, does not flush the
+# output at the end; before it scuse paid an fdatasync qemu-img did not).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,13 +9,24 @@
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-')
+    /* Decimal (or 0x hex) with an optional fraction and a binary suffix,
+     * as qemu-img reads sizes: "010" is ten, "1.5k" is 1536. */
+    if (!s || !*s || strchr(s, '-') || isspace((unsigned char)*s))
         return -EINVAL;
     char *end;
     errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
+    bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    unsigned long long whole = strtoull(s, &end, hex ? 16 : 10);
     if (errno || end == s)
         return -EINVAL;
+    double frac = 0;
+    if (*end == '.' && !hex) {
+        char *fend;
+        frac = strtod(end, &fend);
+        if (fend == end + 1)
+            return -EINVAL;
+        end = fend;
+    }
     unsigned shift = 0;
     switch (*end) {
     case '\0': break;
@@ -29,9 +41,18 @@ int cli_parse_size(const char *s, uint64_t *out)
     }
     if (*end)
         return -EINVAL;
-    if (shift && v > (UINT64_MAX >> shift))
+    if (shift && whole > (UINT64_MAX >> shift))
         return -ERANGE;
-    *out = (uint64_t)v << shift;
+    uint64_t v = (uint64_t)whole << shift;
+    if (frac > 0) {
+        double extra = frac * (double)(1ull << shift);
+        if (extra != (double)(uint64_t)extra)
+            return -EINVAL; /* not a whole number of bytes */
+        if ((uint64_t)extra > UINT64_MAX - v)
+            return -ERANGE;
+        v += (uint64_t)extra;
+    }
+    *out = v;
     return 0;
 }
 
@@ -40,7 +61,8 @@ void cli_human_size(uint64_t bytes, char *buf, size_t len)
     static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
     double v = (double)bytes;
     int u = 0;
-    while (v >= 1024.0 && u < 6) {
+    /* Like qemu-img: switch units from 1000 on ("0.977 MiB"). */
+    while (v >= 1000.0 && u < 6) {
         v /= 1024.0;
         u++;
     }

@@ -40,6 +40,10 @@ struct iov_view iov_view_sub(const struct iov_view *v, size_t off, size_t len)
         for (int i_ = 0; i_ < w_.cnt && left_ > 0; i_++) {                        \
             size_t avail_ = w_.iov[i_].iov_len - skip_;                           \
             size_t piece_len = avail_ < left_ ? avail_ : left_;                   \
+            if (piece_len == 0) {                                                 \
+                skip_ = 0;                                                        \
+                continue;                                                         \
+            }                                                                     \
             char *piece_ptr = (char *)w_.iov[i_].iov_base + skip_;                \
             body;                                                                 \
             done_ += piece_len;                                                   \

@@ -66,10 +66,7 @@ static void close_(struct json_out *j, char c)
     if (j->depth > 0)
         j->depth--;
     if (!empty) {
-        if (j->compact) {
-            if (c == '}')
-                fputc(' ', j->f);
-        } else {
+        if (!j->compact) {
             fputc('\n', j->f);
             for (int i = 0; i < j->depth; i++)
                 fputs("    ", j->f);

@@ -296,6 +296,33 @@ qcase "backing file larger than the overlay" over-big.qcow2
 qimg create -q -f qcow2 -b big.qcow2 -F qcow2 over-big2.qcow2 $((3 * 1024 * 1024 + 1536))
 qcase "backing file larger than an unaligned overlay" over-big2.qcow2
 
+# A middle layer shorter than the layers around it: past its end the top
+# reads zeros, never the base's data underneath.
+qimg create -q -f qcow2 m-base.qcow2 4M
+qwrite m-base.qcow2 "write -P 0x78 0 4M"
+qimg create -q -f qcow2 -b m-base.qcow2 -F qcow2 m-mid.qcow2 $((1024 * 1024 + 512))
+qwrite m-mid.qcow2 "write -P 0x79 64k 64k"
+qimg create -q -f qcow2 -b m-mid.qcow2 -F qcow2 m-top.qcow2 4M
+qwrite m-top.qcow2 "write -P 0x7a 3M 4096"
+qcase "short middle layer: zeros past its end, not the base's data" m-top.qcow2
+
+# ---------------------------------------------------------------------------
+# Images grown after being written (the L1 table is moved and enlarged),
+# and preallocated ones (every L2 entry set; the host clusters are holes
+# or unwritten extents, which QEMU maps as data+zero).
+img=resized.qcow2
+qimg create -q -f qcow2 -o cluster_size=4096 "$img" 1M
+fill "$img" $((1024 * 1024)) 801 10 --maxlen 100000
+qimg resize -q "$img" 64M
+qwrite "$img" "write -P 0x7b 60M 100k" "write -P 0x7c $((64 * 1024 * 1024 - 1000)) 1000"
+qcase "image grown with qemu-img resize" "$img"
+for prealloc in metadata falloc full; do
+    img=prealloc-$prealloc.qcow2
+    qimg create -q -f qcow2 -o preallocation=$prealloc "$img" 3M
+    qwrite "$img" "write -P 0x7d 100000 5000" "write -z 2M 64k"
+    qcase "preallocation=$prealloc" "$img"
+done
+
 # ---------------------------------------------------------------------------
 # 9. raw images: sparse files, with -f raw and probed.
 truncate -s 5M sparse.raw

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""infocmp.py QEMU.json SCUSE.json: compare `info --output=json` outputs.
+"""infocmp.py QEMU.json SCUSE.json [QEMU2.json SCUSE2.json ...]: compare
+`info --output=json` outputs, pair by pair.
 
 Either one object per side, or (with --backing-chain) one array of objects
 per side, compared element by element. Per image, these keys must be
@@ -62,4 +63,10 @@ def main(qp, sp):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    rc = 0
+    args = sys.argv[1:]
+    for i in range(0, len(args), 2):
+        if len(args) > 2:
+            sys.stdout.write(f"({args[i + 1]}) ")
+        rc |= main(args[i], args[i + 1])
+    sys.exit(rc)

@@ -143,6 +143,14 @@ bad header "refcount_order 7" rorder7.qcow2 'refcount'
 corrupt good.qcow2 hlen.qcow2 header_length 52
 bad header "header_length 52" hlen.qcow2 'header'
 
+corrupt good.qcow2 nbsnap.qcow2 nb_snapshots 0xffffffff
+bad header "nb_snapshots 0xffffffff" nbsnap.qcow2 'snapshot'
+# the first header extension (feature names) claiming 4 GiB
+cp good.qcow2 extlen.qcow2
+pos=$(python3 "$Q2" header extlen.qcow2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["extensions"][0]["pos"])')
+python3 "$Q2" set-u64 extlen.qcow2 "$pos" "$(printf '0x%08x%08x' 0x6803f857 0xfffffff0)"
+bad header "header extension length 0xfffffff0" extlen.qcow2 'extension'
+
 # --- chain ------------------------------------------------------------------
 qimg create -q -f qcow2 loop-a.qcow2 1M
 qimg create -q -f qcow2 -b loop-a.qcow2 -F qcow2 loop-b.qcow2 1M
@@ -175,7 +183,7 @@ qimg rebase -u -b not-there.qcow2 -F qcow2 missing.qcow2
 bad chain "missing backing file" missing.qcow2 'backing' not-there.qcow2
 
 # --- meta / data --------------------------------------------------------------
-# KNOWN SCUSE BUG (fails now) in the next three cases: map and convert print
+# KNOWN SCUSE BUG (fails now) in the cases of this section: map and convert print
 # two lines, the driver's log line ("scuse: error: '<img>': L2 table offset
 # ... is beyond the end of the file") and then a generic one ("block status
 # at offset 0 failed: Input/output error" / "copy failed near offset 0").
@@ -195,6 +203,33 @@ python3 "$Q2" set-u64 cpast.qcow2 "$pos" 0x4000000010000000
 python3 "$Q2" clusters cpast.qcow2 | grep '^0x200000 compressed 0x10000000 ' >/dev/null ||
     { echo "SETUP ERROR: cpast.qcow2 descriptor not set" >&2; exit 1; }
 bad data "compressed cluster descriptor past EOF" cpast.qcow2 'compress'
+
+# a data cluster's host offset not cluster aligned (QEMU: "Cluster
+# allocation offset 0x50200 unaligned", EIO)
+cp good.qcow2 dunal.qcow2
+pos=$(python3 "$Q2" l2-entry-pos dunal.qcow2 0x10000)
+python3 "$Q2" set-u64 dunal.qcow2 "$pos" 0x8000000000050200
+bad meta "data cluster offset not cluster aligned" dunal.qcow2 'align'
+# compressed bytes that are garbage (descriptor intact)
+cp good.qcow2 cgarb.qcow2
+off=$(python3 "$Q2" clusters cgarb.qcow2 | awk '$2 == "compressed" { print $3 }')
+printf '\xde\xad\xbe\xef\xde\xad\xbe\xef' | dd of=cgarb.qcow2 bs=1 seek=$((off)) conv=notrunc status=none
+bad data "compressed cluster that does not decompress" cgarb.qcow2 'compress'
+# extended L2: a subcluster both allocated and zero
+qimg create -q -f qcow2 -o extended_l2=on xl2.qcow2 1M
+qwrite xl2.qcow2 "write -P 0x55 0 64k"
+pos=$(python3 "$Q2" l2-entry-pos xl2.qcow2 0)
+python3 "$Q2" set-u64 xl2.qcow2 $((pos + 8)) 0x00000001ffffffff
+bad meta "extended L2 subcluster both allocated and zero" xl2.qcow2 'subcluster|bitmap'
+
+# Damage QEMU tolerates, and so must scuse: a data cluster whose host
+# offset lies past EOF reads as zeros (file reads past EOF are zeros).
+cp good.qcow2 dpast.qcow2
+pos=$(python3 "$Q2" l2-entry-pos dpast.qcow2 0x10000)
+python3 "$Q2" set-u64 dpast.qcow2 "$pos" 0x8000001000000000
+case_begin "data cluster past EOF reads zeros, as in QEMU"
+check_convert dpast.qcow2
+case_end
 
 # --- files ------------------------------------------------------------------
 NAME=no-such.qcow2 FIELD=""

@@ -51,6 +51,23 @@ done
 # explicit -f qcow2 on one of them
 qcase "compat=1.1 cluster_size=4096 with -f qcow2" v1.1-c4096.qcow2 -- -f qcow2
 
+# 512-byte clusters over 16 MiB: 512 L2 tables, far more than an L2
+# cache holds, visited in random order by the writes' layout.
+img=l2many.qcow2
+size=$((16 * 1024 * 1024))
+qimg create -q -f qcow2 -o cluster_size=512 "$img" $size
+fill "$img" $size 77 150 --maxlen 20000 --zero 0.05
+qcase "cluster_size=512 over 16 MiB (512 L2 tables)" "$img"
+# Edge sizes: an empty image, and 3 TiB with 2M clusters (offsets above
+# 2^32 and 2^40; the outputs are compared on their data extents).
+qimg create -q -f qcow2 empty.qcow2 0
+qcase "virtual size 0" empty.qcow2
+img=huge.qcow2
+qimg create -q -f qcow2 -o cluster_size=2M "$img" 3T
+qwrite "$img" "write -P 0x0e 0 1M" "write -P 0x0f 2T 64k" "write -z 1T 4M" \
+    "write -c -P 0x10 $((5 << 30)) 2M" "write -P 0x12 $(((3 << 40) - 4096)) 4096"
+qcase "virtual size 3 TiB" "$img"
+
 # ---------------------------------------------------------------------------
 # 2. refcount widths (reads must not depend on them, but the header and
 #    refcount structures differ; 4k clusters make several refcount blocks).
@@ -212,6 +229,9 @@ fill "$img" $size 602 25 --maxlen 200000 --zero 0.2 --zero-u 0.1
 qimg snapshot -c second "$img"
 fill "$img" $size 603 10 --maxlen 100000 --zero 0.2
 qcase "internal snapshots, active layer" "$img"
+cp "$img" snap-reverted.qcow2
+qimg snapshot -a s1 snap-reverted.qcow2
+qcase "internal snapshots, active layer reverted to s1" snap-reverted.qcow2
 case_begin "internal snapshots listed by info"
 qimg info --output=json "$img" >qinfo.json
 if expect_exit 0 "$SCUSE" info --output=json "$img"; then

@@ -49,7 +49,7 @@ static int refuse_unknown_incompat(struct blk_node *bs, uint64_t bits, const str
     for (unsigned b = 0; b < 64; b++) {
         if (!(bits >> b & 1))
             continue;
-        char name[48];
+        char name[48] = "";
         const uint8_t *fn = feature_name(x, 0, b);
         if (fn)
             printable(name, sizeof(name), fn, 46);
@@ -227,9 +227,9 @@ static int check_tables(struct blk_node *bs, struct qcow2_state *s, struct scuse
     if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
         return err_set(err, -EINVAL, "'%s': nb_snapshots %u is too large (the limit is %d)",
                        bs->path, s->nb_snapshots, QCOW2_MAX_SNAPSHOTS);
-    /* The table's length depends on its entries; snapshot.c bounds each. */
-    return check_table(bs, s, "snapshots_offset", s->snapshots_offset, s->nb_snapshots ? 40 : 0,
-                       err);
+    /* Entries are at least 40 bytes; snapshot.c bounds each one exactly. */
+    return check_table(bs, s, "snapshots_offset", s->snapshots_offset,
+                       (uint64_t)s->nb_snapshots * 40, err);
 }
 
 static int read_backing_name(struct blk_node *bs, struct qcow2_state *s, const uint8_t *h,

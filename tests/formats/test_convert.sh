@@ -7,13 +7,13 @@
 same_as_qemu() {
     local img=$1 out=$2
     shift 2
-    rm -f "$T/.want.raw"
-    qemu-img convert "$@" -O raw "$img" "$T/.want.raw"
+    rm -f "$W/.want.raw"
+    qemu-img convert "$@" -O raw "$img" "$W/.want.raw"
     local msg
-    if ! msg=$(python3 "$LIB_DIR/sparsecmp.py" "$T/.want.raw" "$out"); then
+    if ! msg=$(python3 "$LIB_DIR/sparsecmp.py" "$W/.want.raw" "$out"); then
         fail "$out differs from qemu-img convert of $img: $msg"
     fi
-    rm -f "$T/.want.raw"
+    rm -f "$W/.want.raw"
 }
 
 now_ms() { local t=$EPOCHREALTIME; echo $(( ${t/./} / 1000 )); }
@@ -59,16 +59,16 @@ fill frag.qcow2 $size 42 150 --maxlen 60000 --compress 4096 --cfrac 0.2 --zero 0
 # --- 2. progress ------------------------------------------------------------------
 case_begin "-p prints progress and the output is still right"
 if expect_exit 0 "$SCUSE" convert -p -O raw frag.qcow2 p.raw; then
-    tr '\r' '\n' <"$T/.out" >progress.txt
+    tr '\r' '\n' <"$W/.out" >progress.txt
     grep -E '100(\.0+)?(/100)?%' progress.txt >/dev/null ||
-        fail "-p printed no 100% line: $(head -c 300 "$T/.out" | tr '\r' '|')"
+        fail "-p printed no 100% line: $(head -c 300 "$W/.out" | tr '\r' '|')"
     [ "$(grep -c '%' progress.txt)" -ge 2 ] || fail "-p printed fewer than two progress updates"
     same_as_qemu frag.qcow2 p.raw
 fi
 # and without -p, nothing on stdout
 if expect_exit 0 "$SCUSE" convert -O raw frag.qcow2 nop.raw; then
-    [ ! -s "$T/.out" ] || fail "convert without -p printed on stdout: $(head -c 200 "$T/.out")"
-    [ ! -s "$T/.err" ] || fail "convert without -p printed on stderr: $(head -c 200 "$T/.err")"
+    [ ! -s "$W/.out" ] || fail "convert without -p printed on stdout: $(head -c 200 "$W/.out")"
+    [ ! -s "$W/.err" ] || fail "convert without -p printed on stderr: $(head -c 200 "$W/.err")"
 fi
 case_end
 

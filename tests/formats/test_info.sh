@@ -12,16 +12,16 @@ info_json() {
     local img=$1
     shift
     local -a pairs=()
-    qemu-img info --output=json "$@" "$img" >"$T/.q1.json"
+    qemu-img info --output=json "$@" "$img" >"$W/.q1.json"
     if expect_exit 0 "$SCUSE" info --output=json "$@" "$img"; then
-        cp "$T/.out" "$T/.s1.json"
-        pairs+=("$T/.q1.json" "$T/.s1.json")
+        cp "$W/.out" "$W/.s1.json"
+        pairs+=("$W/.q1.json" "$W/.s1.json")
     fi
     [ -n "${NO_CHAIN:-}" ] ||
-    qemu-img info --output=json --backing-chain "$@" "$img" >"$T/.q2.json"
+    qemu-img info --output=json --backing-chain "$@" "$img" >"$W/.q2.json"
     if [ -z "${NO_CHAIN:-}" ] && expect_exit 0 "$SCUSE" info --output=json --backing-chain "$@" "$img"; then
-        cp "$T/.out" "$T/.s2.json"
-        pairs+=("$T/.q2.json" "$T/.s2.json")
+        cp "$W/.out" "$W/.s2.json"
+        pairs+=("$W/.q2.json" "$W/.s2.json")
     fi
     local msg
     if [ ${#pairs[@]} -gt 0 ] && ! msg=$(python3 "$LIB_DIR/infocmp.py" "${pairs[@]}" 2>&1); then
@@ -34,13 +34,13 @@ MAIN_LINES='^(image|file format|virtual size|backing file|backing file format|cl
 info_human() {
     local img=$1
     shift
-    qemu-img info "$@" "$img" | grep -E "$MAIN_LINES" >"$T/.qhuman" || true
+    qemu-img info "$@" "$img" | grep -E "$MAIN_LINES" >"$W/.qhuman" || true
     if expect_exit 0 "$SCUSE" info "$@" "$img"; then
-        grep -E "$MAIN_LINES" "$T/.out" >"$T/.shuman" || true
-        if ! diff -u "$T/.qhuman" "$T/.shuman" >"$T/.hdiff"; then
-            fail "info $* $img (human): $(grep -E '^[-+][^-+]' "$T/.hdiff" | head -n 6 | tr '\n' '|')"
+        grep -E "$MAIN_LINES" "$W/.out" >"$W/.shuman" || true
+        if ! diff -u "$W/.qhuman" "$W/.shuman" >"$W/.hdiff"; then
+            fail "info $* $img (human): $(grep -E '^[-+][^-+]' "$W/.hdiff" | head -n 6 | tr '\n' '|')"
         fi
-        if [ ! -s "$T/.shuman" ]; then fail "info $* $img (human): no main lines at all"; fi
+        if [ ! -s "$W/.shuman" ]; then fail "info $* $img (human): no main lines at all"; fi
     fi
 }
 

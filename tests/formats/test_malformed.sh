@@ -256,7 +256,7 @@ case_end
 # usage CMD...: exit 1, something on stderr, nothing that looks like a crash.
 usage() {
     if expect_exit 1 "$SCUSE" "$@"; then
-        [ -s "$T/.err" ] || fail "usage error without a message: scuse $*"
+        [ -s "$W/.err" ] || fail "usage error without a message: scuse $*"
     fi
 }
 case_begin "usage errors exit 1"

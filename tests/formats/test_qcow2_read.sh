@@ -32,6 +32,7 @@ need_kind() { # IMG KIND: the oracle really built what we meant
 # 1. v2 and v3, cluster sizes 512 .. 2M. The virtual sizes are not multiples
 #    of the cluster size, so the last cluster is partial; 512-byte clusters
 #    give 64-entry L2 tables, so many L1 entries.
+sec_layouts() {
 seed=1
 for compat in 0.10 1.1; do
     for cs in 512 1024 4096 65536 2097152; do
@@ -66,11 +67,13 @@ img=huge.qcow2
 qimg create -q -f qcow2 -o cluster_size=2M "$img" 3T
 qwrite "$img" "write -P 0x0e 0 1M" "write -P 0x0f 2T 64k" "write -z 1T 4M" \
     "write -c -P 0x10 $((5 << 30)) 2M" "write -P 0x12 $(((3 << 40) - 4096)) 4096"
-qcase "virtual size 3 TiB" "$img"
+SPARSE_CMP=1 qcase "virtual size 3 TiB" "$img"
+}
 
 # ---------------------------------------------------------------------------
 # 2. refcount widths (reads must not depend on them, but the header and
 #    refcount structures differ; 4k clusters make several refcount blocks).
+sec_refcounts() {
 for rb in 1 2 4 8 16 32 64; do
     img=rb$rb.qcow2
     size=$((3 * 1024 * 1024))
@@ -78,11 +81,13 @@ for rb in 1 2 4 8 16 32 64; do
     fill "$img" $size $((100 + rb)) 30 --maxlen 300000 --zero 0.1
     qcase "refcount_bits=$rb" "$img"
 done
+}
 
 # ---------------------------------------------------------------------------
 # 3. compressed clusters, zlib and zstd.
 # A source with incompressible (random) and compressible (patterned) parts,
 # so that qemu-img convert -c stores some clusters compressed and some not.
+sec_compressed() {
 python3 - src.raw <<'PY'
 import random, sys
 r = random.Random(7)
@@ -142,9 +147,11 @@ img=v2-compressed.qcow2
 qimg convert -q -c -f raw -O qcow2 -o compat=0.10,cluster_size=4096 src.raw "$img"
 need_kind "$img" compressed
 qcase "v2 convert -c zlib cluster_size=4096" "$img"
+}
 
 # ---------------------------------------------------------------------------
 # 4. extended L2 (32 subclusters per cluster).
+sec_extended_l2() {
 for cs in 65536 131072; do
     sc=$((cs / 32))
     size=$((4 * 1024 * 1024))
@@ -176,11 +183,13 @@ for cs in 65536 131072; do
         "write -z $((4 * cs)) $cs" "write -P 0x23 $((6 * cs + 31 * sc)) $((2 * sc))"
     qcase "extended_l2 cluster_size=$cs overlay over backing data" "$img"
 done
+}
 
 # ---------------------------------------------------------------------------
 # 5. zero clusters: ZERO_PLAIN (no host offset) and ZERO_ALLOC (host cluster
 #    kept, still holding the old bytes): reads are zeros, never stale host
 #    data and never backing data.
+sec_zero_clusters() {
 size=$((2 * 1024 * 1024))
 img=zeros.qcow2
 qimg create -q -f qcow2 "$img" $size
@@ -216,10 +225,12 @@ img=ztop2.qcow2
 qimg create -q -f qcow2 -o compat=0.10 -b "$base" -F qcow2 "$img" $size
 qwrite "$img" "write -P 0x62 0 512k" "write -z 64k 64k" "write -z -u 1M 64k" "write -z 1500000 3000"
 qcase "v2 overlay with zero writes" "$img"
+}
 
 # ---------------------------------------------------------------------------
 # 6. internal snapshots: the active layer reads right after the snapshot's
 #    clusters are shared and then overwritten (copy-on-write by QEMU).
+sec_snapshots() {
 img=snap.qcow2
 size=$((3 * 1024 * 1024))
 qimg create -q -f qcow2 "$img" $size
@@ -235,7 +246,7 @@ qcase "internal snapshots, active layer reverted to s1" snap-reverted.qcow2
 case_begin "internal snapshots listed by info"
 qimg info --output=json "$img" >qinfo.json
 if expect_exit 0 "$SCUSE" info --output=json "$img"; then
-    cp "$T/.out" sinfo.json
+    cp "$W/.out" sinfo.json
     python3 - qinfo.json sinfo.json <<'PY' || fail "snapshot list differs from qemu-img info"
 import json, sys
 q, s = (json.load(open(p)) for p in sys.argv[1:])
@@ -264,13 +275,15 @@ qcase "snapshot table at EOF, active layer" "$img"
 case_begin "snapshot table at EOF, listed by info"
 qimg info --output=json "$img" >qinfo.json
 if expect_exit 0 "$SCUSE" info --output=json "$img"; then
-    python3 "$LIB_DIR/infocmp.py" qinfo.json "$T/.out" || fail "info differs from qemu-img info"
+    python3 "$LIB_DIR/infocmp.py" qinfo.json "$W/.out" || fail "info differs from qemu-img info"
 fi
 case_end
+}
 
 # ---------------------------------------------------------------------------
 # 7. a 3-deep chain with relative backing names in subdirectories, opened
 #    from an unrelated working directory.
+sec_chains() {
 mkdir -p chain/d1/d2 elsewhere
 size=$((4 * 1024 * 1024))
 qimg create -q -f qcow2 chain/base.qcow2 $size
@@ -342,9 +355,11 @@ for prealloc in metadata falloc full; do
     qwrite "$img" "write -P 0x7d 100000 5000" "write -z 2M 64k"
     qcase "preallocation=$prealloc" "$img"
 done
+}
 
 # ---------------------------------------------------------------------------
 # 9. raw images: sparse files, with -f raw and probed.
+sec_raw() {
 truncate -s 5M sparse.raw
 for spec in 0:x 4096:y 1000000:z 3000001:w $((5 * 1024 * 1024 - 3)):v; do
     printf '%s' "${spec#*:}${spec#*:}${spec#*:}" |
@@ -362,6 +377,7 @@ head -c 70001 /dev/urandom >odd.raw
 qcase "raw of 70001 bytes, -f raw" odd.raw -- -f raw
 truncate -s 0 empty.raw
 qcase "raw empty file, -f raw" empty.raw -- -f raw
+}
 
 # ---------------------------------------------------------------------------
 # 10. external data files (incompatible bit 2; data_file_raw = autoclear
@@ -373,8 +389,9 @@ qcase "raw empty file, -f raw" empty.raw -- -f raw
 #     the *current* directory (qemu-io from elsewhere fails "Could not open
 #     'x.data'"). So QEMU always runs from the image's directory here, and
 #     scuse is also run from another directory and must read the same.
+sec_external_data() {
 size=$((2 * 1024 * 1024))
-mkdir -p extdir
+mkdir -p extdir elsewhere
 cd extdir
 for dfr in off on; do
     img=ext-$dfr.qcow2
@@ -392,21 +409,23 @@ qcase "external data file over a backing file" ext-top.qcow2
 case_begin "external data files, scuse run from another directory"
 cd "$T/elsewhere"
 for img in ext-off ext-on ext-top; do
-    qemu-img convert -O raw "$T/extdir/$img.qcow2" "$T/.want.raw" 2>/dev/null && {
+    qemu-img convert -O raw "$T/extdir/$img.qcow2" "$W/.want.raw" 2>/dev/null && {
         echo "NOTE: QEMU now resolves data files like scuse; simplify this case" >&2; }
-    (cd "$T/extdir" && qemu-img convert -O raw $img.qcow2 "$T/.want.raw")
-    if expect_exit 0 "$SCUSE" convert -O raw ../extdir/$img.qcow2 "$T/.got.raw"; then
-        cmp -s "$T/.want.raw" "$T/.got.raw" ||
-            fail "$img: scuse from another directory reads differently: $(python3 "$LIB_DIR/rawdiff.py" "$T/.want.raw" "$T/.got.raw")"
+    (cd "$T/extdir" && qemu-img convert -O raw $img.qcow2 "$W/.want.raw")
+    if expect_exit 0 "$SCUSE" convert -O raw ../extdir/$img.qcow2 "$W/.got.raw"; then
+        cmp -s "$W/.want.raw" "$W/.got.raw" ||
+            fail "$img: scuse from another directory reads differently: $(python3 "$LIB_DIR/rawdiff.py" "$W/.want.raw" "$W/.got.raw")"
     fi
 done
-rm -f "$T/.want.raw" "$T/.got.raw"
+rm -f "$W/.want.raw" "$W/.got.raw"
 case_end
 cd "$T"
+}
 
 # ---------------------------------------------------------------------------
 # 11. images QEMU still reads read-only: dirty (lazy refcounts, killed
 #     mid-way) and marked corrupt (incompatible bit 1).
+sec_dirty_corrupt() {
 img=dirty.qcow2
 qimg create -q -f qcow2 -o lazy_refcounts=on "$img" 2M
 make_dirty "$img" "write -P 0xa1 0 300k" "write -P 0xa2 1M 64k"
@@ -416,5 +435,12 @@ qimg create -q -f qcow2 "$img" 2M
 fill "$img" $((2 * 1024 * 1024)) 1101 10 --maxlen 100000
 python3 "$Q2" set "$img" incompatible_features 2
 qcase "image marked corrupt (read-only use)" "$img"
+}
 
+# Heaviest first; the lanes run concurrently, one per CPU (at most 3).
+for sec in sec_compressed sec_layouts sec_chains sec_extended_l2 sec_zero_clusters \
+    sec_snapshots sec_refcounts sec_external_data sec_raw sec_dirty_corrupt; do
+    lane "${sec#sec_}" "$sec"
+done
+join_lanes
 finish

@@ -84,6 +84,20 @@ if [ -f m1.raw ] && [ -f m4.raw ] && [ -f m16.raw ]; then
 fi
 case_end
 
+# Many workers over many small L2 tables and over 2 MiB compressed
+# clusters: shared metadata caches under contention.
+qimg create -q -f qcow2 -o cluster_size=512 small-cl.qcow2 16M
+fill small-cl.qcow2 $((16 * 1024 * 1024)) 43 120 --maxlen 40000 --zero 0.1
+qimg create -q -f qcow2 -o cluster_size=2M,compression_type=zstd big-cl.qcow2 32M
+fill big-cl.qcow2 $((32 * 1024 * 1024)) 44 12 --maxlen 3000000 --compress $((2 * 1024 * 1024)) --cfrac 0.5
+case_begin "-m 8 on 512-byte clusters and on 2 MiB compressed clusters"
+for img in small-cl.qcow2 big-cl.qcow2; do
+    if expect_exit 0 "$SCUSE" convert -m 8 -O raw "$img" m8.raw; then
+        same_as_qemu "$img" m8.raw
+    fi
+done
+case_end
+
 # --- 4. an existing destination is overwritten --------------------------------------
 case_begin "an existing destination is overwritten (larger, smaller, non-sparse)"
 # larger than the result and full of 0xff: nothing of it may survive,

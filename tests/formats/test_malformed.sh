@@ -247,6 +247,13 @@ must_fail "$SCUSE" info adir
 must_fail "$SCUSE" map adir
 must_fail "$SCUSE" convert -O raw adir out.raw
 case_end
+truncate -s 1M plain.raw
+NAME=plain.raw FIELD='qcow2|magic|format'
+case_begin "-f qcow2 on a raw file"
+must_fail "$SCUSE" info -f qcow2 plain.raw
+must_fail "$SCUSE" map -f qcow2 plain.raw
+must_fail "$SCUSE" convert -f qcow2 -O raw plain.raw out.raw
+case_end
 NAME=nosuchfmt FIELD=''
 case_begin "unknown -f format"
 must_fail "$SCUSE" info -f nosuchfmt good.qcow2

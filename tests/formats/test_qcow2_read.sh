@@ -298,6 +298,12 @@ cd elsewhere
 qcase "3-deep chain, relative names, from another cwd" ../chain/d1/d2/top.qcow2
 qcase "3-deep chain, absolute top path" "$T/chain/d1/d2/top.qcow2"
 qcase "middle of the chain" ../chain/d1/mid.qcow2
+case_begin "map --start-offset/--max-length on the chain"
+for range in 1000000:2000000 0:1 4194303:1 65536:131072 3000000:99999999; do
+    check_map ../chain/d1/d2/top.qcow2 --start "${range%%:*}" -- \
+        --start-offset="${range%%:*}" --max-length="${range#*:}"
+done
+case_end
 cd "$T"
 
 # ---------------------------------------------------------------------------
@@ -375,6 +381,10 @@ qcase "raw sparse, probed" sparse.raw
 # KNOWN SCUSE BUG (fails now): scuse says 70001 (info, map, convert).
 head -c 70001 /dev/urandom >odd.raw
 qcase "raw of 70001 bytes, -f raw" odd.raw -- -f raw
+# a qcow2 file read as raw: its bytes, nothing else
+qimg create -q -f qcow2 asraw.qcow2 1M
+qwrite asraw.qcow2 "write -P 0x3c 0 100k"
+qcase "a qcow2 file with -f raw" asraw.qcow2 -- -f raw
 truncate -s 0 empty.raw
 qcase "raw empty file, -f raw" empty.raw -- -f raw
 }

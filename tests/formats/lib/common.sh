@@ -53,7 +53,7 @@ W=$T
 
 # Quiet oracles; make their failures loud and fatal.
 qimg() { qemu-img "$@"; }
-qio() { # qemu-io IMG -c ... ; output discarded unless it fails
+qio() { # qemu-io ARGS... IMG: output discarded unless it fails
     local out
     if ! out=$(qemu-io "$@" 2>&1); then
         echo "SETUP ERROR: qemu-io $*" >&2
@@ -184,10 +184,12 @@ fill() {
     local img=$1
     shift
     local -a cmds
-    mapfile -t cmds < <(gen_writes "$@")
+    local text
+    text=$(gen_writes "$@") || { echo "SETUP ERROR: iogen.py $*" >&2; exit 1; }
+    mapfile -t cmds <<<"$text"
     local -a args=()
     local c
-    for c in "${cmds[@]}"; do args+=(-c "$c"); done
+    for c in "${cmds[@]}"; do [ -z "$c" ] || args+=(-c "$c"); done
     [ ${#args[@]} -eq 0 ] || qio "${args[@]}" "$img"
 }
 

@@ -31,7 +31,7 @@ static int read_entry(struct qcow2_state *s, int idx, uint64_t *pos, uint64_t en
 {
     uint8_t h[SN_HEADER];
     uint64_t off = *pos;
-    if (end - off < SN_HEADER)
+    if (off > end || end - off < SN_HEADER)
         return bad(s, idx, "entry extends beyond the snapshot table or the file", off);
     int r = file_pread_exact(s->fd, h, SN_HEADER, off);
     if (r < 0)
@@ -47,9 +47,11 @@ static int read_entry(struct qcow2_state *s, int idx, uint64_t *pos, uint64_t en
     if (extra_len > QCOW2_MAX_SNAPSHOT_EXTRA)
         return bad(s, idx, "extra_data_size is too large", extra_len);
     uint64_t total = SN_HEADER + (uint64_t)extra_len + id_len + name_len;
-    total = (total + 7) & ~7ull;
+    /* The padding to 8 bytes may be missing after the last entry (QEMU
+     * does not write it when the table ends the file). */
     if (total > end - off)
         return bad(s, idx, "entry extends beyond the snapshot table or the file", off);
+    total = (total + 7) & ~7ull;
 
     memset(sn, 0, sizeof(*sn));
     sn->date_sec = qcow2_be32(h + 16);

@@ -19,6 +19,9 @@ static int raw_open(struct blk_node *bs, struct scuse_err *err)
     int r = file_size(bs->fd, &bs->size);
     if (r < 0)
         return err_set(err, r, "'%s': cannot get size: %s", bs->path, strerror(-r));
+    /* A disk is whole sectors: like QEMU, round the length up to 512 and
+     * read the tail past EOF as zeros. */
+    bs->size = (bs->size + 511) & ~511ull;
     return 0;
 }
 

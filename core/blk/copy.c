@@ -2,12 +2,14 @@
 #include "blk/copy.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "io/file.h"
+#include "util/log.h"
 
 /* A worker claims the next window, then walks block status inside it, so
  * metadata lookups and data reads of different windows overlap. */
@@ -22,15 +24,19 @@ struct copy_job {
     uint64_t next;          /* next unclaimed window start */
     uint64_t done;          /* bytes finished, for progress */
     int error;              /* first failure */
-    uint64_t error_off;
+    struct blk_copy_failure failure;
 };
 
-static void fail(struct copy_job *j, int r, uint64_t off)
+/* Called on the failing worker's thread, so its last logged error is the
+ * reason for this failure. */
+static void fail(struct copy_job *j, int r, uint64_t off, bool writing)
 {
     pthread_mutex_lock(&j->lock);
     if (!j->error) {
         j->error = r;
-        j->error_off = off;
+        j->failure.off = off;
+        j->failure.writing = writing;
+        snprintf(j->failure.msg, sizeof(j->failure.msg), "%s", writing ? "" : log_last_error());
     }
     pthread_mutex_unlock(&j->lock);
 }
@@ -67,6 +73,7 @@ static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_
     return 0;
 }
 
+/* Returns 0, or fails the job itself with the exact offset and side. */
 static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t end)
 {
     static const char zeros[ZERO_GRAIN];
@@ -78,8 +85,10 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
             uint64_t n;
             struct blk_status st;
             int r = blk_block_status(j->src, off + run, end - off - run, &n, &st);
-            if (r < 0)
+            if (r < 0) {
+                fail(j, r, off + run, false);
                 return r;
+            }
             if (!(st.flags & BLK_STATUS_DATA) && (st.flags & BLK_STATUS_ZERO)) {
                 if (run > 0)
                     break;
@@ -87,8 +96,10 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
                     for (uint64_t z = 0; z < n; z += ZERO_GRAIN) {
                         size_t zl = n - z < ZERO_GRAIN ? (size_t)(n - z) : ZERO_GRAIN;
                         r = file_pwrite_exact(j->fd, zeros, zl, off + z);
-                        if (r < 0)
+                        if (r < 0) {
+                            fail(j, r, off + z, true);
                             return r;
+                        }
                     }
                 }
                 off += n;
@@ -99,11 +110,15 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
         if (run == 0)
             continue;
         int r = blk_pread(j->src, off, buf, (size_t)run);
-        if (r < 0)
+        if (r < 0) {
+            fail(j, r, off, false);
             return r;
+        }
         r = write_sparse(j, buf, (size_t)run, off);
-        if (r < 0)
+        if (r < 0) {
+            fail(j, r, off, true);
             return r;
+        }
         off += run;
     }
     return 0;
@@ -114,7 +129,7 @@ static void *copy_worker(void *arg)
     struct copy_job *j = arg;
     char *buf = aligned_alloc(4096, COPY_WINDOW);
     if (!buf) {
-        fail(j, -ENOMEM, 0);
+        fail(j, -ENOMEM, 0, false);
         return NULL;
     }
     for (;;) {
@@ -127,11 +142,8 @@ static void *copy_worker(void *arg)
         pthread_mutex_unlock(&j->lock);
         if (stop)
             break;
-        int r = copy_window(j, buf, start, end);
-        if (r < 0) {
-            fail(j, r, start);
+        if (copy_window(j, buf, start, end) < 0)
             break;
-        }
         if (j->o->progress) {
             pthread_mutex_lock(&j->lock);
             j->done += end - start;
@@ -144,7 +156,7 @@ static void *copy_worker(void *arg)
 }
 
 int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts *o,
-                   uint64_t *err_off)
+                   struct blk_copy_failure *f)
 {
     struct copy_job j = { .src = src, .fd = dst_fd, .o = o };
     pthread_mutex_init(&j.lock, NULL);
@@ -165,7 +177,7 @@ int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts 
     for (unsigned i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
     pthread_mutex_destroy(&j.lock);
-    if (j.error && err_off)
-        *err_off = j.error_off;
+    if (j.error && f)
+        *f = j.failure;
     return j.error;
 }

@@ -17,8 +17,15 @@ struct blk_copy_opts {
     void *progress_ctx;
 };
 
-/* 0 or negative errno; on failure *err_off is where it happened. */
+/* Where and why a copy failed. */
+struct blk_copy_failure {
+    uint64_t off;             /* guest offset of the failing request */
+    bool writing;             /* the destination failed, not the source */
+    char msg[512];            /* the driver's logged reason, or "" */
+};
+
+/* 0 or negative errno; on failure *f (if given) says where and why. */
 int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts *o,
-                   uint64_t *err_off);
+                   struct blk_copy_failure *f);
 
 #endif

@@ -199,8 +199,13 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
         r = open_node(bpath, bpath, bs->backing_fmt, false, flags, depth + 1, opts, cc,
                       &bs->backing, err);
         free(bpath);
-        if (r < 0)
+        if (r < 0) {
+            /* Only the innermost failure adds this, so a deep chain says
+             * which overlay named the file that could not be opened. */
+            if (err && strstr(err->msg, "backing file") == NULL)
+                err_prefix(err, "'%s': cannot open its backing file: ", path);
             goto fail;
+        }
     }
     *out = bs;
     return 0;

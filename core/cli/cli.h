@@ -26,6 +26,9 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((for
 /* Open an image for a tool: read-only unless rw, messages on failure. */
 int cli_open(const char *cmd, const char *file, const char *fmt, unsigned flags,
              const struct blk_opts *opts, struct blk_node **out);
+/* Why an I/O call on this thread failed: the driver's logged message
+ * (which names the image and the field), else strerror. */
+const char *cli_reason(int r);
 /* Parse --output=human|json; returns 0 for human, 1 for json, -1 bad. */
 int cli_output_format(const char *arg);
 

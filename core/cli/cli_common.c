@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/log.h"
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -94,6 +95,12 @@ int cli_open(const char *cmd, const char *file, const char *fmt, unsigned flags,
         return r;
     }
     return 0;
+}
+
+const char *cli_reason(int r)
+{
+    const char *m = log_last_error();
+    return m[0] ? m : strerror(-r);
 }
 
 int cli_output_format(const char *arg)

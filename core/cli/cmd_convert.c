@@ -13,6 +13,7 @@
 #include "blk/copy.h"
 #include "blk/driver.h"
 #include "cli/cli.h"
+#include "io/lock.h"
 
 static void convert_usage(FILE *f)
 {
@@ -104,7 +105,7 @@ int cmd_convert(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "convert", "'%s': destination is the source image", dst_name);
     }
 
-    int fd = open(dst_name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(dst_name, O_RDWR | O_CREAT | O_CLOEXEC, 0644); /* read locks need read access */
     if (fd < 0) {
         int e = errno;
         blk_close(src);
@@ -112,6 +113,18 @@ int cmd_convert(int argc, char **argv)
     }
     struct stat dst;
     bool regular = fstat(fd, &dst) == 0 && S_ISREG(dst.st_mode);
+    /* Lock before truncating: this refuses a destination that is any layer
+     * of the source chain (its reader lock does not share "write") or an
+     * image another process is using, as qemu-img does. */
+    if (regular) {
+        struct scuse_err err = { 0 };
+        if (image_lock(fd, dst_name, LOCK_PERM_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
+                       LOCK_PERM_WRITE | LOCK_PERM_RESIZE, &err) < 0) {
+            close(fd);
+            blk_close(src);
+            return cli_fail(EXIT_IMAGE, "convert", "%s", err.msg);
+        }
+    }
     /* A fresh sparse file reads as zeros, so zero ranges need no writes. */
     if (regular && (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)src->size) < 0)) {
         int e = errno;
@@ -130,17 +143,22 @@ int cmd_convert(int argc, char **argv)
     };
     if (progress)
         draw_progress(&pr, 0, src->size);
-    uint64_t where = 0;
-    int r = blk_copy_to_fd(src, fd, &o, &where);
+    struct blk_copy_failure why = { 0 };
+    int r = blk_copy_to_fd(src, fd, &o, &why);
     if (progress) {
         if (r == 0)
             draw_progress(&pr, src->size, src->size);
         printf("\n");
     }
     int rc = EXIT_OK;
-    if (r < 0)
-        rc = cli_fail(EXIT_IMAGE, "convert", "'%s': copy failed near offset %" PRIu64 ": %s",
-                      src_name, where, strerror(-r));
+    if (r < 0 && why.writing)
+        rc = cli_fail(EXIT_IMAGE, "convert", "'%s': write at offset %" PRIu64 " failed: %s",
+                      dst_name, why.off, strerror(-r));
+    else if (r < 0 && why.msg[0])
+        rc = cli_fail(EXIT_IMAGE, "convert", "%s (reading guest offset %" PRIu64 ")", why.msg, why.off);
+    else if (r < 0)
+        rc = cli_fail(EXIT_IMAGE, "convert", "'%s': read at guest offset %" PRIu64 " failed: %s",
+                      src_name, why.off, strerror(-r));
     else if (flush_at_end && fdatasync(fd) < 0 && errno != EINVAL)
         rc = cli_fail(EXIT_IMAGE, "convert", "'%s': flush failed: %s", dst_name, strerror(errno));
     if (close(fd) < 0 && rc == EXIT_OK)

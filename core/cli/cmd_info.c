@@ -189,7 +189,8 @@ int cmd_info(int argc, char **argv)
         if (bs->drv->info) {
             int r = bs->drv->info(bs, &fi);
             if (r < 0) {
-                cli_fail(EXIT_IMAGE, "info", "'%s': cannot read format details: %s", bs->path, strerror(-r));
+                cli_fail(EXIT_IMAGE, "info", "'%s': cannot read format details: %s", bs->path,
+                         cli_reason(r));
                 rc = EXIT_IMAGE;
                 free(fi.snapshots);
                 break;

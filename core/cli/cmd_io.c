@@ -144,7 +144,7 @@ static int run_cmd(struct io_ctx *io, char *line)
     }
     if (r < 0)
         return cli_fail(EXIT_IMAGE, "io", "%s %" PRIu64 " %" PRIu64 " failed: %s", verb, off, len,
-                        strerror(-r));
+                        cli_reason(r));
     if (!quiet)
         report(is_read ? "read" : is_write ? "wrote" : "discard", off, len, now_sec() - t0);
     return EXIT_OK;

@@ -105,8 +105,8 @@ int cmd_map(int argc, char **argv)
         struct blk_status st;
         int r = blk_block_status(bs, off, end - off, &n, &st);
         if (r < 0) {
-            rc = cli_fail(EXIT_IMAGE, "map", "'%s': block status at offset %" PRIu64 " failed: %s",
-                          bs->path, off, strerror(-r));
+            rc = cli_fail(EXIT_IMAGE, "map", "%s (block status at guest offset %" PRIu64 ")",
+                          cli_reason(r), off);
             break;
         }
         struct map_row row = {

@@ -1,8 +1,10 @@
 /* scuse: SCSI in userspace. One binary, subcommands in qemu-img's manner. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/log.h"
 
 #ifndef SCUSE_VERSION
 #define SCUSE_VERSION "0.1"
@@ -28,8 +30,21 @@ static void usage(FILE *f)
     fprintf(f, "\n'scuse <command> --help' shows a command's options.\n");
 }
 
+/* Tools print one line per failure themselves (with the driver's reason,
+ * see cli_reason), so the log stays quiet unless SCUSE_LOG asks. */
+static void setup_logging(void)
+{
+    static const char *const names[] = { "off", "error", "warn", "info", "debug" };
+    const char *want = getenv("SCUSE_LOG");
+    log_set_level(LOG_LVL_OFF);
+    for (int i = 0; want && i < 5; i++)
+        if (strcmp(want, names[i]) == 0)
+            log_set_level((enum log_level)i);
+}
+
 int main(int argc, char **argv)
 {
+    setup_logging();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

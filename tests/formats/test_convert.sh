@@ -145,8 +145,8 @@ head -c 3M /dev/urandom >self.raw
 refused self.raw convert -f raw -O raw self.raw self.raw
 # Writing over a file of the backing chain is as bad: the chain is read
 # while the destination is truncated. (qemu-img refuses: 'Failed to get
-# "write" lock'.) KNOWN SCUSE BUG (fails now): scuse exits 0, having
-# truncated the backing file, and writes zeros where the backing data was.
+# "write" lock'.) (A regression guard: scuse once exited 0 here, having truncated the
+# backing file.)
 cp frag-base.qcow2 chainbase.qcow2
 qimg create -q -f qcow2 -b chainbase.qcow2 -F qcow2 chaintop.qcow2 $size
 refused chainbase.qcow2 convert -O raw chaintop.qcow2 chainbase.qcow2
@@ -154,8 +154,7 @@ case_end
 
 # --- 6. unwritable destinations ---------------------------------------------------------
 # The message must name the destination (the file that failed).
-# KNOWN SCUSE BUG (fails now): for /dev/full scuse says "'frag.qcow2': copy
-# failed near offset 0: No space left on device", naming the source.
+# The message must name the destination (scuse once named the source).
 case_begin "unwritable destinations give exit 2"
 for dst in no-such-dir/out.raw adir /dev/full; do
     mkdir -p adir

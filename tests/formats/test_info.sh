@@ -102,7 +102,7 @@ qimg snapshot -c last snap.qcow2
 icase "internal snapshots (one deleted)" snap.qcow2
 
 # a fresh image whose one snapshot table ends the file without the last
-# entry's padding (see test_qcow2_read.sh; KNOWN SCUSE BUG, fails now)
+# entry's padding (see test_qcow2_read.sh)
 qimg create -q -f qcow2 snap-eof.qcow2 1M
 qimg snapshot -c s1 snap-eof.qcow2
 icase "snapshot table at the end of the file" snap-eof.qcow2

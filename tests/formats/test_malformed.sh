@@ -178,13 +178,13 @@ stderr_mentions 'backing' "the backing file" || true
 cp overlay.qcow2 missing.qcow2
 qimg rebase -u -b not-there.qcow2 -F qcow2 missing.qcow2
 # The line must name the missing file and say it is a backing file.
-# KNOWN SCUSE BUG (fails now): scuse prints only "'not-there.qcow2': cannot
-# open: No such file or directory" (qemu-img: "Could not open backing file").
+# The message must say it is the backing file (qemu-img: "Could not open
+# backing file"); scuse once named only the missing file.
 bad chain "missing backing file" missing.qcow2 'backing' not-there.qcow2
 
 # --- meta / data --------------------------------------------------------------
-# KNOWN SCUSE BUG (fails now) in the cases of this section: map and convert print
-# two lines, the driver's log line ("scuse: error: '<img>': L2 table offset
+# In this section map and convert must print one line; scuse once printed
+# two, the driver's log line ("scuse: error: '<img>': L2 table offset
 # ... is beyond the end of the file") and then a generic one ("block status
 # at offset 0 failed: Input/output error" / "copy failed near offset 0").
 # L1 entry 0 pointing at an L2 table past EOF (COPIED bit kept)

@@ -262,9 +262,7 @@ PY
     # The snapshot table written last, so it ends the file: QEMU writes the
     # last entry without its padding to a multiple of 8 (id "1" + name "s1":
     # 40 + 24 extra + 3 = 67 bytes, padded size 72, file ends after 67).
-    # KNOWN SCUSE BUG (fails now): scuse demands the padding inside the file
-    # and `scuse info` exits 2 ("entry extends beyond the snapshot table or the
-    # file"), with two lines on stderr.
+    # QEMU leaves out the last entry's padding; scuse once demanded it.
     img=snap-eof.qcow2
     qimg create -q -f qcow2 "$img" 1M
     qwrite "$img" "write -P 0x66 0 100k"
@@ -378,7 +376,7 @@ sec_raw() {
     # counts whole sectors: qemu-img info says 70144 bytes, convert writes
     # 70144 bytes (zeros after EOF) and map covers 70144 bytes. scuse, which
     # serves LUNs in 512-byte blocks, must do the same.
-    # KNOWN SCUSE BUG (fails now): scuse says 70001 (info, map, convert).
+    # QEMU presents whole sectors: 70144 bytes (scuse once said 70001).
     head -c 70001 /dev/urandom >odd.raw
     qcase "raw of 70001 bytes, -f raw" odd.raw -- -f raw
     # a qcow2 file read as raw: its bytes, nothing else

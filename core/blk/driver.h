@@ -51,6 +51,19 @@ struct blk_create_opts {
     struct { const char *key, *val; } kv[BLK_CREATE_MAX_OPTS];
 };
 
+/* What `check` found, in qemu-img check's terms. */
+struct blk_check_result {
+    uint64_t corruptions, leaks, check_errors;
+    uint64_t corruptions_fixed, leaks_fixed;
+    uint64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
+    uint64_t image_end_offset;
+};
+
+enum {
+    BLK_CHECK_FIX_LEAKS = 1u << 0,   /* -r leaks */
+    BLK_CHECK_FIX_ERRORS = 1u << 1,  /* -r all (with FIX_LEAKS) */
+};
+
 struct blk_driver {
     const char *name;
     /* 0 = not this format, 100 = certain. buf is the file's first bytes. */
@@ -77,6 +90,13 @@ struct blk_driver {
     /* Optional: make a new image at path (the file may exist: replace it).
      * Unknown keys in o->kv are refused naming the key. */
     int (*create)(const char *path, const struct blk_create_opts *o, struct scuse_err *err);
+
+    /* Optional: consistency check, repairing with fix flags (the node is
+     * then open read-write). */
+    int (*check)(struct blk_node *bs, unsigned fix, struct blk_check_result *res);
+    /* Optional: store one whole, aligned cluster compressed (convert -c);
+     * -ENOTSUP where the cluster is already allocated. */
+    int (*write_compressed)(struct blk_node *bs, uint64_t off, const struct iov_view *v);
 };
 
 extern const struct blk_driver blk_driver_raw;

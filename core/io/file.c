@@ -29,20 +29,25 @@ int file_pread_exact(int fd, void *buf, size_t len, uint64_t off)
 
 #define FILE_IOV_BATCH 64
 
-int file_preadv_view(int fd, const struct iov_view *v, uint64_t off)
+/* preadv/pwritev over a whole view, in batches, retrying short transfers.
+ * A read that meets EOF zero-fills the rest; a write that makes no
+ * progress is an error. */
+static int file_rw_view(int fd, const struct iov_view *v, uint64_t off, bool write)
 {
     struct iov_view rest = *v;
     while (rest.len > 0) {
         struct iovec batch[FILE_IOV_BATCH];
         size_t want;
         int cnt = iov_view_to_iovec(&rest, batch, FILE_IOV_BATCH, &want);
-        ssize_t n = preadv(fd, batch, cnt, (off_t)off);
+        ssize_t n = write ? pwritev(fd, batch, cnt, (off_t)off) : preadv(fd, batch, cnt, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
         if (n == 0) {
+            if (write)
+                return -EIO;
             iov_view_memset(&rest, 0, 0, rest.len);
             return 0;
         }
@@ -50,6 +55,11 @@ int file_preadv_view(int fd, const struct iov_view *v, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
+}
+
+int file_preadv_view(int fd, const struct iov_view *v, uint64_t off)
+{
+    return file_rw_view(fd, v, off, false);
 }
 
 int file_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off)
@@ -71,23 +81,7 @@ int file_pwrite_exact(int fd, const void *buf, size_t len, uint64_t off)
 
 int file_pwritev_view(int fd, const struct iov_view *v, uint64_t off)
 {
-    struct iov_view rest = *v;
-    while (rest.len > 0) {
-        struct iovec batch[FILE_IOV_BATCH];
-        size_t want;
-        int cnt = iov_view_to_iovec(&rest, batch, FILE_IOV_BATCH, &want);
-        ssize_t n = pwritev(fd, batch, cnt, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        rest = iov_view_sub(&rest, (size_t)n, rest.len - (size_t)n);
-        off += (uint64_t)n;
-    }
-    return 0;
+    return file_rw_view(fd, v, off, true);
 }
 
 int file_sync(int fd)

@@ -17,7 +17,7 @@ struct map_row {
 static void map_usage(FILE *f)
 {
     fprintf(f, "usage: scuse map [-f FMT] [--output=human|json] [--start-offset=OFF] "
-               "[--max-length=LEN] [-U] IMG\n");
+               "[--max-length=LEN] [--l2-cache-size=BYTES] [-U] IMG\n");
 }
 
 static bool mergeable(const struct map_row *a, const struct map_row *b)
@@ -51,6 +51,7 @@ int cmd_map(int argc, char **argv)
         { "format", required_argument, NULL, 'f' },
         { "start-offset", required_argument, NULL, 's' },
         { "max-length", required_argument, NULL, 'l' },
+        { "l2-cache-size", required_argument, NULL, 'C' },
         { "force-share", no_argument, NULL, 'U' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -59,6 +60,7 @@ int cmd_map(int argc, char **argv)
     int json = 0;
     uint64_t start = 0, max_len = UINT64_MAX;
     bool share = false;
+    struct blk_opts opts = { 0 };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
@@ -77,6 +79,10 @@ int cmd_map(int argc, char **argv)
             if (cli_parse_size(optarg, &max_len) < 0)
                 return cli_fail(EXIT_USAGE, "map", "invalid --max-length '%s'", optarg);
             break;
+        case 'C':
+            if (cli_parse_size(optarg, &opts.l2_cache_size) < 0)
+                return cli_fail(EXIT_USAGE, "map", "invalid --l2-cache-size '%s'", optarg);
+            break;
         case 'U': share = true; break;
         case 'h': map_usage(stdout); return EXIT_OK;
         default: map_usage(stderr); return EXIT_USAGE;
@@ -86,7 +92,7 @@ int cmd_map(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "map", "expected exactly one image");
 
     struct blk_node *bs;
-    if (cli_open("map", argv[optind], fmt, share ? BLK_OPEN_SHARE : 0, NULL, &bs) < 0)
+    if (cli_open("map", argv[optind], fmt, share ? BLK_OPEN_SHARE : 0, &opts, &bs) < 0)
         return EXIT_IMAGE;
 
     uint64_t end = bs->size;

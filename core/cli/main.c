@@ -19,6 +19,7 @@ static const struct {
     { "info", cmd_info, "show an image's format, size, backing chain and format details" },
     { "map", cmd_map, "show which ranges hold data, zeros, or nothing, and in which layer" },
     { "convert", cmd_convert, "export an image (and its backing chain) to a raw file" },
+    { "check", cmd_check, "check an image's metadata for leaks and corruption, and repair them" },
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
 };
 

@@ -50,4 +50,75 @@ int qcow2_rebuild_refcounts(struct blk_node *bs, struct qcow2_state *s);
  * threads: compression runs in parallel, placement under a lock. */
 int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v);
 
+/* ---- Internal to create.c, check*.c, refdirect.c and compress.c ---- */
+
+#define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ull
+#define QCOW2_REFT_RESERVED_MASK 0x1ffull
+#define QCOW2_AUTOCLEAR_BITMAPS (1ull << 0)
+
+/* Refcounts straight from the file (refdirect.c). The refcount table is
+ * kept in memory (host order); blocks are read and written on demand. */
+struct qcow2_rd {
+    int fd;
+    uint32_t cluster_bits;
+    uint64_t cluster_size;
+    uint32_t order;            /* refcount_order */
+    uint32_t epb_bits;         /* log2 of entries per refcount block */
+    uint64_t max;              /* largest storable refcount */
+    uint64_t table_offset;
+    uint32_t table_clusters;
+    uint64_t table_entries;
+    uint64_t *table;
+    uint64_t file_size;
+};
+
+/* Entry i of a refcount block of the given order. */
+uint64_t qcow2_rd_entry(const uint8_t *blk, uint32_t order, uint64_t i);
+void qcow2_rd_set_entry(uint8_t *blk, uint32_t order, uint64_t i, uint64_t v);
+
+/* pread that returns zeros past the end of the file, as QEMU's reads of
+ * metadata do. */
+int qcow2_pread_zf(int fd, void *buf, size_t len, uint64_t off);
+
+/* Load the refcount table described by s (and the file size). */
+int qcow2_rd_open(struct qcow2_rd *rd, const struct qcow2_state *s);
+void qcow2_rd_close(struct qcow2_rd *rd);
+/* Block of reftable index t into buf (cluster_size bytes): zeros where the
+ * entry is 0, past the table or past EOF; -EIO if the entry is unaligned. */
+int qcow2_rd_read_block(struct qcow2_rd *rd, uint64_t t, uint8_t *buf);
+/* Refcount of cluster k (0 where no block describes it). */
+int qcow2_rd_get(struct qcow2_rd *rd, uint64_t k, uint64_t *v);
+/* Set cluster k's refcount, growing the refcount structures at the end
+ * of the file if no block describes k yet. */
+int qcow2_rd_set(struct qcow2_rd *rd, struct qcow2_state *s, uint64_t k, uint64_t v);
+/* Make clusters [0, upto) describable: missing blocks (and a larger table
+ * if needed) are placed at the end of the file and describe themselves. */
+int qcow2_rd_cover(struct qcow2_rd *rd, struct qcow2_state *s, uint64_t upto);
+/* Write a complete new refcount structure for want[0..n) (clusters past n
+ * get 0) after the end of the file and the old structure, make it durable,
+ * then point the header at it. s's reftable fields follow. */
+int qcow2_rd_rebuild(struct qcow2_rd *rd, struct qcow2_state *s, const uint32_t *want,
+                     uint64_t n);
+/* Write the header's refcount table fields and make them durable. */
+int qcow2_rd_switch_table(struct qcow2_rd *rd, struct qcow2_state *s, uint64_t off,
+                          uint32_t clusters);
+
+static inline void qcow2_wbe16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline void qcow2_wbe32(uint8_t *p, uint32_t v)
+{
+    qcow2_wbe16(p, (uint16_t)(v >> 16));
+    qcow2_wbe16(p + 2, (uint16_t)v);
+}
+
+static inline void qcow2_wbe64(uint8_t *p, uint64_t v)
+{
+    qcow2_wbe32(p, (uint32_t)(v >> 32));
+    qcow2_wbe32(p + 4, (uint32_t)v);
+}
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qcow2/check.h"
 #include "qcow2/qcow2.h"
 
 #define L2_CACHE_DEFAULT_MAX (32u << 20)
@@ -136,4 +137,6 @@ const struct blk_driver blk_driver_qcow2 = {
     .preadv = qcow2_preadv,
     .block_status = qcow2_block_status,
     .info = qcow2_info,
+    .create = qcow2_create,
+    .check = qcow2_check,
 };

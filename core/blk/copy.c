@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blk/driver.h"
 #include "io/file.h"
 #include "util/log.h"
 
@@ -19,6 +20,7 @@
 struct copy_job {
     struct blk_node *src;
     int fd;
+    struct blk_node *dst;   /* instead of fd, for blk_copy_to_node */
     const struct blk_copy_opts *o;
     pthread_mutex_t lock;
     uint64_t next;          /* next unclaimed window start */
@@ -36,7 +38,8 @@ static void fail(struct copy_job *j, int r, uint64_t off, bool writing)
         j->error = r;
         j->failure.off = off;
         j->failure.writing = writing;
-        snprintf(j->failure.msg, sizeof(j->failure.msg), "%s", writing ? "" : log_last_error());
+        snprintf(j->failure.msg, sizeof(j->failure.msg), "%s",
+                 writing && !j->dst ? "" : log_last_error());
     }
     pthread_mutex_unlock(&j->lock);
 }
@@ -46,12 +49,19 @@ static bool is_zero(const char *p, size_t n)
     return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
 }
 
+static int put(struct copy_job *j, const char *buf, size_t len, uint64_t off)
+{
+    if (j->dst)
+        return blk_pwrite(j->dst, off, buf, len, 0);
+    return file_pwrite_exact(j->fd, buf, len, off);
+}
+
 /* Write buf (guest bytes at off) leaving out all-zero grains when the
  * destination already reads as zeros. */
 static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_t off)
 {
     if (!j->o->dst_is_zeroed)
-        return file_pwrite_exact(j->fd, buf, len, off);
+        return put(j, buf, len, off);
     size_t i = 0;
     while (i < len) {
         size_t g = len - i < ZERO_GRAIN ? len - i : ZERO_GRAIN;
@@ -66,9 +76,48 @@ static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_
                 break;
             i += g;
         }
-        int r = file_pwrite_exact(j->fd, buf + s, i - s, off + s);
+        int r = put(j, buf + s, i - s, off + s);
         if (r < 0)
             return r;
+    }
+    return 0;
+}
+
+/* Compressed copy of [start, end) (cluster aligned, but for the image's
+ * last cluster): clusters that read as zeros are left out. */
+static int copy_window_compressed(struct copy_job *j, char *buf, uint64_t start, uint64_t end)
+{
+    uint64_t cs = j->dst->cluster_size;
+    for (uint64_t off = start; off < end; off += cs) {
+        size_t len = end - off < cs ? (size_t)(end - off) : (size_t)cs;
+        bool data = false;
+        for (uint64_t p = off; p < off + len && !data;) {
+            uint64_t n;
+            struct blk_status st;
+            int r = blk_block_status(j->src, p, off + len - p, &n, &st);
+            if (r < 0) {
+                fail(j, r, p, false);
+                return r;
+            }
+            data = (st.flags & BLK_STATUS_DATA) || !(st.flags & BLK_STATUS_ZERO);
+            p += n;
+        }
+        if (!data)
+            continue;
+        int r = blk_pread(j->src, off, buf, len);
+        if (r < 0) {
+            fail(j, r, off, false);
+            return r;
+        }
+        if (is_zero(buf, len))
+            continue;
+        struct iovec one;
+        struct iov_view v = iov_view_of_buf(&one, buf, len);
+        r = j->dst->drv->write_compressed(j->dst, off, &v);
+        if (r < 0) {
+            fail(j, r, off, true);
+            return r;
+        }
     }
     return 0;
 }
@@ -92,7 +141,13 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
             if (!(st.flags & BLK_STATUS_DATA) && (st.flags & BLK_STATUS_ZERO)) {
                 if (run > 0)
                     break;
-                if (!j->o->dst_is_zeroed) {
+                if (!j->o->dst_is_zeroed && j->dst) {
+                    r = blk_write_zeroes(j->dst, off, n, 0);
+                    if (r < 0) {
+                        fail(j, r, off, true);
+                        return r;
+                    }
+                } else if (!j->o->dst_is_zeroed) {
                     for (uint64_t z = 0; z < n; z += ZERO_GRAIN) {
                         size_t zl = n - z < ZERO_GRAIN ? (size_t)(n - z) : ZERO_GRAIN;
                         r = file_pwrite_exact(j->fd, zeros, zl, off + z);
@@ -142,7 +197,9 @@ static void *copy_worker(void *arg)
         pthread_mutex_unlock(&j->lock);
         if (stop)
             break;
-        if (copy_window(j, buf, start, end) < 0)
+        int r = j->o->compress ? copy_window_compressed(j, buf, start, end)
+                               : copy_window(j, buf, start, end);
+        if (r < 0)
             break;
         if (j->o->progress) {
             pthread_mutex_lock(&j->lock);
@@ -155,10 +212,31 @@ static void *copy_worker(void *arg)
     return NULL;
 }
 
+static int run_copy(struct copy_job *jp, struct blk_copy_failure *f);
+
 int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts *o,
                    struct blk_copy_failure *f)
 {
     struct copy_job j = { .src = src, .fd = dst_fd, .o = o };
+    return run_copy(&j, f);
+}
+
+int blk_copy_to_node(struct blk_node *src, struct blk_node *dst, const struct blk_copy_opts *o,
+                     struct blk_copy_failure *f)
+{
+    struct copy_job j = { .src = src, .fd = -1, .dst = dst, .o = o };
+    if (o->compress && (!dst->drv->write_compressed || !dst->cluster_size ||
+                        COPY_WINDOW % dst->cluster_size))
+        return -ENOTSUP;
+    if (dst->size < src->size)
+        return -EINVAL;
+    return run_copy(&j, f);
+}
+
+static int run_copy(struct copy_job *jp, struct blk_copy_failure *f)
+{
+    struct copy_job j = *jp;
+    const struct blk_copy_opts *o = j.o;
     pthread_mutex_init(&j.lock, NULL);
     unsigned n = o->threads;
     if (n == 0) {

@@ -1,4 +1,6 @@
-/* scuse convert: export an image chain to a raw file. */
+/* scuse convert: export an image chain to a raw file, or to a new qcow2
+ * image (made by the qcow2 driver's create, options as `scuse create`),
+ * optionally with every cluster compressed (-c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,9 +19,13 @@
 
 static void convert_usage(FILE *f)
 {
-    fprintf(f, "usage: scuse convert [-f FMT] [-O raw] [-t CACHE] [-p] [-m THREADS] [-W] [-U] SRC DST\n"
+    fprintf(f, "usage: scuse convert [-f FMT] [-O raw|qcow2] [-c] [-o OPT=VAL[,...]] [-t CACHE] [-p]\n"
+               "                     [-m THREADS] [-W] [-U] SRC DST\n"
                "  -f FMT      source format (qcow2, raw); probed when absent\n"
-               "  -O raw      output format\n"
+               "  -O FMT      output format: raw (default) or qcow2\n"
+               "  -c          (qcow2) store every cluster compressed, with the image's\n"
+               "              compression_type (zlib or zstd)\n"
+               "  -o OPTS     (qcow2) creation options, as for 'scuse create -f qcow2'\n"
                "  -t CACHE    unsafe (default, as qemu-img: no flush at the end) or writeback\n"
                "              (flush the output before exiting)\n"
                "  -p          show progress\n"
@@ -53,15 +59,130 @@ static void draw_progress(void *ctx, uint64_t done, uint64_t total)
     fflush(stdout);
 }
 
+struct convert_ctx {
+    struct blk_node *src;
+    const char *dst_name;
+    bool compress, progress, flush_at_end;
+    unsigned threads;
+    char **opts;
+    int nopt;
+};
+
+/* Split "a=1,b=2" into o->kv (pointers into the writable string s). */
+static int split_opts(char *s, struct blk_create_opts *o, bool compress)
+{
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(t, '=');
+        if (!eq)
+            return cli_fail(EXIT_USAGE, "convert", "option '%s' needs a value (OPT=VAL)", t);
+        *eq = '\0';
+        if (strcmp(t, "backing_file") == 0 || strcmp(t, "backing_fmt") == 0 || strcmp(t, "size") == 0)
+            return cli_fail(EXIT_USAGE, "convert", "option '%s' cannot be used with convert", t);
+        if (o->n == BLK_CREATE_MAX_OPTS)
+            return cli_fail(EXIT_USAGE, "convert", "too many options");
+        o->kv[o->n].key = t;
+        o->kv[o->n].val = eq + 1;
+        if (strcmp(t, "preallocation") == 0 && strcmp(eq + 1, "off") != 0 && compress)
+            return cli_fail(EXIT_USAGE, "convert", "-c cannot be used with preallocation=%s", eq + 1);
+        o->n++;
+    }
+    return EXIT_OK;
+}
+
+static void report_failure(int r, const struct blk_copy_failure *why, const char *src_name,
+                           const char *dst_name)
+{
+    if (r < 0 && why->writing && why->msg[0])
+        cli_fail(EXIT_IMAGE, "convert", "%s (writing guest offset %" PRIu64 ")", why->msg, why->off);
+    else if (r < 0 && why->writing)
+        cli_fail(EXIT_IMAGE, "convert", "'%s': write at offset %" PRIu64 " failed: %s",
+                 dst_name, why->off, strerror(-r));
+    else if (r < 0 && why->msg[0])
+        cli_fail(EXIT_IMAGE, "convert", "%s (reading guest offset %" PRIu64 ")", why->msg, why->off);
+    else if (r < 0)
+        cli_fail(EXIT_IMAGE, "convert", "'%s': read at guest offset %" PRIu64 " failed: %s",
+                 src_name, why->off, strerror(-r));
+}
+
+/* A new qcow2 image made by the driver, then filled through the block
+ * layer (compressed clusters through write_compressed). */
+static int convert_to_qcow2(struct convert_ctx *cc)
+{
+    const struct blk_driver *drv = blk_driver_find("qcow2");
+    struct blk_create_opts co = { 0 };
+    char *owned[8] = { 0 };
+    int rc = EXIT_OK;
+    for (int i = 0; i < cc->nopt && rc == EXIT_OK; i++) {
+        owned[i] = strdup(cc->opts[i]);
+        rc = owned[i] ? split_opts(owned[i], &co, cc->compress) : cli_fail(EXIT_IMAGE, "convert", "out of memory");
+    }
+    co.size = cc->src->size;
+    /* Refuse a destination in use (a layer of the source chain included)
+     * before create truncates it, as the raw path does. */
+    int lfd = rc == EXIT_OK ? open(cc->dst_name, O_RDWR | O_CLOEXEC) : -1;
+    if (lfd >= 0) {
+        struct scuse_err err = { 0 };
+        if (image_lock(lfd, cc->dst_name, LOCK_PERM_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
+                       LOCK_PERM_WRITE | LOCK_PERM_RESIZE, &err) < 0)
+            rc = cli_fail(EXIT_IMAGE, "convert", "%s", err.msg);
+    }
+    if (rc == EXIT_OK) {
+        struct scuse_err err = { 0 };
+        int r = drv->create(cc->dst_name, &co, &err);
+        if (r < 0)
+            rc = cli_fail(r == -EINVAL ? EXIT_USAGE : EXIT_IMAGE, "convert", "%s",
+                          err.msg[0] ? err.msg : strerror(-r));
+    }
+    if (lfd >= 0)
+        close(lfd);
+    for (int i = 0; i < cc->nopt; i++)
+        free(owned[i]);
+    if (rc != EXIT_OK)
+        return rc;
+    struct blk_node *dst;
+    if (cli_open("convert", cc->dst_name, "qcow2", BLK_OPEN_RW | BLK_OPEN_NO_BACKING, NULL, &dst) < 0)
+        return EXIT_IMAGE;
+    struct progress pr = { .tty = isatty(STDOUT_FILENO), .last = -10000 };
+    struct blk_copy_opts o = {
+        .threads = cc->threads,
+        .dst_is_zeroed = true,
+        .compress = cc->compress,
+        .progress = cc->progress ? draw_progress : NULL,
+        .progress_ctx = &pr,
+    };
+    if (cc->progress)
+        draw_progress(&pr, 0, cc->src->size);
+    struct blk_copy_failure why = { 0 };
+    int r = blk_copy_to_node(cc->src, dst, &o, &why);
+    if (cc->progress) {
+        if (r == 0)
+            draw_progress(&pr, cc->src->size, cc->src->size);
+        printf("\n");
+    }
+    if (r == -ENOTSUP && !why.writing && !why.msg[0])
+        rc = cli_fail(EXIT_IMAGE, "convert", "'%s': this image cannot take compressed clusters",
+                      cc->dst_name);
+    else if (r < 0) {
+        report_failure(r, &why, cc->src->filename, cc->dst_name);
+        rc = EXIT_IMAGE;
+    }
+    if (rc == EXIT_OK && cc->flush_at_end && (r = blk_flush(dst)) < 0)
+        rc = cli_fail(EXIT_IMAGE, "convert", "'%s': flush failed: %s", cc->dst_name, strerror(-r));
+    blk_close(dst);
+    return rc;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     const char *fmt = NULL, *out_fmt = "raw";
-    bool progress = false, share = false, flush_at_end = false;
+    bool progress = false, share = false, flush_at_end = false, compress = false;
+    char *optstr[8];
+    int nopt = 0;
     unsigned threads = 0;
     int c;
     optind = 1;
     static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-    while ((c = getopt_long(argc, argv, "f:O:t:pm:WhU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:O:t:pm:WhUco:", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
@@ -83,6 +204,12 @@ int cmd_convert(int argc, char **argv)
             break;
         }
         case 'W': break;
+        case 'c': compress = true; break;
+        case 'o':
+            if (nopt == 8)
+                return cli_fail(EXIT_USAGE, "convert", "too many -o");
+            optstr[nopt++] = optarg;
+            break;
         case 'U': share = true; break;
         case 'h': convert_usage(stdout); return EXIT_OK;
         default: convert_usage(stderr); return EXIT_USAGE;
@@ -90,8 +217,11 @@ int cmd_convert(int argc, char **argv)
     }
     if (argc - optind != 2)
         return cli_fail(EXIT_USAGE, "convert", "expected a source and a destination");
-    if (strcmp(out_fmt, "raw") != 0)
-        return cli_fail(EXIT_USAGE, "convert", "output format '%s' is not supported (use -O raw)", out_fmt);
+    bool to_qcow2 = strcmp(out_fmt, "qcow2") == 0;
+    if (!to_qcow2 && strcmp(out_fmt, "raw") != 0)
+        return cli_fail(EXIT_USAGE, "convert", "output format '%s' is not supported (raw, qcow2)", out_fmt);
+    if (!to_qcow2 && (compress || nopt))
+        return cli_fail(EXIT_USAGE, "convert", "%s needs -O qcow2", compress ? "-c" : "-o");
     const char *src_name = argv[optind], *dst_name = argv[optind + 1];
 
     struct blk_node *src;
@@ -103,6 +233,15 @@ int cmd_convert(int argc, char **argv)
         sst.st_dev == dst_st.st_dev && sst.st_ino == dst_st.st_ino) {
         blk_close(src);
         return cli_fail(EXIT_USAGE, "convert", "'%s': destination is the source image", dst_name);
+    }
+
+    if (to_qcow2) {
+        struct convert_ctx cc = { .src = src, .dst_name = dst_name, .compress = compress,
+                                  .progress = progress, .threads = threads,
+                                  .flush_at_end = flush_at_end, .opts = optstr, .nopt = nopt };
+        int rc = convert_to_qcow2(&cc);
+        blk_close(src);
+        return rc;
     }
 
     int fd = open(dst_name, O_RDWR | O_CREAT | O_CLOEXEC, 0644); /* read locks need read access */

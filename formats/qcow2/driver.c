@@ -139,4 +139,5 @@ const struct blk_driver blk_driver_qcow2 = {
     .info = qcow2_info,
     .create = qcow2_create,
     .check = qcow2_check,
+    .write_compressed = qcow2_write_compressed,
 };

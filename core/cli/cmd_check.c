@@ -167,9 +167,9 @@ int cmd_check(int argc, char **argv)
     if (r < 0)
         return cli_fail(EXIT_USAGE, "check", "%s", err.msg[0] ? err.msg : strerror(-r));
     if (!bs->drv->check) {
-        blk_close(bs);
         fprintf(stderr, "scuse check: '%s': this image format (%s) does not support checks\n",
                 file, bs->drv->name);
+        blk_close(bs);
         return EXIT_CHECK_UNSUPPORTED;
     }
     int rc = fix ? make_writable(bs, share) : EXIT_OK;

@@ -132,10 +132,10 @@ static int parse_params(const char *path, const struct blk_create_opts *o, struc
                                "full, not '%s'", path, v);
             p->prealloc = (enum prealloc)m;
         } else if (!strcmp(k, "data_file") || !strcmp(k, "data_file_raw")) {
-            return err_set(err, -ENOTSUP, "'%s': option '%s': creating images with an external "
+            return err_set(err, -EINVAL, "'%s': option '%s': creating images with an external "
                            "data file is not supported", path, k);
         } else if (!strcmp(k, "encryption") || !strncmp(k, "encrypt.", 8)) {
-            return err_set(err, -ENOTSUP, "'%s': option '%s': encrypted images are not supported",
+            return err_set(err, -EINVAL, "'%s': option '%s': encrypted images are not supported",
                            path, k);
         } else {
             return err_set(err, -EINVAL, "'%s': qcow2 images have no option '%s'", path, k);
@@ -180,7 +180,7 @@ static int plan(const char *path, const struct create_params *p, uint64_t size, 
     l->l2_entries = cs >> (p->ext_l2 ? 4 : 3);
     l->l1_entries = div_up(div_up(size, cs), l->l2_entries);
     if (l->l1_entries > QCOW2_MAX_L1_BYTES / 8)
-        return err_set(err, -EFBIG, "'%s': size %" PRIu64 " is too large for cluster_size %" PRIu64
+        return err_set(err, -EINVAL, "'%s': size %" PRIu64 " is too large for cluster_size %" PRIu64
                        " (the L1 table would exceed 32 MiB); use a larger cluster_size",
                        path, size, cs);
     l->l1_n = div_up(l->l1_entries * 8, cs);
@@ -197,7 +197,7 @@ static int plan(const char *path, const struct create_params *p, uint64_t size, 
         nt = nt2;
     }
     if (nt * cs > QCOW2_MAX_REFTABLE_BYTES)
-        return err_set(err, -EFBIG, "'%s': size %" PRIu64 " needs a refcount table over 8 MiB "
+        return err_set(err, -EINVAL, "'%s': size %" PRIu64 " needs a refcount table over 8 MiB "
                        "with cluster_size %" PRIu64 "; use a larger cluster_size", path, size, cs);
     l->table_at = 1;
     l->table_n = nt;
@@ -374,7 +374,7 @@ int qcow2_create(const char *path, const struct blk_create_opts *o, struct scuse
     if (r < 0)
         return r;
     if (o->size > (1ull << 62))
-        return err_set(err, -EFBIG, "'%s': size %" PRIu64 " is too large", path, o->size);
+        return err_set(err, -EINVAL, "'%s': size %" PRIu64 " is too large", path, o->size);
     uint64_t size = (o->size + 511) & ~511ull; /* whole sectors, as qemu-img */
     struct layout l;
     r = plan(path, &p, size, &l, err);

@@ -1,5 +1,6 @@
-/* qcow2 driver vtable: open/close and `info`. Read-only: the data path is
- * in read.c, header validation in header.c. */
+/* qcow2 driver vtable: open/close and `info`. The read path is in read.c,
+ * header validation in header.c, the writer in write.c, zero.c and
+ * flush.c (its state is set up by qcow2_writer_open). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static void state_free(struct qcow2_state *s, bool dpool_ready)
 {
     if (!s)
         return;
+    qcow2_writer_close(s);
     qcow2_l2c_destroy(&s->cache);
     if (dpool_ready)
         qcow2_dpool_destroy(&s->dpool);
@@ -76,6 +78,14 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
     bs->align = 1;
     bs->max_transfer = 0;
     bs->state = s;
+    if (!bs->read_only) {
+        r = qcow2_writer_open(bs, s, err);
+        if (r < 0) {
+            bs->state = NULL;
+            state_free(s, true);
+            return r;
+        }
+    }
     return 0;
 }
 
@@ -137,6 +147,10 @@ const struct blk_driver blk_driver_qcow2 = {
     .preadv = qcow2_preadv,
     .block_status = qcow2_block_status,
     .info = qcow2_info,
+    .pwritev = qcow2_pwritev,
+    .write_zeroes = qcow2_write_zeroes,
+    .discard = qcow2_discard,
+    .flush = qcow2_flush,
     .create = qcow2_create,
     .check = qcow2_check,
     .write_compressed = qcow2_write_compressed,

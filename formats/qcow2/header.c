@@ -161,13 +161,10 @@ static int check_features(struct blk_node *bs, struct qcow2_state *s, const stru
     uint64_t unknown = s->incompat & ~QCOW2_INCOMPAT_KNOWN;
     if (unknown)
         return refuse_unknown_incompat(bs, unknown, x, err);
-    if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
+    /* A read-write open of a dirty image is the driver's decision
+     * (refcounts are rebuilt first). */
+    if (s->incompat & QCOW2_INCOMPAT_DIRTY)
         bs->dirty = true;
-        if (!bs->read_only)
-            return err_set(err, -ENOTSUP, "'%s': the image is dirty (incompatible feature bit 0) "
-                           "and needs refcount repair, which is not available yet; open it read-only",
-                           bs->path);
-    }
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only)
         return err_set(err, -EACCES, "'%s': the image is marked corrupt (incompatible feature "
                        "bit 1); it can only be opened read-only", bs->path);
@@ -336,6 +333,7 @@ int qcow2_read_header(struct blk_node *bs, struct qcow2_state *s, struct scuse_e
     int r = file_size(bs->fd, &s->file_size);
     if (r < 0)
         return err_set(err, r, "'%s': cannot get size: %s", bs->path, strerror(-r));
+    s->meta_end = s->file_size;
     uint8_t fixed[QCOW2_V2_HEADER_LEN];
     if (s->file_size < sizeof(fixed))
         return err_set(err, -EINVAL, "'%s': file is too short for a qcow2 header (%" PRIu64
@@ -376,6 +374,44 @@ int qcow2_read_header(struct blk_node *bs, struct qcow2_state *s, struct scuse_e
     s->csize_mask = (1ull << (s->cluster_bits - 8)) - 1;
     s->coffset_mask = (1ull << s->csize_shift) - 1;
     return load_l1(bs, s, err);
+}
+
+int qcow2_reload_tables(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err)
+{
+    uint8_t h[QCOW2_V2_HEADER_LEN];
+    int r = file_size(bs->fd, &s->file_size);
+    if (r == 0)
+        r = file_pread_exact(bs->fd, h, sizeof(h), 0);
+    if (r < 0)
+        return err_set(err, r, "'%s': cannot re-read the header: %s", bs->path, strerror(-r));
+    s->meta_end = s->file_size;
+    s->l1_offset = qcow2_be64(h + 40);
+    s->refcount_table_offset = qcow2_be64(h + 48);
+    s->refcount_table_clusters = qcow2_be32(h + 56);
+    if (qcow2_be32(h + 36) != s->l1_size)
+        return err_set(err, -EINVAL, "'%s': l1_size changed while repairing", bs->path);
+    r = check_tables(bs, s, err);
+    if (r < 0)
+        return r;
+    free(s->l1);
+    s->l1 = NULL;
+    return load_l1(bs, s, err);
+}
+
+int qcow2_write_features(struct qcow2_state *s, uint64_t incompat, uint64_t autoclear)
+{
+    uint8_t f[24];
+    qcow2_put_be64(f, incompat);
+    qcow2_put_be64(f + 8, s->compat);
+    qcow2_put_be64(f + 16, autoclear);
+    int r = file_pwrite_exact(s->fd, f, sizeof(f), 72);
+    if (r == 0)
+        r = file_sync(s->fd);
+    if (r < 0)
+        return r;
+    s->incompat = incompat;
+    s->autoclear = autoclear;
+    return 0;
 }
 
 int qcow2_open_data_file(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err)

@@ -15,17 +15,21 @@
 struct unit {
     enum qcow2_kind kind;
     uint64_t host;  /* host offset of the unit's first byte */
+    bool copied;
 };
 
 static bool run_extend(struct qcow2_run *run, bool *started, bool merge_compressed,
-                       const struct unit *u, uint64_t in_unit, uint64_t nbytes, uint64_t l2e)
+                       bool split_copied, const struct unit *u, uint64_t in_unit, uint64_t nbytes,
+                       uint64_t l2e)
 {
+    bool has_host = u->kind == QCOW2_NORMAL || u->kind == QCOW2_ZERO_ALLOC;
     if (!*started) {
         *started = true;
         run->kind = u->kind;
         run->len = nbytes;
-        run->host = (u->kind == QCOW2_NORMAL || u->kind == QCOW2_ZERO_ALLOC) ? u->host + in_unit : 0;
+        run->host = has_host ? u->host + in_unit : 0;
         run->l2e = u->kind == QCOW2_COMPRESSED ? l2e : 0;
+        run->copied = has_host && u->copied;
         return true;
     }
     if (u->kind != run->kind)
@@ -34,6 +38,8 @@ static bool run_extend(struct qcow2_run *run, bool *started, bool merge_compress
     case QCOW2_NORMAL:
     case QCOW2_ZERO_ALLOC:
         if (u->host + in_unit != run->host + run->len)
+            return false;
+        if (split_copied && u->copied != run->copied)
             return false;
         break;
     case QCOW2_COMPRESSED:
@@ -124,6 +130,7 @@ static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, 
                       struct qcow2_run *run, bool *started)
 {
     uint64_t cs = s->cluster_size;
+    bool split = s->writable;
     for (; idx < nent && *pos < end; idx++) {
         uint64_t e = s->ext_l2 ? ent[2 * idx] : ent[idx];
         uint64_t bm = s->ext_l2 ? ent[2 * idx + 1] : 0;
@@ -137,12 +144,13 @@ static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, 
         }
         uint64_t chost = e & QCOW2_L2E_OFFSET_MASK;
         uint64_t in_cluster = *pos & (cs - 1);
+        bool copied = e & QCOW2_OFLAG_COPIED;
         if (!s->ext_l2 || ck == QCOW2_COMPRESSED) {
-            struct unit u = { ck, chost };
+            struct unit u = { ck, chost, copied };
             uint64_t n = cs - in_cluster;
             if (n > end - *pos)
                 n = end - *pos;
-            if (!run_extend(run, started, merge_compressed, &u, in_cluster, n, e))
+            if (!run_extend(run, started, merge_compressed, split, &u, in_cluster, n, e))
                 return 0;
             *pos += n;
             continue;
@@ -156,11 +164,12 @@ static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, 
                 return corrupt(s, *pos, "invalid subcluster allocation bitmap", l2_off, bm);
             }
             u.host = chost + (uint64_t)sc * scs;
+            u.copied = copied;
             uint64_t in_sc = *pos & (scs - 1);
             uint64_t n = scs - in_sc;
             if (n > end - *pos)
                 n = end - *pos;
-            if (!run_extend(run, started, merge_compressed, &u, in_sc, n, e))
+            if (!run_extend(run, started, merge_compressed, split, &u, in_sc, n, e))
                 return 0;
             *pos += n;
         }
@@ -179,26 +188,28 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_comp
     run->kind = QCOW2_UNALLOCATED;
     run->len = 0;
     run->host = run->l2e = 0;
+    run->copied = false;
+    uint64_t file_end = __atomic_load_n(&s->meta_end, __ATOMIC_ACQUIRE);
 
     while (pos < end) {
         uint64_t ci = pos >> cb;
         uint64_t l1i = ci >> s->l2_bits;
         uint64_t l2i = ci & (l2_entries - 1);
-        uint64_t l1e = l1i < s->l1_loaded ? s->l1[l1i] : 0;
+        uint64_t l1e = l1i < s->l1_loaded ? qcow2_l1_get(s, l1i) : 0;
         uint64_t l2_off = l1e & QCOW2_L1E_OFFSET_MASK;
         if (!l2_off) {
             /* No L2 table: the whole range it would cover is unallocated. */
             uint64_t stop = (l1i + 1) << (cb + s->l2_bits);
             if (stop > end || stop == 0)
                 stop = end;
-            struct unit u = { QCOW2_UNALLOCATED, 0 };
-            if (!run_extend(run, &started, merge_compressed, &u, 0, stop - pos, 0))
+            struct unit u = { QCOW2_UNALLOCATED, 0, false };
+            if (!run_extend(run, &started, merge_compressed, false, &u, 0, stop - pos, 0))
                 break;
             pos = stop;
             continue;
         }
-        if ((l2_off & (s->cluster_size - 1)) || l2_off > s->file_size ||
-            s->file_size - l2_off < s->cluster_size) {
+        if ((l2_off & (s->cluster_size - 1)) || l2_off > file_end ||
+            file_end - l2_off < s->cluster_size) {
             if (started)
                 break;
             qcow2_log_io(s, "L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is %s",

@@ -1,6 +1,9 @@
-/* qcow2 (read-only): on-disk constants and the per-image state shared by
- * the driver's files. Everything on disk is big-endian; tables are kept in
- * host order once loaded. */
+/* qcow2: on-disk constants and the per-image state shared by the driver's
+ * files. Everything on disk is big-endian; L1, L2 and refcount tables are
+ * kept in host order once loaded, refcount blocks in their on-disk bytes.
+ *
+ * Writer (refcount.c, alloc.c, l2table.c, write.c, zero.c, flush.c): see
+ * flush.c for the crash-safe ordering and write.c for the locking. */
 #ifndef SCUSE_QCOW2_H
 #define SCUSE_QCOW2_H
 
@@ -44,6 +47,9 @@
 #define QCOW2_INCOMPAT_KNOWN 0x1full
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
 #define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ull << 1)
+/* Autoclear bits this writer keeps valid; the others (bitmaps included:
+ * they are not updated) are cleared before the first write. */
+#define QCOW2_AUTOCLEAR_KNOWN QCOW2_AUTOCLEAR_DATA_FILE_RAW
 
 #define QCOW2_COMPRESSION_ZLIB 0
 #define QCOW2_COMPRESSION_ZSTD 1
@@ -66,6 +72,49 @@ struct qcow2_l2cache {
     struct qcow2_l2slot *slots;
     uint64_t *data;            /* nslots slices, host order */
     int32_t lru_head, lru_tail; /* head = most recently used */
+    uint32_t ndirty;           /* slices changed in memory, not yet written */
+    uint64_t wb_gen;           /* bumped when a dirty slice has been written */
+};
+
+/* Bounded cache of refcount block slices in their on-disk bytes. Used by
+ * the writer only, under the metadata lock. */
+struct qcow2_rslot;
+struct qcow2_rcache {
+    uint32_t slice_bytes;
+    uint32_t nslots, ndirty;
+    uint32_t bucket_mask;
+    int32_t *buckets;
+    struct qcow2_rslot *slots;
+    uint8_t *data;
+    uint64_t tick;             /* LRU clock */
+};
+
+/* Refcount decrements waiting for the L2/L1 change that dropped the
+ * reference to be durable: each cluster of [start, start + n) loses one. */
+struct qcow2_dec {
+    uint64_t start, n;
+};
+
+/* Writer state; exists only on a read-write open. */
+struct qcow2_writer {
+    pthread_mutex_t lock;      /* metadata: allocation, L1/L2/refcount changes, flush */
+    /* Held shared by every I/O that uses a host offset it mapped; taken
+     * exclusively (and released at once) before decrements are applied,
+     * so a cluster is never reused while an I/O that mapped it runs. */
+    pthread_rwlock_t barrier;
+    uint64_t *reftable;        /* host order */
+    uint64_t reftable_entries;
+    struct qcow2_rcache rc;
+    uint32_t rb_bits;          /* log2 refcount entries per block */
+    uint32_t rs_bits;          /* log2 refcount entries per cached slice */
+    uint64_t free_hint;        /* no free cluster below this one */
+    struct qcow2_dec *dec;
+    size_t ndec, dec_cap;
+    uint8_t *l1_dirty;         /* per 64-entry (512-byte) piece of the L1 table */
+    bool l1_any_dirty;
+    bool meta_unsynced;        /* metadata written without a sync since */
+    atomic_bool data_unsynced; /* guest data written in place since the last sync */
+    uint8_t *head_buf, *tail_buf; /* cluster-sized copy-on-write buffers */
 };
 
 /* Pool of decompression contexts: created on first use, never more than
@@ -107,6 +156,7 @@ struct qcow2_state {
     uint64_t l1_size, l1_offset;
     uint64_t refcount_table_offset;
     uint32_t refcount_table_clusters;
+    uint64_t meta_end;         /* file size plus what the writer allocated (atomic) */
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
 
@@ -118,6 +168,9 @@ struct qcow2_state {
     struct qcow2_l2cache cache;
     struct qcow2_dpool dpool;
     atomic_uint io_errors_logged;
+
+    bool writable;
+    struct qcow2_writer w;
 };
 
 /* Run kinds, in QEMU's decision order. */
@@ -134,6 +187,7 @@ struct qcow2_run {
     uint64_t len;              /* bytes from the queried offset */
     uint64_t host;             /* NORMAL/ZERO_ALLOC: host offset of the first byte */
     uint64_t l2e;              /* COMPRESSED: the first cluster's descriptor */
+    bool copied;               /* NORMAL/ZERO_ALLOC: COPIED set (only split on when writable) */
 };
 
 static inline uint32_t qcow2_be32(const uint8_t *p)
@@ -149,6 +203,26 @@ static inline uint64_t qcow2_be64(const uint8_t *p)
 static inline uint16_t qcow2_be16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void qcow2_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline void qcow2_put_be64(uint8_t *p, uint64_t v)
+{
+    qcow2_put_be32(p, (uint32_t)(v >> 32));
+    qcow2_put_be32(p + 4, (uint32_t)v);
+}
+
+/* The L1 entry for l1i as readers may see it while a writer changes it. */
+static inline uint64_t qcow2_l1_get(const struct qcow2_state *s, uint64_t l1i)
+{
+    return __atomic_load_n(&s->l1[l1i], __ATOMIC_ACQUIRE);
 }
 
 /* map.c: log a read-path error naming the image; after a few per image
@@ -170,6 +244,17 @@ void qcow2_l2c_destroy(struct qcow2_l2cache *c);
  * qcow2_l2c_unlock(). On failure the lock is not held. */
 int qcow2_l2c_get(struct qcow2_l2cache *c, int fd, uint64_t off, const uint64_t **ent);
 void qcow2_l2c_unlock(struct qcow2_l2cache *c);
+/* Writer side (metadata lock held): a slice got with qcow2_l2c_get may be
+ * changed in place (cast away const) and released with
+ * qcow2_l2c_unlock_dirty, which pins it until written back. Dirty slices
+ * are never evicted; the writer keeps at most half the cache dirty. */
+void qcow2_l2c_unlock_dirty(struct qcow2_l2cache *c, const uint64_t *ent);
+/* Write every dirty slice (no sync); *count is how many were written. */
+int qcow2_l2c_writeback(struct qcow2_l2cache *c, int fd, unsigned *count);
+/* Forget clean slices lying in [off, off + len) (a cluster being reused). */
+void qcow2_l2c_drop(struct qcow2_l2cache *c, uint64_t off, uint64_t len);
+/* Forget every slice; none may be dirty. */
+void qcow2_l2c_reset(struct qcow2_l2cache *c);
 
 /* map.c: the longest run from off (at most len bytes, len > 0) of one
  * kind, with contiguous host offsets for NORMAL and ZERO_ALLOC. A
@@ -187,10 +272,94 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
 
 /* read.c */
 int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+/* The read path without the writer's barrier (the caller holds the
+ * metadata lock or the barrier). */
+int qcow2_read_mapped(struct blk_node *bs, uint64_t off, const struct iov_view *v);
 int qcow2_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                        struct blk_status *st);
 
 /* snapshot.c: parse the snapshot table into a malloc'd array. */
 int qcow2_read_snapshots(struct qcow2_state *s, struct blk_snapshot_info **out, int *count);
+
+/* header.c: re-read the L1 table and the refcount table fields (after a
+ * refcount rebuild rewrote them). */
+int qcow2_reload_tables(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err);
+/* header.c: write the incompatible and autoclear feature fields (v3) and
+ * sync. */
+int qcow2_write_features(struct qcow2_state *s, uint64_t incompat, uint64_t autoclear);
+
+/* ---- Writer. Unless said otherwise, the metadata lock s->w.lock is held. ---- */
+
+/* refcount.c */
+int qcow2_rc_init(struct qcow2_state *s, uint32_t nslots);
+void qcow2_rc_destroy(struct qcow2_state *s);
+/* Refcount of a cluster (0 where no block covers it). */
+int qcow2_rc_get(struct qcow2_state *s, uint64_t cluster, uint64_t *val);
+/* Add delta to each of n clusters' refcounts; their blocks must exist.
+ * Over- or underflow is -ERANGE with nothing changed for that cluster. */
+int qcow2_rc_add(struct qcow2_state *s, uint64_t cluster, uint64_t n, int delta);
+/* Scan [c, limit) for refcount 0 within one cached slice: *first is the
+ * first free cluster (or limit), *run how many free follow it (stopping
+ * at a used one, at limit or at the slice end). Needs the block. */
+int qcow2_rc_scan_free(struct qcow2_state *s, uint64_t c, uint64_t limit, uint64_t *first,
+                       uint64_t *run);
+/* Install a refcount block just written to disk at off (clean). */
+int qcow2_rc_install_block(struct qcow2_state *s, uint64_t off, const uint8_t *blk);
+/* Write dirty refcount slices (no sync). */
+int qcow2_rc_writeback(struct qcow2_state *s, unsigned *count);
+/* Queue one decrement for each of n clusters from start. */
+int qcow2_rc_queue_dec(struct qcow2_state *s, uint64_t start, uint64_t n);
+/* Queue the decrements a compressed descriptor owes (every host cluster
+ * its bytes touch). */
+int qcow2_rc_queue_dec_compressed(struct qcow2_state *s, uint64_t l2e);
+/* Apply and write back the queued decrements (no sync). */
+int qcow2_rc_apply_decs(struct qcow2_state *s);
+/* Refcount value in a block's bytes, and setting it. */
+uint64_t qcow2_rc_entry(const uint8_t *blk, uint64_t idx, uint32_t order);
+void qcow2_rc_set_entry(uint8_t *blk, uint64_t idx, uint32_t order, uint64_t v);
+
+/* alloc.c: a run of 1..want free, host-contiguous clusters, refcounts set
+ * to 1 (in the cache: durable at the next flush, before any L2 entry that
+ * points at them). Growth of the refcount structures is written and
+ * synced here. */
+int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t want, uint64_t *start, uint64_t *got);
+/* Grow s->meta_end to at least end (bytes). */
+void qcow2_note_end(struct qcow2_state *s, uint64_t end);
+
+/* l2table.c */
+/* The L2 table for L1 index l1i, made writable: allocated (zeroed) where
+ * missing, copied where shared with a snapshot (COPIED clear). */
+int qcow2_l2_prepare(struct qcow2_state *s, uint64_t l1i, uint64_t *l2_off);
+/* Copy out / store n entries (each 1 or 2 words) from the cluster index
+ * ci on; the range must lie in one cached slice: see qcow2_l2_span. */
+int qcow2_l2_load(struct qcow2_state *s, uint64_t l2_off, uint64_t ci, uint64_t n, uint64_t *e,
+                  uint64_t *bm);
+int qcow2_l2_store(struct qcow2_state *s, uint64_t l2_off, uint64_t ci, uint64_t n,
+                   const uint64_t *e, const uint64_t *bm);
+/* How many clusters from ci on share ci's cached L2 slice. */
+uint64_t qcow2_l2_span(const struct qcow2_state *s, uint64_t ci);
+/* Queue the decrements owed by an L2 entry that is being replaced. */
+int qcow2_l2_release(struct qcow2_state *s, uint64_t e);
+/* Write the dirty L1 pieces (no sync); *count is how many. */
+int qcow2_l1_writeback(struct qcow2_state *s, unsigned *count);
+
+/* write.c */
+int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags);
+/* Write zeros as data over [off, off + len) through the write path. */
+int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len);
+
+/* zero.c */
+int qcow2_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard(struct blk_node *bs, uint64_t off, uint64_t len);
+
+/* flush.c */
+int qcow2_writer_open(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err);
+/* Flush (when the writer is healthy) and free the writer state. */
+int qcow2_writer_close(struct qcow2_state *s);
+int qcow2_flush(struct blk_node *bs);
+/* The ordered writeback; callable between operations of a step. */
+int qcow2_flush_locked(struct qcow2_state *s);
+/* Make room: flush if the next step could find the caches full. */
+int qcow2_reserve(struct qcow2_state *s);
 
 #endif

@@ -8,7 +8,7 @@
 #include "io/file.h"
 #include "qcow2/qcow2.h"
 
-int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+int qcow2_read_mapped(struct blk_node *bs, uint64_t off, const struct iov_view *v)
 {
     struct qcow2_state *s = bs->state;
     size_t done = 0;
@@ -43,6 +43,18 @@ int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
         done += n;
     }
     return 0;
+}
+
+int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+{
+    struct qcow2_state *s = bs->state;
+    if (!s->writable)
+        return qcow2_read_mapped(bs, off, v);
+    /* Host offsets mapped here stay owned until the read is done. */
+    pthread_rwlock_rdlock(&s->w.barrier);
+    int r = qcow2_read_mapped(bs, off, v);
+    pthread_rwlock_unlock(&s->w.barrier);
+    return r;
 }
 
 int qcow2_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -230,6 +230,7 @@ static void test_incompat_bits(void **state)
 {
     (void)state;
     struct img m;
+    struct scuse_err err;
     base(&m, 3);
     put64(&m, 72, 1ull << 9);
     expect_fail(&m, 0, -ENOTSUP, "unsupported incompatible feature bit 9", NULL);
@@ -245,13 +246,21 @@ static void test_incompat_bits(void **state)
     put64(&m, 72, (1ull << 9) | (1ull << 33));
     expect_fail(&m, 0, -ENOTSUP, "bits 9 (time travel), 33", NULL);
 
-    /* Dirty: read-only is fine, read-write is refused. */
+    /* Dirty: read-only is fine; read-write rebuilds the refcounts and
+     * clears the bit (in the file too). */
     base(&m, 3);
     put64(&m, 72, 1);
     struct blk_node *bs = expect_ok(&m, 0);
     assert_true(bs->dirty);
     blk_close(bs);
-    expect_fail(&m, BLK_OPEN_RW, -ENOTSUP, "refcount repair", "read-only");
+    bs = expect_ok(&m, BLK_OPEN_RW);
+    assert_false(bs->dirty);
+    blk_close(bs);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(blk_open(path_of("t.qcow2"), "qcow2", BLK_OPEN_SHARE | BLK_OPEN_NO_BACKING,
+                              NULL, &bs, &err), 0);
+    assert_false(bs->dirty);
+    blk_close(bs);
 
     /* Corrupt: read-only only. */
     base(&m, 3);

@@ -9,8 +9,9 @@
       format-specific.data except `bitmaps`.
   wcmp.py map REF.json GOT.json
       two `qemu-img map --output=json` outputs must agree on every range's
-      start, length, depth, present, zero and data (host offsets may differ);
-      adjacent equal ranges are merged first.
+      start, length, depth, present, data, and zero where data is false
+      (host offsets may differ, and zero on a data row only reflects holes
+      in the host file); adjacent equal ranges are merged first.
   wcmp.py check QEMU.json SCUSE.json
       `check --output=json` of qemu-img and scuse: corruptions, leaks and
       check-errors (absent = 0) must be equal.
@@ -51,7 +52,9 @@ def info(a, b):
 def rows(p):
     res = []
     for r in load(p):
-        key = (r["depth"], r["present"], r["zero"], r["data"])
+        # zero on a data row only says the host file has a hole there
+        # (depends on where the host offsets fall): not compared
+        key = (r["depth"], r["present"], r["zero"] and not r["data"], r["data"])
         if res and res[-1][0] == key and res[-1][1] + res[-1][2] == r["start"]:
             res[-1][2] += r["length"]
         else:

@@ -150,3 +150,33 @@ sys.exit(1)" "$W/.qmap.json" "$off"; then
 
 # sum_of FILE...: checksums, to prove files unchanged.
 sum_of() { cksum "$@" | awk '{ print $1, $2 }' | tr '\n' ' '; }
+
+# lock_bytes FILE: the bytes of FILE that someone holds an OFD lock on, as
+# /proc/locks shows them ("100 101 103 201 203"), each followed by W when
+# the lock is a write lock.
+lock_bytes() {
+    python3 -c '
+import os, sys
+st = os.stat(sys.argv[1])
+dev = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+out = set()
+for line in open("/proc/locks"):
+    f = line.split()
+    if "->" in f:  # a blocked waiter
+        continue
+    if len(f) >= 8 and f[1] == "OFDLCK" and f[5] == dev:
+        end = f[7]
+        for b in range(int(f[6]), (int(end) if end != "EOF" else int(f[6])) + 1):
+            out.add(str(b) + ("W" if f[3] == "WRITE" else ""))
+print(" ".join(sorted(out, key=lambda x: int(x.rstrip("W")))))' "$1"
+}
+
+# wait_locks FILE [SECONDS]: until someone holds a lock on FILE.
+wait_locks() {
+    local i
+    for ((i = 0; i < ${2:-10} * 100; i++)); do
+        [ -z "$(lock_bytes "$1")" ] || return 0
+        sleep 0.01
+    done
+    return 1
+}

@@ -311,8 +311,9 @@ def sample(argv):
     sh = Shadow(argv[0])
     n, seed = int(argv[1]), int(argv[2])
     rnd = random.Random(seed)
-    d, z = sh.data, sh.zok
+    d, z = bytes(sh.data), bytes(sh.zok) if sh.zok is not None else None
     size = len(d)
+    lim = 1 << 17
     out = []
     tries = 0
     while len(out) < n and tries < n * 50 and size:
@@ -320,14 +321,18 @@ def sample(argv):
         p = rnd.randrange(size)
         if z is not None and z[p]:
             continue
-        b = d[p]
-        s, e = p, p + 1
-        lim = 1 << 17
-        while s > 0 and p - s < lim and d[s - 1] == b and not (z is not None and z[s - 1]):
-            s -= 1
-        while e < size and e - p < lim and d[e] == b and not (z is not None and z[e]):
-            e += 1
-        out.append(f"read -P {b:#04x} {s} {e - s}")
+        b = d[p:p + 1]
+        # the run of b around p (at most lim each way), definite bytes only
+        fwd = d[p:p + lim]
+        e = p + len(fwd) - len(fwd.lstrip(b))
+        back = d[max(0, p - lim):p]
+        s = p - (len(back) - len(back.rstrip(b)))
+        if z is not None:
+            zf = z[p:e]
+            e = p + len(zf) - len(zf.lstrip(b"\0"))
+            zb = z[s:p]
+            s = p - (len(zb) - len(zb.rstrip(b"\0")))
+        out.append(f"read -P {b[0]:#04x} {s} {e - s}")
     print("\n".join(out))
 
 

@@ -85,7 +85,10 @@ static int run_cmd(struct io_ctx *io, char *line)
 
     int pattern = -1, c;
     bool zero = false, unmap = false, quiet = false;
-    optind = 1;
+    /* optind = 0 makes glibc forget the previous command's scan state;
+     * opterr = 0 leaves the one error line to us. */
+    optind = 0;
+    opterr = 0;
     while ((c = getopt(argc, argv, "P:zuq")) != -1) {
         switch (c) {
         case 'P':
@@ -167,7 +170,7 @@ int cmd_io(int argc, char **argv)
     int ncmds = 0, c;
     bool ro = false, share = false;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:c:rUh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:c:rUh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'c':

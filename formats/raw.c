@@ -90,13 +90,14 @@ static int raw_create(const char *path, const struct blk_create_opts *o, struct 
     if (fd < 0)
         return err_set(err, -errno, "'%s': cannot create: %s", path, strerror(errno));
     int r = 0;
-    if (ftruncate(fd, (off_t)o->size) < 0)
+    uint64_t size = (o->size + 511) & ~511ull; /* whole sectors, as qemu-img makes them */
+    if (ftruncate(fd, (off_t)size) < 0)
         r = -errno;
-    if (r == 0 && falloc && o->size && posix_fallocate(fd, 0, (off_t)o->size) != 0)
+    if (r == 0 && falloc && size && posix_fallocate(fd, 0, (off_t)size) != 0)
         r = -ENOSPC;
     static const char zeros[65536];
-    for (uint64_t done = 0; r == 0 && full && done < o->size;) {
-        size_t n = o->size - done < sizeof(zeros) ? (size_t)(o->size - done) : sizeof(zeros);
+    for (uint64_t done = 0; r == 0 && full && done < size;) {
+        size_t n = size - done < sizeof(zeros) ? (size_t)(size - done) : sizeof(zeros);
         r = file_pwrite_exact(fd, zeros, n, done);
         done += n;
     }

@@ -224,7 +224,7 @@ for o in lazy_refcounts=on lazy_refcounts=on,cluster_size=4k,refcount_bits=2 \
          lazy_refcounts=on,extended_l2=on,cluster_size=64k; do
     qimg create -q -f qcow2 -o "$o" dirty.qcow2 64M
     (qemu-io -c 'write -P 1 0 3M' -c 'write -P 2 20M 5M' -c 'write -c -P 3 40M 1M' -c abort \
-        dirty.qcow2 >/dev/null 2>&1; true) 2>/dev/null
+        dirty.qcow2 >/dev/null 2>&1 || true) 2>/dev/null
     check_case "dirty $o" dirty.qcow2
     case_begin "dirty $o: repaired, the dirty bit is clear"
     cp dirty.qcow2 s.img

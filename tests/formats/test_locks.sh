@@ -63,6 +63,24 @@ hold_qemu() {
     release_qemu
     return 1
 }
+# q_cmd CMD: send one command to the held qemu-io and wait for its next
+# prompt (at most 10 s).
+q_prompts() {
+    local s t
+    s=$(<"$W/.q.log")
+    t=${s//qemu-io>/}
+    echo $(((${#s} - ${#t}) / 8))
+}
+q_cmd() {
+    local n i
+    n=$(q_prompts)
+    echo "$1" >&"$QFD"
+    for ((i = 0; i < 1000; i++)); do
+        [ "$(q_prompts)" -gt "$n" ] && return 0
+        sleep 0.01
+    done
+    return 1
+}
 release_qemu() {
     echo quit >&"$QFD" 2>/dev/null || true
     exec {QFD}>&-
@@ -184,13 +202,12 @@ if hold_qemu held.qcow2; then
     expect_exit 0 "$SCUSE" io -r -U -c 'read -P 0 0 512' held.qcow2 || true
     expect_exit 0 "$SCUSE" convert -U -O raw held.qcow2 held.raw || true
     # while qemu-io writes, scuse -U sees its data after a qemu-io flush
-    echo "write -P 0x5a 0 64k" >&"$QFD"
-    echo "flush" >&"$QFD"
-    for ((i = 0; i < 300; i++)); do
-        [ "$(grep -o 'qemu-io>' "$W/.q.log" | wc -l)" -ge 3 ] && break
-        sleep 0.01
-    done
-    expect_exit 0 "$SCUSE" io -r -U -c 'read -P 0x5a 0 64k' held.qcow2 || true
+    # (one command at a time: qemu-io handles one line per wake-up)
+    if q_cmd "write -P 0x5a 0 64k" && q_cmd flush; then
+        expect_exit 0 "$SCUSE" io -r -U -c 'read -P 0x5a 0 64k' held.qcow2 || true
+    else
+        fail "qemu-io did not finish 'write' and 'flush': $(tr '\n' '|' <"$W/.q.log")"
+    fi
     release_qemu
 else
     echo "SETUP ERROR: qemu-io cannot hold held.qcow2: $(cat "$W/.q.log")" >&2

@@ -31,7 +31,9 @@
 # Knobs: SCUSE_STRESS_OPS   total random operations over the matrix (3000)
 #        SCUSE_STRESS_SEED  seed of the random runs (1); printed per case
 #        SCUSE_STRESS_FULL  1: the full matrix instead of the CI selection
+#        SCUSE_STRESS_CASES only these random cases (indices, e.g. "3 7")
 #        SCUSE_CRASH_TRIALS kill -9 trials (20)
+#        SCUSE_WRITE_SECTIONS only these lanes (e.g. "random0 crash")
 . "$(dirname "$0")/lib/common.sh"
 . "$LIB_DIR/wcommon.sh"
 
@@ -105,18 +107,15 @@ RANDOM_CASES=(
     "0.10 512 16 off standalone any"
     "0.10 4096 16 off chain any"
     "0.10 65536 16 off standalone cluster"
-    "0.10 65536 16 off chain cluster"
     "0.10 2097152 16 off chain any"
     "1.1 512 64 off standalone cluster"
     "1.1 512 1 off chain any"
     "1.1 4096 1 off standalone any"
     "1.1 4096 64 off chain cluster"
-    "1.1 65536 16 off standalone any"
-    "1.1 65536 64 off chain any"
+    "1.1 65536 16 off chain any"
     "1.1 2097152 1 off standalone cluster"
-    "1.1 65536 1 on standalone cluster"
-    "1.1 65536 16 on chain any"
-    "1.1 2097152 64 on chain cluster"
+    "1.1 65536 1 on chain any"
+    "1.1 2097152 64 on standalone cluster"
 )
 if [ "${SCUSE_STRESS_FULL:-0}" = 1 ]; then
     RANDOM_CASES=()
@@ -142,6 +141,7 @@ OPS_PER_CASE=$((STRESS_OPS / ${#RANDOM_CASES[@]}))
 sec_random() { # LANE NLANES: every NLANES-th case
     local i
     for ((i = $1; i < ${#RANDOM_CASES[@]}; i += $2)); do
+        [ -z "${SCUSE_STRESS_CASES:-}" ] || [[ " $SCUSE_STRESS_CASES " == *" $i "* ]] || continue
         # shellcheck disable=SC2086
         rcase $i $OPS_PER_CASE ${RANDOM_CASES[$i]}
     done
@@ -334,6 +334,14 @@ sec_partial() {
     # extended L2 (64k clusters = 2k subclusters; 2M = 64k subclusters):
     # a cluster with allocated, zero and unallocated (backing-served)
     # subclusters; partial writes into each kind of subcluster.
+    # KNOWN SCUSE BUG: QEMU writes only the allocated subclusters' data, so
+    # the file may end inside the last allocated cluster (here: at
+    # host+6k); scuse's writer then refuses the cluster: "invalid L2 entry
+    # 0x8000000000050000 at guest offset 0x10000 (unaligned or beyond the
+    # end of the file)" (exit 2). Repro: qemu-img create -f qcow2 -o
+    # extended_l2=on s.qcow2 1M; qemu-io -c 'write -P 0x21 68k 2k' s.qcow2;
+    # scuse io -c 'write -P 0x61 65636 300' s.qcow2. (Also hits the crash
+    # variant "extended L2 over a backing file".)
     for cs in 65536 2097152; do
         local sc=$((cs / 32))
         size=$((6 * cs))
@@ -751,9 +759,9 @@ sec_dirty() {
 #    written before the last flush known to have completed must read back,
 #    and every other byte must be its value then or one a later command
 #    wrote (wsim.py crashcheck). A flush is known complete when a later
-#    command printed its line: stdout is made line-buffered (stdbuf -oL) and
-#    the kill comes once a random number of commands have printed. Trial 0
-#    is not killed (the whole run must land).
+#    command printed its line: stdout is made line-buffered (stdbuf -oL),
+#    read through a fifo, and the kill comes right after a random number of
+#    commands have printed. Trial 0 is not killed (the whole run must land).
 CRASH_VARIANTS=(
     "v3 64k|cluster_size=64k"
     "v2 4k over a backing file|compat=0.10,cluster_size=4k|backing"
@@ -799,25 +807,27 @@ crash_trial() { # TRIAL VARIANT
     else
         case_begin "crash trial $t: $label, seed $seed, kill -9 after $k of $n commands"
     fi
-    local rc=0 pid done_n=0
-    : >out.txt
+    # stdout through a fifo that this shell reads line by line: the kill
+    # comes right after the k-th result line, without busy polling
+    local rc=0 pid done_n=0 rfd ofd
+    rm -f out.fifo
+    mkfifo out.fifo
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-        stdbuf -oL "$SCUSE" io "${args[@]}" "$img" >out.txt 2>err.txt &
+        stdbuf -oL "$SCUSE" io "${args[@]}" "$img" >out.fifo 2>err.txt &
     pid=$!
-    if [ $k -gt 0 ]; then
-        while kill -0 $pid 2>/dev/null; do
-            mapfile -t lines <out.txt
-            done_n=0
-            for line in "${lines[@]}"; do
-                case $line in wrote* | discard*) done_n=$((done_n + 1)) ;; esac
-            done
-            if [ $done_n -ge $k ]; then
+    exec {rfd}<out.fifo {ofd}>out.txt
+    while IFS= read -r -u $rfd line; do
+        printf '%s\n' "$line" >&$ofd
+        case $line in wrote* | discard*)
+            done_n=$((done_n + 1))
+            if [ $k -gt 0 ] && [ $done_n -ge $k ]; then
                 kill -9 $pid 2>/dev/null || true
                 break
             fi
-            read -r -t 0.002 -u "$CRASH_SLEEP_FD" line || true
-        done
-    fi
+            ;;
+        esac
+    done
+    exec {rfd}<&- {ofd}>&-
     { wait $pid; } 2>/dev/null || rc=$?
     if [ $rc -eq 137 ]; then
         CRASH_KILLED=$((CRASH_KILLED + 1))
@@ -854,8 +864,6 @@ crash_trial() { # TRIAL VARIANT
 sec_crash() {
     cd "$W"
     command -v stdbuf >/dev/null || { echo "SETUP ERROR: stdbuf (coreutils) not found" >&2; exit 1; }
-    mkfifo sleep.fifo
-    exec {CRASH_SLEEP_FD}<>sleep.fifo
     CRASH_KILLED=0
     local t
     for ((t = 0; t <= CRASH_TRIALS; t++)); do
@@ -865,8 +873,7 @@ sec_crash() {
     # Most kills must land inside the run, or the test proves little.
     [ $CRASH_KILLED -ge $((CRASH_TRIALS * 3 / 4)) ] ||
         { CASE="crash"; fail "only $CRASH_KILLED of $CRASH_TRIALS kills landed mid-run (is stdout line-buffered under stdbuf?)"; }
-    exec {CRASH_SLEEP_FD}>&-
-    rm -f ./*.qcow2 ./*.raw sleep.fifo
+    rm -f ./*.qcow2 ./*.raw out.fifo
 }
 
 # ---------------------------------------------------------------------------

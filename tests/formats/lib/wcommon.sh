@@ -15,6 +15,11 @@ wsim() { python3 "$WSIM" "$@"; }
 # order qemu-io documents), so that the write path is judged even while the
 # documented order is broken; test_io.sh checks the documented order.
 
+# KNOWN SCUSE BUG (see test_io.sh): a command after one with options (e.g.
+# `write -z -u ...` then `write -P ...`) may fail with "invalid option":
+# run_cmd() resets getopt with optind = 1 instead of 0. Random batches hit
+# it at once; the write path behind it is judged only once it is fixed.
+
 # io_batches IMG CMDFILE [scuse io options...]: run CMDFILE's commands with
 # `scuse io`, one run per batch (batches are separated by `--` lines).
 # Stops at the first run that does not exit 0 (returns 1).
@@ -50,7 +55,7 @@ io_batches() {
 # qemu-img's raw export.
 same_content() {
     local img=$1 shadow=$2 fmt=${3:-qcow2} out detail
-    if wsim uncertain "$shadow"; then
+    if [ ! -e "$shadow.zok" ]; then
         if ! out=$(qemu-img compare -f "$fmt" -F raw "$img" "$shadow" 2>&1); then
             detail=
             if qemu-img convert -f "$fmt" -O raw "$img" "$W/.got.raw" 2>/dev/null; then

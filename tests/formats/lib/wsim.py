@@ -30,8 +30,7 @@
                       previous value (a v2 overlay cannot make zero clusters;
                       the backing file's data must still never reappear).
       "may be 0" is kept in SHADOW.zok (one byte per image byte, 1 = zero is
-      also acceptable), created on first use; it is cleared where a later
-      write makes a byte definite.
+      also acceptable), which exists only while some byte is uncertain.
   wsim.py verify ACTUAL SHADOW
       ACTUAL (a raw export of the image) must equal SHADOW, except that
       bytes marked in SHADOW.zok may also be 0. Exit 1 naming the first bad
@@ -56,11 +55,7 @@
       have left there. Prints a summary; exit 1 naming the first bad byte.
 """
 import os
-import random
-import re
 import sys
-
-OP_RE = re.compile(r"^(write|discard|flush)\b(.*)$")
 
 
 def parse_opts(argv, defaults):
@@ -88,6 +83,7 @@ def parse_opts(argv, defaults):
 
 # ---------------------------------------------------------------------------
 def gen(argv):
+    import random
     opt, pos = parse_opts(argv, {"cluster": 65536, "maxlen": 0, "zero": 0.1, "zero-u": 0.1,
                                  "discard": 0.1, "disc-any": False, "flush": 0.0,
                                  "batch": 64, "pat": -1})
@@ -230,8 +226,11 @@ class Shadow:
 
     def save(self):
         open(self.path, "wb").write(self.data)
-        if self.zok is not None:
-            open(self.path + ".zok", "wb").write(self.zok)
+        zp = self.path + ".zok"
+        if self.zok is not None and any(self.zok):
+            open(zp, "wb").write(self.zok)
+        elif os.path.exists(zp):
+            os.unlink(zp)
 
 
 def read_cmds(path):
@@ -308,6 +307,7 @@ def uncertain(argv):
 
 
 def sample(argv):
+    import random
     sh = Shadow(argv[0])
     n, seed = int(argv[1]), int(argv[2])
     rnd = random.Random(seed)
@@ -353,6 +353,7 @@ def runs(argv):
 
 # ---------------------------------------------------------------------------
 def crashcheck(argv):
+    import re
     opt, pos = parse_opts(argv, {"cluster": 65536, "discard": "strict"})
     actual = open(pos[0], "rb").read()
     ops = read_cmds(pos[2])

@@ -69,7 +69,11 @@ static int classify(struct qcow2_state *s, uint64_t ci, uint64_t e, uint64_t bm,
     *how = HOW_ALLOC;
     if (e & QCOW2_OFLAG_COMPRESSED)
         return 0;
-    if (host && ((host & (s->cluster_size - 1)) || host + s->cluster_size > s->meta_end))
+    /* The file may end inside a data cluster (QEMU writes only the
+     * allocated subclusters of the last one), so compare whole clusters. */
+    uint64_t cs = s->cluster_size;
+    uint64_t end_rounded = (__atomic_load_n(&s->meta_end, __ATOMIC_ACQUIRE) + cs - 1) & ~(cs - 1);
+    if (host && ((host & (cs - 1)) || host + cs > end_rounded))
         return bad_host(s, ci, e);
     if (!host || !(e & QCOW2_OFLAG_COPIED))
         return 0;

@@ -20,9 +20,8 @@ grep -q '100' "$W/.out" "$W/.err" || fail "the mismatch message does not name of
 case_end
 
 case_begin "usage errors exit 1 with one line: unknown command, option, missing or bad numbers"
-# KNOWN SCUSE BUG: for an unknown option (write -x, write -1 ...) getopt()
-# prints its own "write: invalid option -- 'x'" line before scuse's
-# message (opterr is not cleared), so stderr has two lines.
+# (Regression: getopt() used to print its own "write: invalid option --
+# 'x'" line before scuse's message; fixed in 1f9f68a.)
 for c in 'frobnicate 0 512' 'write -x 0 512' 'write 0' 'read' 'write abc 512' 'write 0 12q' \
     'write -P 0x100 0 512' 'write -P zz 0 512' 'write -u 0 512' 'write -z -P 0x11 0 512' \
     'discard -P 0x11 0 512' 'read -z 0 512' 'write -1 512' 'read 0 -512'; do
@@ -133,10 +132,9 @@ expect_exit 0 "$SCUSE" io -c 'write -q 0 512' -c 'read -q -P 0xcd 0 512' o2.qcow
 case_end
 
 case_begin "several commands in one run, with options in each (getopt state reset between commands)"
-# KNOWN SCUSE BUG: a command after `write -z -u ...` failed with "write:
-# invalid option -- '5'": run_cmd() resets getopt with optind = 1, which
-# leaves glibc's scan state of the previous command (optind = 0 resets it).
-# Repro: scuse io -c 'write -z -u 0 4096' -c 'write -P 0x5d 4096 1' IMG
+# (Regression: a command after `write -z -u ...` failed with "write:
+# invalid option -- '5'": run_cmd() reset getopt with optind = 1, keeping
+# glibc's scan state of the previous command; fixed in 1f9f68a.)
 qimg create -q -f qcow2 m.qcow2 1M
 if expect_exit 0 "$SCUSE" io -c 'write -z -u 0 4096' -c 'write -P 0x5d 4096 1' -c 'write -P 0x5e 8192 512' \
     -c 'write -z 8192 100' -c 'write -q -P 0x5f 9000 10' -c 'read -P 0x5f 9000 10' -c 'discard 65536 65536' \
@@ -147,9 +145,8 @@ fi
 case_end
 
 case_begin "the documented argument order: scuse io IMG -c CMD (as --help shows)"
-# KNOWN SCUSE BUG: `scuse io IMG -c CMD` (the form `scuse io --help` and
-# the usage line give) fails with "expected exactly one image": options are
-# parsed with "+" (stop at the first non-option).
+# (Regression: `scuse io IMG -c CMD`, the form --help gives, failed with
+# "expected exactly one image"; fixed in 1f9f68a.)
 qimg create -q -f qcow2 d.qcow2 1M
 if expect_exit 0 "$SCUSE" io d.qcow2 -c 'write -P 0x41 0 512'; then
     qread d.qcow2 "read -P 0x41 0 512"

@@ -334,14 +334,10 @@ sec_partial() {
     # extended L2 (64k clusters = 2k subclusters; 2M = 64k subclusters):
     # a cluster with allocated, zero and unallocated (backing-served)
     # subclusters; partial writes into each kind of subcluster.
-    # KNOWN SCUSE BUG: QEMU writes only the allocated subclusters' data, so
-    # the file may end inside the last allocated cluster (here: at
-    # host+6k); scuse's writer then refuses the cluster: "invalid L2 entry
-    # 0x8000000000050000 at guest offset 0x10000 (unaligned or beyond the
-    # end of the file)" (exit 2). Repro: qemu-img create -f qcow2 -o
-    # extended_l2=on s.qcow2 1M; qemu-io -c 'write -P 0x21 68k 2k' s.qcow2;
-    # scuse io -c 'write -P 0x61 65636 300' s.qcow2. (Also hits the crash
-    # variant "extended L2 over a backing file".)
+    # QEMU writes only the allocated subclusters' data, so the file may end
+    # inside the last allocated cluster; scuse's writer once refused such a
+    # cluster as "beyond the end of the file" (also in the crash variant
+    # "extended L2 over a backing file").
     for cs in 65536 2097152; do
         local sc=$((cs / 32))
         size=$((6 * cs))

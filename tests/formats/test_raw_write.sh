@@ -118,8 +118,8 @@ case_end
 
 # ---------------------------------------------------------------------------
 # 4. scuse create -f raw: sizes and preallocation as qemu-img create.
-# KNOWN SCUSE BUG: a size that is not a multiple of 512 (1000) gives a
-# 1000-byte file; qemu-img create rounds it up to 1024 (whole sectors).
+# (Regression: a size that is not a multiple of 512 gave a 1000-byte file,
+# qemu-img rounds it up to 1024; fixed in d7ddfba.)
 for v in "off 5M" "falloc 5M" "full 5M" "off 1000" "full 1000" "off 0" "falloc 3G" "off 1T"; do
     set -- $v
     pa=$1 size=$2

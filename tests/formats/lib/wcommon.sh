@@ -10,15 +10,8 @@ QRC=$LIB_DIR/qcow2rc.py
 WCMP=$LIB_DIR/wcmp.py
 wsim() { python3 "$WSIM" "$@"; }
 
-# Note on argument order: `scuse io --help` says `scuse io [opts] IMG -c CMD`,
-# but these tests put the -c commands first (`scuse io -c CMD IMG`, the
-# order qemu-io documents), so that the write path is judged even while the
-# documented order is broken; test_io.sh checks the documented order.
-
-# KNOWN SCUSE BUG (see test_io.sh): a command after one with options (e.g.
-# `write -z -u ...` then `write -P ...`) may fail with "invalid option":
-# run_cmd() resets getopt with optind = 1 instead of 0. Random batches hit
-# it at once; the write path behind it is judged only once it is fixed.
+# Argument order: these tests put the -c commands first (`scuse io -c CMD
+# IMG`, as qemu-io documents it); test_io.sh checks `scuse io IMG -c CMD`.
 
 # io_batches IMG CMDFILE [scuse io options...]: run CMDFILE's commands with
 # `scuse io`, one run per batch (batches are separated by `--` lines).

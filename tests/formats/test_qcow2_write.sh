@@ -748,7 +748,7 @@ sec_dirty() {
 }
 
 # ---------------------------------------------------------------------------
-# 8. crash safety: kill -9 `scuse io` mid-run (200 random commands, a flush
+# 8. crash safety: kill -9 `scuse io` mid-run (150 random commands, a flush
 #    every ~12). qemu-img check must find no corruption (leaks allowed;
 #    `scuse check -r leaks` must then make it clean; a dirty lazy-refcounts
 #    image must be rebuilt by a read-write `scuse io` open); everything
@@ -787,7 +787,7 @@ crash_trial() { # TRIAL VARIANT
     fi
     fill "$img" $size $((seed + 3)) 12 --maxlen $((size / 6)) --compress $cs --cfrac 0.25 --zero 0.1
     qemu-img convert -O raw "$img" before.raw
-    wsim gen $size $seed 200 --cluster $cs --batch 250 --flush 0.08 --maxlen $((size / 8)) \
+    wsim gen $size $seed 150 --cluster $cs --batch 250 --flush 0.08 --maxlen $((size / 8)) \
         --zero 0.1 --zero-u 0.1 --discard 0.1 --disc-any >cmds
     local -a args=() lines=()
     local line n=0

@@ -47,10 +47,24 @@
 
 enum how { HOW_INPLACE, HOW_REUSE, HOW_ALLOC };
 
+/* A data cluster must not be the header, the active L1 table or the
+ * refcount table: a corrupt L2 entry pointing there is refused rather
+ * than written through. */
+static bool hits_metadata(const struct qcow2_state *s, uint64_t host, uint64_t len)
+{
+    uint64_t cs = s->cluster_size;
+    uint64_t l1_end = (s->l1_offset + s->l1_size * 8 + cs - 1) & ~(cs - 1);
+    uint64_t rt_end = s->refcount_table_offset +
+                      ((uint64_t)s->refcount_table_clusters << s->cluster_bits);
+    return host < cs || (host < l1_end && host + len > s->l1_offset) ||
+           (host < rt_end && host + len > s->refcount_table_offset);
+}
+
 static int bad_host(struct qcow2_state *s, uint64_t ci, uint64_t e)
 {
     qcow2_log_io(s, "invalid L2 entry 0x%016" PRIx64 " at guest offset 0x%" PRIx64
-                 " (unaligned or beyond the end of the file)", e, ci << s->cluster_bits);
+                 " (unaligned, beyond the end of the file or pointing at the image's metadata)",
+                 e, ci << s->cluster_bits);
     return -EIO;
 }
 
@@ -73,7 +87,7 @@ static int classify(struct qcow2_state *s, uint64_t ci, uint64_t e, uint64_t bm,
      * allocated subclusters of the last one), so compare whole clusters. */
     uint64_t cs = s->cluster_size;
     uint64_t end_rounded = (__atomic_load_n(&s->meta_end, __ATOMIC_ACQUIRE) + cs - 1) & ~(cs - 1);
-    if (host && ((host & (cs - 1)) || host + cs > end_rounded))
+    if (host && ((host & (cs - 1)) || host + cs > end_rounded || hits_metadata(s, host, cs)))
         return bad_host(s, ci, e);
     if (!host || !(e & QCOW2_OFLAG_COPIED))
         return 0;
@@ -323,6 +337,13 @@ static int write_in_place(struct qcow2_state *s, uint64_t off, const struct iov_
     int r = qcow2_map(s, off, v->len, false, &run);
     if (r == 0 && run.kind == QCOW2_NORMAL && run.copied) {
         size_t len = run.len < v->len ? (size_t)run.len : v->len;
+        if (hits_metadata(s, run.host, len)) {
+            pthread_rwlock_unlock(&s->w.barrier);
+            qcow2_log_io(s, "the L2 entry for guest offset 0x%" PRIx64 " points at the image's "
+                         "metadata (host offset 0x%" PRIx64 "); refusing to write there",
+                         off, run.host);
+            return -EIO;
+        }
         struct iov_view part = iov_view_sub(v, 0, len);
         r = file_pwritev_view(s->fd, &part, run.host);
         if (r == 0) {

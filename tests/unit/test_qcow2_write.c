@@ -420,6 +420,59 @@ static void test_autoclear(void **state)
     assert_int_equal(sh("qemu-img check t.qcow2"), 0);
 }
 
+/* With extended L2 QEMU writes only the allocated subclusters, so the file
+ * may end inside the last data cluster; writes into its other subclusters
+ * must work. */
+static void test_cluster_past_eof(void **state)
+{
+    (void)state;
+    sh("rm -f *.qcow2");
+    assert_int_equal(sh("qemu-img create -f qcow2 -o extended_l2=on,cluster_size=65536 b.qcow2 1M && "
+                        "qemu-io -c 'write -P 0x5a 0 1M' b.qcow2 && "
+                        "qemu-img create -f qcow2 -o extended_l2=on,cluster_size=65536 -b b.qcow2 "
+                        "-F qcow2 t.qcow2 1M && qemu-io -c 'write -P 0x11 65536 2048' t.qcow2"), 0);
+    struct blk_node *bs = open_rw("t.qcow2");
+    uint8_t buf[3000];
+    memset(buf, 0x22, sizeof(buf));
+    assert_int_equal(blk_pwrite(bs, 65536 + 10000, buf, sizeof(buf), 0), 0);
+    blk_close(bs);
+    assert_int_equal(sh("qemu-img check t.qcow2"), 0);
+    expect_qemu("t.qcow2", 65536, 2048, 0x11);
+    expect_qemu("t.qcow2", 65536 + 2048, 10000 - 2048, 0x5a);
+    expect_qemu("t.qcow2", 65536 + 10000, 3000, 0x22);
+    expect_qemu("t.qcow2", 65536 + 13000, 65536 - 13000, 0x5a);
+}
+
+/* An L2 entry pointing at the L1 table is refused, not written through. */
+static void test_corrupt_entry_refused(void **state)
+{
+    (void)state;
+    sh("rm -f *.qcow2");
+    assert_int_equal(sh("qemu-img create -f qcow2 t.qcow2 1M && qemu-io -c 'write -P 0x11 0 64k' t.qcow2"), 0);
+    uint8_t *h = load("t.qcow2", 4 * 65536);
+    uint64_t l1 = qcow2_be64(h + 40), l2 = qcow2_be64(h + l1) & QCOW2_L1E_OFFSET_MASK;
+    uint8_t before[8];
+    memcpy(before, h + l1, 8);
+    FILE *f = fopen(at("t.qcow2"), "r+b");
+    assert_non_null(f);
+    uint8_t e[8];
+    for (int i = 0; i < 8; i++)
+        e[i] = (uint8_t)((l1 | QCOW2_OFLAG_COPIED) >> (56 - 8 * i));
+    assert_int_equal(fseek(f, (long)l2, SEEK_SET), 0);
+    assert_int_equal(fwrite(e, 1, 8, f), 8);
+    fclose(f);
+    free(h);
+    struct blk_node *bs = open_rw("t.qcow2");
+    uint8_t buf[512];
+    memset(buf, 0xff, sizeof(buf));
+    assert_int_equal(blk_pwrite(bs, 0, buf, sizeof(buf), 0), -EIO);
+    assert_int_equal(blk_pwrite(bs, 100, buf, sizeof(buf), 0), -EIO);
+    blk_close(bs);
+    h = load("t.qcow2", 4 * 65536);
+    assert_memory_equal(h + l1, before, 8);
+    free(h);
+}
+
 /* Every refcount width: get/set round trip without touching neighbours. */
 static void test_refcount_widths(void **state)
 {
@@ -490,6 +543,8 @@ int main(void)
         QTEST(test_partial_kinds),
         QTEST(test_discard_zero),
         QTEST(test_autoclear),
+        QTEST(test_cluster_past_eof),
+        QTEST(test_corrupt_entry_refused),
         QTEST(test_random),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

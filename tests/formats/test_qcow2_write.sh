@@ -282,7 +282,8 @@ sec_partial() {
     # v3 overlay over a backing file with a pattern that ends 1.5 clusters
     # before the overlay: unallocated (backing-served), ZERO_PLAIN over
     # backing data, ZERO_ALLOC, and clusters at / past the backing EOF.
-    for cs in 4096 65536 2097152; do
+    # (2M clusters over a backing file: the extended-L2 case below.)
+    for cs in 4096 65536; do
         size=$((8 * cs))
         bsize=$((size - cs - cs / 2))
         img=po$cs.qcow2
@@ -387,13 +388,11 @@ CREATE_CASES=(
     "compat=0.10,lazy_refcounts=on|1M|"
     "compat=0.10,extended_l2=on|1M|"
     "compat=0.10,compression_type=zstd|1M|"
-    "cluster_size=512|3M|w"
     "cluster_size=2M|9M|w"
     "cluster_size=4M|9M|"
     "cluster_size=3000|1M|"
     "cluster_size=256|1M|"
     "refcount_bits=1|5M|w"
-    "refcount_bits=8|5M|"
     "refcount_bits=3|1M|"
     "refcount_bits=128|1M|"
     "refcount_bits=64,cluster_size=512|5M|w"
@@ -407,7 +406,6 @@ CREATE_CASES=(
     "preallocation=metadata,refcount_bits=64,cluster_size=512|3M|m"
     "preallocation=metadata,extended_l2=on|10M|m"
     "preallocation=falloc|5M|mw"
-    "preallocation=full|5M|m"
     "preallocation=full,compat=0.10,cluster_size=4k|5M|m"
     "preallocation=falloc,extended_l2=on,cluster_size=128k|5M|m"
     "preallocation=bogus|1M|"

@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 /* Crash-safe writeback and the writer's lifetime.
  *
  * Metadata changes live in memory (refcount and L2 slice caches, the L1
@@ -20,6 +19,7 @@
  * the barrier is taken exclusively and released: every I/O that mapped a
  * host offset before the L2 changes has finished, so a cluster freed in
  * (d) and reused later is never read or written through a stale mapping. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -30,11 +30,6 @@
 #include "util/log.h"
 
 #include "qcow2/check.h"
-
-/* Defined by check.c (another part of the driver, which the vtable's
- * .check pulls into the link); weak so that a build without it refuses a
- * dirty image instead of failing to link. */
-#pragma weak qcow2_rebuild_refcounts
 
 #define DEC_QUEUE_MAX 8192
 #define RC_SLOTS_MIN 16
@@ -116,10 +111,8 @@ int qcow2_flush(struct blk_node *bs)
 
 static int repair_dirty(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err)
 {
-    if (!qcow2_rebuild_refcounts)
-        return err_set(err, -ENOTSUP, "'%s': the image is dirty (incompatible feature bit 0) "
-                       "and needs its refcounts rebuilt, which this build cannot do; open it "
-                       "read-only or repair it with 'qemu-img check -r all'", bs->path);
+    /* check.c's contract: nothing of the writer exists yet (no caches to
+     * flush); afterwards the tables are re-read and the L2 cache emptied. */
     int r = qcow2_rebuild_refcounts(bs, s);
     if (r < 0)
         return err_set(err, r, "'%s': the image is dirty (it was not closed cleanly with lazy "

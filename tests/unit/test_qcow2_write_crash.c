@@ -324,7 +324,7 @@ static void run_cfg(const struct cfg *c)
     fclose(f);
     npending = 0;
     target_fd = bs->fd;
-    evals_left = 30;
+    evals_left = 22;
     workload(bs, 400);
     target_fd = -1;
     blk_close(bs);

@@ -597,14 +597,16 @@ check_agree() { # LABEL IMG
     [ "$RC" -eq "$qrc" ] || [ "$RC" -ge 128 ] || fail "scuse check (human output) exited $RC, qemu-img check $qrc"
     [ "$(sum_of "$img")" = "$sum" ] || fail "scuse check (no -r) modified the image"
     if [ "$qrc" -ne 0 ]; then
-        qemu-img convert -U -O raw "$img" data.want.raw
+        qemu-img convert -U -O raw "$img" data.want.raw 2>/dev/null || rm -f data.want.raw
         [ "$qrc" -ne 3 ] || modes=(leaks all)
         for m in "${modes[@]}"; do
             cp "$img" rs.qcow2
             if expect_exit 0 "$SCUSE" check -r $m rs.qcow2; then
                 qcheck rs.qcow2 0
-                msg=$(qemu-img compare -f qcow2 -F raw rs.qcow2 data.want.raw 2>&1) ||
-                    fail "scuse check -r $m changed the data: $msg"
+                if [ -e data.want.raw ]; then
+                    msg=$(qemu-img compare -f qcow2 -F raw rs.qcow2 data.want.raw 2>&1) ||
+                        fail "scuse check -r $m changed the data: $msg"
+                fi
             fi
         done
     fi

@@ -296,7 +296,7 @@ void qcow2_rc_destroy(struct qcow2_state *s);
 /* Refcount of a cluster (0 where no block covers it). */
 int qcow2_rc_get(struct qcow2_state *s, uint64_t cluster, uint64_t *val);
 /* Add delta to each of n clusters' refcounts; their blocks must exist.
- * Over- or underflow is -ERANGE with nothing changed for that cluster. */
+ * Over- or underflow is -EINVAL (as QEMU), that cluster left unchanged. */
 int qcow2_rc_add(struct qcow2_state *s, uint64_t cluster, uint64_t n, int delta);
 /* Scan [c, limit) for refcount 0 within one cached slice: *first is the
  * first free cluster (or limit), *run how many free follow it (stopping

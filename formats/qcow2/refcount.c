@@ -303,7 +303,7 @@ static int rc_add(struct qcow2_state *s, uint64_t *cluster, uint64_t *n, int del
                 if (!tolerate) {
                     *cluster += j;
                     *n -= j;
-                    return -ERANGE;
+                    return -EINVAL;
                 }
                 continue;
             }

@@ -28,6 +28,10 @@ enum {
     BLK_OPEN_RW = 1u << 0,         /* top image read-write (backing files never) */
     BLK_OPEN_NO_BACKING = 1u << 1, /* do not open backing files */
     BLK_OPEN_SHARE = 1u << 2,      /* take no image locks (qemu-img -U) */
+    /* For check -r: the top image's file read-write and locked as a
+     * writer, but no guest writes, no repair at open, and images marked
+     * dirty or corrupt are accepted (the driver's check repairs them). */
+    BLK_OPEN_CHECK = 1u << 3,
 };
 
 /* block_status flags */
@@ -55,6 +59,7 @@ struct blk_node {
     char *filename;           /* as named by the user or by the overlay */
     char *path;               /* the path actually opened */
     bool read_only;
+    bool check_only;          /* opened with BLK_OPEN_CHECK */
     bool probed;              /* format was guessed, not given */
     unsigned depth;           /* 0 = top of the chain */
     struct blk_opts opts;

@@ -101,6 +101,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     bs->filename = strdup(filename);
     bs->path = strdup(path);
     bs->read_only = !rw;
+    bs->check_only = rw && depth == 0 && (flags & BLK_OPEN_CHECK);
     bs->depth = depth;
     bs->opts = *opts;
     bs->align = 1;
@@ -226,7 +227,7 @@ int blk_open(const char *filename, const char *fmt, unsigned flags,
         cc.max_depth = BLK_MAX_DEPTH_DEFAULT * 4;
     *out = NULL;
     struct blk_node *bs = NULL;
-    int r = open_node(filename, filename, fmt, flags & BLK_OPEN_RW,
+    int r = open_node(filename, filename, fmt, flags & (BLK_OPEN_RW | BLK_OPEN_CHECK),
                       flags, 0, &o, &cc, &bs, err);
     if (r < 0)
         return r;

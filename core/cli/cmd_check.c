@@ -3,17 +3,14 @@
  * format). With -r the image is repaired, then checked again. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blk/driver.h"
 #include "cli/cli.h"
-#include "io/lock.h"
 #include "util/json.h"
 
 #define EXIT_CHECK_UNSUPPORTED 63
@@ -31,33 +28,6 @@ static void check_usage(FILE *f)
                "  -q              print nothing but errors\n"
                "exit status: 0 clean, 1 check failed, 2 corruptions, 3 leaked clusters only,\n"
                "63 the format has no checks\n");
-}
-
-/* qemu-img check opens the image with its check flag: no repair at open,
- * and a dirty or corrupt-marked image may still be repaired. So the node
- * is opened read-only and its file reopened read-write in place (the same
- * descriptor number, which the driver keeps), under a writer's locks. */
-static int make_writable(struct blk_node *bs, bool share)
-{
-    int fd = open(bs->path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return cli_fail(EXIT_USAGE, "check", "'%s': cannot open for writing: %s", bs->path,
-                        strerror(errno));
-    if (dup3(fd, bs->fd, O_CLOEXEC) < 0) {
-        int e = errno;
-        close(fd);
-        return cli_fail(EXIT_USAGE, "check", "'%s': cannot reopen for writing: %s", bs->path,
-                        strerror(e));
-    }
-    close(fd);
-    if (!share) {
-        struct scuse_err err = { 0 };
-        if (image_lock(bs->fd, bs->path, LOCK_PERM_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
-                       LOCK_PERM_WRITE | LOCK_PERM_RESIZE, &err) < 0)
-            return cli_fail(EXIT_USAGE, "check", "%s", err.msg);
-    }
-    bs->read_only = false;
-    return EXIT_OK;
 }
 
 static void print_human(const struct blk_check_result *r)
@@ -163,7 +133,10 @@ int cmd_check(int argc, char **argv)
     const char *file = argv[optind];
     struct blk_node *bs = NULL;
     struct scuse_err err = { 0 };
-    int r = blk_open(file, fmt, share ? BLK_OPEN_SHARE : 0, NULL, &bs, &err);
+    /* As qemu-img: with -r, no repair at open, and an image marked dirty or
+     * corrupt is still opened (for writing) so that it can be repaired. */
+    unsigned flags = (share ? BLK_OPEN_SHARE : 0) | (fix ? BLK_OPEN_CHECK : 0);
+    int r = blk_open(file, fmt, flags, NULL, &bs, &err);
     if (r < 0)
         return cli_fail(EXIT_USAGE, "check", "%s", err.msg[0] ? err.msg : strerror(-r));
     if (!bs->drv->check) {
@@ -171,11 +144,6 @@ int cmd_check(int argc, char **argv)
                 file, bs->drv->name);
         blk_close(bs);
         return EXIT_CHECK_UNSUPPORTED;
-    }
-    int rc = fix ? make_writable(bs, share) : EXIT_OK;
-    if (rc != EXIT_OK) {
-        blk_close(bs);
-        return rc;
     }
     struct blk_check_result res;
     fflush(stdout);
@@ -199,6 +167,7 @@ int cmd_check(int argc, char **argv)
             print_human(&res);
     }
     fflush(stdout);
+    int rc = EXIT_OK;
     if (r < 0 || res.check_errors) {
         if (r < 0)
             fprintf(stderr, "scuse check: '%s': check failed: %s\n", file, strerror(-r));

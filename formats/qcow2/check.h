@@ -41,16 +41,7 @@ int qcow2_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res)
  * another negative errno on an I/O error. Prints nothing. */
 int qcow2_rebuild_refcounts(struct blk_node *bs, struct qcow2_state *s);
 
-/* compress.c: the driver's write_compressed. Stores one whole cluster at
- * guest offset off (cluster aligned; the image's last cluster may be
- * short and is padded with zeros) compressed with the image's compression
- * type, packed byte-granularly after the previous compressed cluster as
- * QEMU does; incompressible data is stored as a normal cluster. -ENOTSUP
- * when the guest cluster is already allocated. Safe to call from several
- * threads: compression runs in parallel, placement under a lock. */
-int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v);
-
-/* ---- Internal to create.c, check*.c, refdirect.c and compress.c ---- */
+/* ---- Internal to create.c, check*.c and refdirect.c ---- */
 
 #define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ull
 #define QCOW2_REFT_RESERVED_MASK 0x1ffull

@@ -172,12 +172,14 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
     uint64_t coff = l2e & s->coffset_mask;
     uint64_t nsec = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
     uint64_t clen = nsec * 512 - (coff & 511);
-    if (coff >= s->file_size) {
+    /* The file end as the writer knows it (it may have packed this cluster) */
+    uint64_t file_end = __atomic_load_n(&s->meta_end, __ATOMIC_ACQUIRE);
+    if (coff >= file_end) {
         qcow2_log_io(s, "compressed cluster at 0x%" PRIx64 " is beyond the end of the file", coff);
         return -EIO;
     }
-    if (clen > s->file_size - coff)
-        clen = s->file_size - coff;
+    if (clen > file_end - coff)
+        clen = file_end - coff;
 
     struct qcow2_dctx *d;
     int r = dctx_get(s, &d);

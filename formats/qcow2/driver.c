@@ -78,7 +78,7 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
     bs->align = 1;
     bs->max_transfer = 0;
     bs->state = s;
-    if (!bs->read_only) {
+    if (!bs->read_only && !bs->check_only) {
         r = qcow2_writer_open(bs, s, err);
         if (r < 0) {
             bs->state = NULL;

@@ -169,6 +169,7 @@ int qcow2_writer_open(struct blk_node *bs, struct qcow2_state *s, struct scuse_e
     pthread_rwlock_init(&w->barrier, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->cpool_lock, NULL);
     atomic_init(&w->data_unsynced, false);
     s->writable = true;
     return 0;
@@ -187,6 +188,8 @@ int qcow2_writer_close(struct qcow2_state *s)
                   "clusters or lost the last writes", s->path, strerror(-r));
     pthread_mutex_destroy(&w->lock);
     pthread_rwlock_destroy(&w->barrier);
+    qcow2_cpool_destroy(s);
+    pthread_mutex_destroy(&w->cpool_lock);
     qcow2_rc_destroy(s);
     free(w->l1_dirty);
     free(w->head_buf);

@@ -165,7 +165,7 @@ static int check_features(struct blk_node *bs, struct qcow2_state *s, const stru
      * (refcounts are rebuilt first). */
     if (s->incompat & QCOW2_INCOMPAT_DIRTY)
         bs->dirty = true;
-    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only)
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !bs->check_only)
         return err_set(err, -EACCES, "'%s': the image is marked corrupt (incompatible feature "
                        "bit 1); it can only be opened read-only", bs->path);
     if ((s->incompat & QCOW2_INCOMPAT_DATA_FILE) && !x->have_data_file)

@@ -79,6 +79,7 @@ struct qcow2_l2cache {
 /* Bounded cache of refcount block slices in their on-disk bytes. Used by
  * the writer only, under the metadata lock. */
 struct qcow2_rslot;
+struct qcow2_cctx;
 struct qcow2_rcache {
     uint32_t slice_bytes;
     uint32_t nslots, ndirty;
@@ -108,6 +109,9 @@ struct qcow2_writer {
     uint32_t rb_bits;          /* log2 refcount entries per block */
     uint32_t rs_bits;          /* log2 refcount entries per cached slice */
     uint64_t free_hint;        /* no free cluster below this one */
+    uint64_t free_byte;        /* where the next compressed bytes may be packed, 0 = none */
+    pthread_mutex_t cpool_lock;
+    struct qcow2_cctx *cpool;  /* compression contexts (compress.c) */
     struct qcow2_dec *dec;
     size_t ndec, dec_cap;
     uint8_t *l1_dirty;         /* per 64-entry (512-byte) piece of the L1 table */
@@ -347,6 +351,18 @@ int qcow2_l1_writeback(struct qcow2_state *s, unsigned *count);
 int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags);
 /* Write zeros as data over [off, off + len) through the write path. */
 int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len);
+
+/* compress.c: the driver's write_compressed. Stores one whole cluster at
+ * guest offset off (cluster aligned; the image's last cluster may be
+ * short and is padded with zeros) compressed with the image's compression
+ * type, packed byte-granularly after the previous compressed cluster as
+ * QEMU does; incompressible data goes through the normal write path.
+ * -ENOTSUP when the guest cluster is already allocated. Safe to call from
+ * several threads: compression runs in parallel, placement under the
+ * metadata lock (taken here). */
+int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+/* Free the compression contexts (writer close). */
+void qcow2_cpool_destroy(struct qcow2_state *s);
 
 /* zero.c */
 int qcow2_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);

@@ -311,6 +311,8 @@ static int rc_add(struct qcow2_state *s, uint64_t *cluster, uint64_t *n, int del
             qcow2_rc_set_entry(d, idx + j, s->refcount_order, v);
             if (v == 0 && *cluster + j < s->w.free_hint)
                 s->w.free_hint = *cluster + j;
+            if (v == 0 && *cluster + j == s->w.free_byte >> s->cluster_bits)
+                s->w.free_byte = 0; /* the packing cluster is free: never pack into it again */
             if (!c->slots[slot].dirty) {
                 c->slots[slot].dirty = true;
                 c->ndirty++;

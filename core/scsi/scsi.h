@@ -1,0 +1,167 @@
+/* The SCSI target core as transports see it: a LUN over an open image
+ * chain, commands submitted with the transport's own memory, completed
+ * through a callback (possibly on another thread, possibly out of order).
+ *
+ * Split of the work:
+ *   - emulation (core/scsi/spc_*.c, sbc_*.c, sense.c, lun.c): decodes and
+ *     validates a CDB (scsi_cmd_prepare) and executes it synchronously
+ *     (scsi_cmd_execute), filling status, sense and residual;
+ *   - dispatcher (core/scsi/dispatch.c): runs prepared commands on worker
+ *     threads, many in flight, orders overlapping ones, aborts and resets.
+ * Transports only use this header. */
+#ifndef SCUSE_SCSI_H
+#define SCUSE_SCSI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blk/blk.h"
+#include "util/err.h"
+#include "util/iov.h"
+
+/* SAM status codes */
+#define SCSI_STATUS_GOOD 0x00
+#define SCSI_STATUS_CHECK_CONDITION 0x02
+#define SCSI_STATUS_CONDITION_MET 0x04
+#define SCSI_STATUS_BUSY 0x08
+#define SCSI_STATUS_RESERVATION_CONFLICT 0x18
+#define SCSI_STATUS_TASK_SET_FULL 0x28
+#define SCSI_STATUS_TASK_ABORTED 0x40
+
+#define SCSI_SENSE_MAX 252          /* fixed or descriptor sense, at most */
+
+enum scsi_dir {
+    SCSI_DIR_NONE,
+    SCSI_DIR_FROM_DEV,              /* data-in: the target fills cmd->data */
+    SCSI_DIR_TO_DEV,                /* data-out: the target reads cmd->data */
+};
+
+/* Task attributes (SAM) */
+enum scsi_task_attr {
+    SCSI_TASK_SIMPLE,
+    SCSI_TASK_ORDERED,
+    SCSI_TASK_HEAD_OF_QUEUE,
+    SCSI_TASK_ACA,
+};
+
+/* What the dispatcher needs to know to run a prepared command. */
+enum scsi_access {
+    SCSI_ACCESS_DONE,               /* answered by prepare (error or inline reply) */
+    SCSI_ACCESS_NONE,               /* runs, touches no block range (INQUIRY, ...) */
+    SCSI_ACCESS_READ,               /* reads [lba, lba + nblocks) */
+    SCSI_ACCESS_WRITE,              /* changes [lba, lba + nblocks) */
+    SCSI_ACCESS_ATOMIC,             /* COMPARE AND WRITE: reads and writes, atomically */
+    SCSI_ACCESS_FLUSH,              /* SYNCHRONIZE CACHE: after every completed write */
+    SCSI_ACCESS_BARRIER,            /* changes LUN state: runs alone (MODE SELECT, UNMAP
+                                       with many descriptors may use WRITE per range instead) */
+};
+
+struct scsi_lun;
+
+/* One command. The transport owns the memory and fills the "in" part;
+ * the SCSI layer fills the "out" part before calling done(). */
+struct scsi_cmd {
+    /* in */
+    const uint8_t *cdb;
+    uint32_t cdb_len;
+    struct iov_view data;           /* the data buffer (its len: the transfer length the
+                                       initiator allotted) */
+    enum scsi_dir dir;
+    uint8_t *sense;                 /* SCSI_SENSE_MAX bytes, owned by the transport */
+    uint64_t tag;
+    enum scsi_task_attr attr;
+    void (*done)(struct scsi_cmd *cmd);
+    void *priv;                     /* the transport's */
+
+    /* out */
+    uint8_t status;
+    uint32_t sense_len;
+    uint32_t xfer;                  /* bytes actually moved */
+    uint32_t resid;                 /* data.len - bytes the command wanted, when positive */
+    bool overflow;                  /* the command wanted more than data.len (resid then
+                                       counts what did not fit) */
+
+    /* private: set by scsi_cmd_prepare, used by the dispatcher */
+    enum scsi_access access;
+    uint64_t lba, nblocks;
+    const void *op;                 /* the command table entry */
+    struct scsi_cmd *next;          /* dispatcher queues */
+    uint64_t seq;
+    int state;
+};
+
+/* Per-LUN settings (what `scuse serve` and the domain XML configure). */
+struct scsi_lun_config {
+    uint32_t block_size;            /* 512 or 4096 */
+    uint8_t phys_exp;               /* physical block = block_size << phys_exp */
+    char vendor[9];                 /* T10 vendor, space padded on the wire */
+    char product[17];
+    char revision[5];
+    char serial[64];                /* "" = derived from the image */
+    uint64_t wwn;                   /* NAA 6 designator high 64 bits, 0 = derived */
+    uint16_t rotation_rate;         /* VPD B1: 1 = non-rotating, 0 = not reported */
+    bool read_only;
+    bool write_cache;               /* WCE in the caching page */
+    bool discard;                   /* UNMAP / WRITE SAME with UNMAP served */
+    /* Command policy: when policy_allow, only listed opcodes are served;
+     * otherwise listed opcodes are refused. Entries are opcode << 16 |
+     * service action (0xffff: every service action of the opcode). */
+    bool policy_allow;
+    uint32_t policy[64];
+    unsigned n_policy;
+};
+
+/* Fill cfg with defaults (512-byte blocks, "SCUSE" / "scuse disk" /
+ * version, write cache on, discard on, no policy). */
+void scsi_lun_config_default(struct scsi_lun_config *cfg);
+
+/* A LUN over bs (not owned: the caller closes it after the LUN). */
+int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint16_t lun_id,
+                    struct scsi_lun **out, struct scuse_err *err);
+void scsi_lun_destroy(struct scsi_lun *lun);
+uint64_t scsi_lun_blocks(const struct scsi_lun *lun);
+uint32_t scsi_lun_block_size(const struct scsi_lun *lun);
+
+/* The dispatcher's per-LUN state hangs here (NULL until it sets it). */
+struct scsi_disp_lun;
+struct scsi_disp_lun **scsi_lun_disp_slot(struct scsi_lun *lun);
+
+/* Raise a unit attention (reset, capacity changed, ...) for every nexus. */
+enum scsi_ua {
+    SCSI_UA_POWER_ON,               /* 29h/00h */
+    SCSI_UA_CAPACITY_CHANGED,       /* 2Ah/09h */
+    SCSI_UA_MODE_CHANGED,           /* 2Ah/01h */
+    SCSI_UA_LUNS_CHANGED,           /* 3Fh/0Eh */
+};
+void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
+
+/* Emulation: decode and validate cmd (every CDB field). Sets cmd->access
+ * and the range; with SCSI_ACCESS_DONE the status, sense and residual are
+ * final and the command must be completed without executing it. Cheap, no
+ * I/O: callable on the transport's thread. */
+void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd);
+/* Emulation: execute a prepared command synchronously (block I/O from the
+ * calling thread), filling status, sense and residual. Does not call
+ * done(). */
+void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd);
+
+/* Dispatcher. */
+struct scsi_disp;
+struct scsi_disp_config {
+    unsigned workers;               /* 0 = chosen by the dispatcher */
+};
+int scsi_disp_create(const struct scsi_disp_config *cfg, struct scsi_disp **out,
+                     struct scuse_err *err);
+/* Drains (waits for every command) and frees. */
+void scsi_disp_destroy(struct scsi_disp *d);
+/* Prepare, order, execute on a worker, and call cmd->done. */
+void scsi_submit(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_cmd *cmd);
+/* Abort the command with this tag on lun if it has not started: it
+ * completes with TASK ABORTED. Returns true if it was found not started. */
+bool scsi_abort(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag);
+/* LUN reset: abort what has not started, wait for what runs, raise the
+ * reset unit attention. */
+void scsi_lun_reset(struct scsi_disp *d, struct scsi_lun *lun);
+
+#endif

@@ -22,6 +22,7 @@ static int raw_open(struct blk_node *bs, struct scuse_err *err)
     /* A disk is whole sectors: like QEMU, round the length up to 512 and
      * read the tail past EOF as zeros. */
     bs->size = (bs->size + 511) & ~511ull;
+    bs->discard_zeroes = true; /* a punched hole reads as zeros */
     return 0;
 }
 

@@ -72,6 +72,7 @@ struct blk_node {
     uint32_t align;           /* request alignment in bytes (power of two, >= 1) */
     uint64_t max_transfer;    /* largest request handed to the driver, 0 = any */
     bool dirty;               /* the image says it was not closed cleanly */
+    bool discard_zeroes;      /* what discard deallocates reads back as zeros (LBPRZ) */
 
     struct blk_node *backing; /* opened by the block layer */
 };

@@ -76,6 +76,9 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
     bs->size = s->size & ~511ull;
     bs->cluster_size = s->cluster_size;
     bs->align = 1;
+    /* Deallocated clusters read as zeros: unallocated in a standalone image,
+     * zero clusters in a v3 overlay; a v2 overlay deallocates nothing. */
+    bs->discard_zeroes = true;
     bs->max_transfer = 0;
     bs->state = s;
     if (!bs->read_only && !bs->check_only) {

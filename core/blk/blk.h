@@ -22,6 +22,7 @@ struct blk_driver;
 struct blk_opts {
     uint64_t l2_cache_size;  /* qcow2 L2 cache bytes per image; 0 = default */
     unsigned max_depth;      /* backing chain depth limit; 0 = default */
+    uint64_t dcache_size;    /* qcow2 decompressed-cluster cache bytes; 0 = default */
 };
 
 enum {

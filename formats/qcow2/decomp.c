@@ -181,17 +181,25 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
     if (clen > file_end - coff)
         clen = file_end - coff;
 
+    bool whole = in_off == 0 && v->len == cs;
+    if (!whole && qcow2_dcache_read(&s->dcache, coff, nsec, in_off, v))
+        return 0;
+
     struct qcow2_dctx *d;
     int r = dctx_get(s, &d);
     if (r < 0)
         return r;
-    r = file_pread_exact(s->fd, d->in, (size_t)clen, coff);
+    /* Zeros past the file's end: the writer's last packed bytes may end
+     * before the sector the descriptor rounds up to. */
+    struct iovec one;
+    struct iov_view in = iov_view_of_buf(&one, d->in, (size_t)clen);
+    r = file_preadv_view(s->fd, &in, coff);
     if (r < 0) {
         qcow2_log_io(s, "cannot read compressed cluster at 0x%" PRIx64 ": %s", coff, strerror(-r));
         goto out;
     }
     /* Whole cluster into one contiguous buffer: decompress in place. */
-    uint8_t *dst = (in_off == 0 && v->len == cs) ? iov_view_contig(v, 0, cs) : NULL;
+    uint8_t *dst = whole ? iov_view_contig(v, 0, cs) : NULL;
     uint8_t *target = dst ? dst : d->out;
     r = s->compression_type == QCOW2_COMPRESSION_ZSTD
             ? zstd_cluster(d, d->in, (size_t)clen, target, cs)
@@ -203,6 +211,8 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
     }
     if (!dst)
         iov_view_from_buf(v, 0, d->out + in_off, v->len);
+    if (!whole)
+        qcow2_dcache_insert(&s->dcache, coff, nsec, d->out);
 out:
     dctx_put(s, d);
     return r;

@@ -24,8 +24,10 @@ static void state_free(struct qcow2_state *s, bool dpool_ready)
         return;
     qcow2_writer_close(s);
     qcow2_l2c_destroy(&s->cache);
-    if (dpool_ready)
+    if (dpool_ready) {
         qcow2_dpool_destroy(&s->dpool);
+        qcow2_dcache_destroy(&s->dcache);
+    }
     if (s->data_fd >= 0 && s->data_fd != s->fd)
         close(s->data_fd);
     free(s->l1);
@@ -71,6 +73,14 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
         return err_set(err, r, "'%s': cannot allocate the L2 cache", bs->path);
     }
     qcow2_dpool_init(&s->dpool, DCTX_POOL_SIZE);
+    /* Its memory is only touched as clusters are cached (malloc of a large
+     * block maps pages lazily), so images without compressed data pay nothing. */
+    r = qcow2_dcache_init(&s->dcache, s->cluster_size,
+                          bs->opts.dcache_size ? bs->opts.dcache_size : QCOW2_DCACHE_DEFAULT);
+    if (r < 0) {
+        state_free(s, true);
+        return err_set(err, r, "'%s': cannot allocate the decompressed-cluster cache", bs->path);
+    }
 
     /* QEMU counts whole sectors; a ragged tail is not part of the disk. */
     bs->size = s->size & ~511ull;

@@ -78,6 +78,7 @@ int qcow2_flush_locked(struct qcow2_state *s)
     if (w->ndec) {
         pthread_rwlock_wrlock(&w->barrier);
         pthread_rwlock_unlock(&w->barrier);
+        qcow2_dcache_clear(&s->dcache); /* freed compressed bytes may be reused */
         r = qcow2_rc_apply_decs(s);
         if (r < 0)
             return r;

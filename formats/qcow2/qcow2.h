@@ -132,6 +132,20 @@ struct qcow2_dpool {
     unsigned created, max;
 };
 
+/* Decompressed clusters (dcache.c). */
+#define QCOW2_DCACHE_DEFAULT (8u << 20)
+#define QCOW2_DCACHE_MIN_SLOTS 4
+#define QCOW2_DCACHE_MAX_SLOTS 256
+struct qcow2_dslot;
+struct qcow2_dcache {
+    pthread_mutex_t lock;
+    uint32_t nslots, cluster_size;
+    struct qcow2_dslot *slots;
+    uint8_t *data;
+    uint64_t tick;
+    uint64_t hits, misses;
+};
+
 struct qcow2_feature_name {
     uint8_t type, bit;
     char name[47];
@@ -171,6 +185,7 @@ struct qcow2_state {
 
     struct qcow2_l2cache cache;
     struct qcow2_dpool dpool;
+    struct qcow2_dcache dcache;
     atomic_uint io_errors_logged;
 
     bool writable;
@@ -273,6 +288,17 @@ void qcow2_dpool_destroy(struct qcow2_dpool *p);
  * [in_off, in_off + v->len) of its data into v. */
 int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
                           const struct iov_view *v);
+
+/* dcache.c: bytes is the cache size (rounded to whole clusters, clamped
+ * to the slot limits). */
+int qcow2_dcache_init(struct qcow2_dcache *c, uint32_t cluster_size, uint64_t bytes);
+void qcow2_dcache_destroy(struct qcow2_dcache *c);
+/* Copy [in_off, in_off + v->len) of the cached cluster into v: false on a miss. */
+bool qcow2_dcache_read(struct qcow2_dcache *c, uint64_t coff, uint64_t nsec, uint32_t in_off,
+                       const struct iov_view *v);
+void qcow2_dcache_insert(struct qcow2_dcache *c, uint64_t coff, uint64_t nsec, const void *data);
+/* Forget everything (compressed host bytes may have been freed). */
+void qcow2_dcache_clear(struct qcow2_dcache *c);
 
 /* read.c */
 int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v);

@@ -19,6 +19,7 @@
 #include "blk/blk.h"
 #include "blk/driver.h"
 #include "qcow2/check.h"
+#include "qcow2/qcow2.h"
 
 static char tmpdir[256];
 static char path[300];
@@ -221,6 +222,49 @@ static void test_compressed(void **st)
     blk_close(bs);
 }
 
+/* The decompressed-cluster cache must not serve a cluster whose host bytes
+ * were freed and reused for other compressed data at the same offset. */
+static void test_dcache_reuse(void **st)
+{
+    (void)st;
+    struct scuse_err err;
+    assert_int_equal(make("cluster_size=4k", 1 << 20, &err), 0);
+    struct blk_node *bs;
+    assert_int_equal(blk_open(path, "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
+    struct qcow2_state *s = bs->state;
+    static uint8_t a[4096], b[4096], back[512];
+    for (int i = 0; i < 4096; i++) {
+        a[i] = (uint8_t)('a' + i / 512);
+        b[i] = (uint8_t)('A' + i / 512); /* same shape: same compressed length */
+    }
+    struct iovec one;
+    struct iov_view v = iov_view_of_buf(&one, a, sizeof(a));
+    assert_int_equal(bs->drv->write_compressed(bs, 0, &v), 0);
+    assert_int_equal(blk_pread(bs, 1024, back, sizeof(back)), 0); /* cached now */
+    assert_memory_equal(back, a + 1024, sizeof(back));
+    struct qcow2_run r0, r1;
+    assert_int_equal(qcow2_map(s, 0, 4096, false, &r0), 0);
+    assert_int_equal(r0.kind, QCOW2_COMPRESSED);
+
+    assert_int_equal(blk_discard(bs, 0, 4096), 0);
+    assert_int_equal(blk_flush(bs), 0); /* the host cluster is free again */
+    v = iov_view_of_buf(&one, b, sizeof(b));
+    assert_int_equal(bs->drv->write_compressed(bs, 8192, &v), 0);
+    assert_int_equal(qcow2_map(s, 8192, 4096, false, &r1), 0);
+    assert_int_equal(r1.kind, QCOW2_COMPRESSED);
+    /* The test means something only if the new data took the old place. */
+    assert_int_equal(r1.l2e & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED),
+                     r0.l2e & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED));
+    assert_int_equal(blk_pread(bs, 8192 + 1024, back, sizeof(back)), 0);
+    assert_memory_equal(back, b + 1024, sizeof(back));
+    assert_int_equal(blk_pread(bs, 0, back, sizeof(back)), 0);
+    for (size_t i = 0; i < sizeof(back); i++)
+        assert_int_equal(back[i], 0);
+    assert_true(s->dcache.hits + s->dcache.misses > 0);
+    blk_close(bs);
+    check_clean();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_backing),
         cmocka_unit_test(test_compressed),
+        cmocka_unit_test(test_dcache_reuse),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

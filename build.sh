@@ -55,6 +55,11 @@ test)
 asan)
     install_deps
     configure_build build-asan -DSCUSE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    # The same tests with smaller random workloads: the sanitizers look for
+    # memory and UB errors on every path, the full-size runs are the
+    # normal pass's (crash trials stay >= 20 there).
+    SCUSE_TEST_OPS=${SCUSE_TEST_OPS:-100} SCUSE_STRESS_OPS=${SCUSE_STRESS_OPS:-1000} \
+    SCUSE_CRASH_TRIALS=${SCUSE_CRASH_TRIALS:-5} SCUSE_CRASH_IMAGES=${SCUSE_CRASH_IMAGES:-8} \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_ctest build-asan -LE fuzz
     ;;

@@ -1,0 +1,372 @@
+/* The dispatcher: a pool of worker threads running prepared commands of
+ * any number of LUNs, in the order dispatch_queue.c allows.
+ *
+ * One mutex per dispatcher guards the LUN queues and the list of LUNs
+ * with work. A command costs two critical sections besides its submit:
+ * a worker finishes the command it ran and takes the next one in the same
+ * section, then calls done() and runs the next command without the lock.
+ * What happens after done() returned (counts a reset or destroy waits on)
+ * is recorded at the worker's next critical section, so when those return
+ * every done() they waited for has returned too.
+ *
+ * Nothing is allocated per command: commands are the transport's memory,
+ * queues run through cmd->next, and the per-LUN state is allocated once,
+ * when the LUN is attached (scsi_lun_disp_slot).
+ *
+ * Worker count (2-core VM, 4 KiB QD32 reads of a page-cached 1 GiB qcow2
+ * through `scuse bench --workers N`, kIOPS; see the report of issue 4):
+ * measured in the comment at DISP_EXTRA_WORKERS's use below. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "scsi/dispatch.h"
+#include "util/log.h"
+
+struct scsi_disp {
+    pthread_mutex_t lock;
+    pthread_cond_t work;           /* workers wait here for commands */
+    pthread_cond_t quiet;          /* reset, detach and destroy wait here */
+    struct scsi_disp_lun *ready_head, *ready_tail; /* LUNs with runnable commands */
+    struct scsi_disp_lun *all;
+    unsigned idle;                 /* workers waiting on work */
+    unsigned quiet_waiters;
+    bool stopping;
+    unsigned nworkers;
+    struct disp_worker *workers;
+};
+
+struct disp_worker {
+    struct scsi_disp *d;
+    pthread_t thread;
+    /* The LUN of the command whose done() this worker calls (NULL: none),
+     * and whether a reset waits for that done() to return. */
+    struct scsi_disp_lun *in_done;
+    bool drain;
+};
+
+static void ready_push(struct scsi_disp *d, struct scsi_disp_lun *q)
+{
+    if (q->on_ready || !q->n_runnable)
+        return;
+    q->on_ready = true;
+    q->ready_next = NULL;
+    if (d->ready_tail)
+        d->ready_tail->ready_next = q;
+    else
+        d->ready_head = q;
+    d->ready_tail = q;
+}
+
+static void wake(struct scsi_disp *d, unsigned n)
+{
+    if (n >= 2 && d->idle >= 2)
+        pthread_cond_broadcast(&d->work);
+    else if (n && d->idle)
+        pthread_cond_signal(&d->work);
+}
+
+/* The next command of the first LUN with work; that LUN goes to the back
+ * of the list if it has more, so LUNs take turns. */
+static struct scsi_cmd *take(struct scsi_disp *d, struct scsi_disp_lun **qp)
+{
+    struct scsi_disp_lun *q = d->ready_head;
+    if (!q)
+        return NULL;
+    struct scsi_cmd *cmd = disp_queue_take(q);
+    d->ready_head = q->ready_next;
+    if (!d->ready_head)
+        d->ready_tail = NULL;
+    q->on_ready = false;
+    ready_push(d, q);
+    *qp = q;
+    return cmd;
+}
+
+/* w's done() returned: count it (lock held). */
+static void record(struct scsi_disp *d, struct disp_worker *w)
+{
+    struct scsi_disp_lun *q = w->in_done;
+    if (!q)
+        return;
+    q->n_inflight--;
+    if (w->drain)
+        q->n_drain--;
+    if (d->quiet_waiters && (q->n_inflight == 0 || (w->drain && q->n_drain == 0)))
+        pthread_cond_broadcast(&d->quiet);
+    w->in_done = NULL;
+    w->drain = false;
+}
+
+static void run(struct scsi_disp_lun *q, struct scsi_cmd *cmd)
+{
+    if (disp_phase(cmd) == DISP_ABORTING) {
+        cmd->status = SCSI_STATUS_TASK_ABORTED;
+        cmd->sense_len = 0;
+        cmd->xfer = 0;
+        cmd->resid = (uint32_t)cmd->data.len;
+        cmd->overflow = false;
+    } else if (cmd->access != SCSI_ACCESS_DONE) {
+        scsi_cmd_execute(q->lun, cmd);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct disp_worker *w = arg;
+    struct scsi_disp *d = w->d;
+    struct scsi_cmd *ran = NULL;
+    struct scsi_disp_lun *ran_q = NULL;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        record(d, w);
+        struct scsi_cmd *fin = ran;
+        if (fin) {
+            wake(d, disp_queue_finish(ran_q, fin));
+            w->in_done = ran_q;
+            w->drain = fin->state & DISP_DRAIN;
+        }
+        ran = NULL;
+        struct scsi_disp_lun *next_q = NULL;
+        struct scsi_cmd *next = take(d, &next_q);
+        if (!fin && !next) {
+            if (d->stopping)
+                break;
+            d->idle++;
+            pthread_cond_wait(&d->work, &d->lock);
+            d->idle--;
+            continue;
+        }
+        pthread_mutex_unlock(&d->lock);
+        if (fin)
+            fin->done(fin);
+        if (next) {
+            run(next_q, next);
+            ran = next;
+            ran_q = next_q;
+        }
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+static unsigned default_workers(void)
+{
+    /* Measured (4 KiB QD32 reads, page-cached qcow2, 2 CPUs): see the
+     * table in tests/bench/README or the issue 4 report. One worker more
+     * than CPUs keeps both CPUs busy while a worker is between commands
+     * (done(), the lock); more only add switches. Commands that wait on
+     * a disk rather than the page cache want more: set workers. */
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long w = (n > 0 ? n : 1) + DISP_EXTRA_WORKERS;
+    return w < DISP_MIN_WORKERS ? DISP_MIN_WORKERS : w > DISP_MAX_WORKERS ? DISP_MAX_WORKERS
+                                                                          : (unsigned)w;
+}
+
+int scsi_disp_create(const struct scsi_disp_config *cfg, struct scsi_disp **out,
+                     struct scuse_err *err)
+{
+    *out = NULL;
+    unsigned n = cfg && cfg->workers ? cfg->workers : default_workers();
+    if (n > DISP_MAX_WORKERS)
+        return err_set(err, -EINVAL, "%u dispatcher workers asked for, at most %u", n,
+                       DISP_MAX_WORKERS);
+    struct scsi_disp *d = calloc(1, sizeof(*d));
+    struct disp_worker *w = calloc(n, sizeof(*w));
+    if (!d || !w) {
+        free(d);
+        free(w);
+        return err_set(err, -ENOMEM, "out of memory for the dispatcher");
+    }
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->work, NULL);
+    pthread_cond_init(&d->quiet, NULL);
+    d->workers = w;
+    for (unsigned i = 0; i < n; i++) {
+        w[i].d = d;
+        int r = pthread_create(&w[i].thread, NULL, worker_main, &w[i]);
+        if (r != 0) {
+            d->nworkers = i;
+            scsi_disp_destroy(d);
+            return err_set(err, -r, "cannot start dispatcher worker %u: %s", i, strerror(r));
+        }
+        d->nworkers = i + 1;
+    }
+    *out = d;
+    return 0;
+}
+
+unsigned scsi_disp_workers(const struct scsi_disp *d)
+{
+    return d->nworkers;
+}
+
+/* Wait (lock held) until q has no command whose done() has not returned. */
+static void wait_lun_idle(struct scsi_disp *d, struct scsi_disp_lun *q)
+{
+    d->quiet_waiters++;
+    while (q->n_inflight)
+        pthread_cond_wait(&d->quiet, &d->lock);
+    d->quiet_waiters--;
+}
+
+static void forget(struct scsi_disp *d, struct scsi_disp_lun *q)
+{
+    for (struct scsi_disp_lun **p = &d->all; *p; p = &(*p)->all_next) {
+        if (*p == q) {
+            *p = q->all_next;
+            break;
+        }
+    }
+    *scsi_lun_disp_slot(q->lun) = NULL;
+    free(q);
+}
+
+void scsi_disp_destroy(struct scsi_disp *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    while (d->all) {
+        struct scsi_disp_lun *q = d->all;
+        wait_lun_idle(d, q);
+        forget(d, q);
+    }
+    d->stopping = true;
+    pthread_cond_broadcast(&d->work);
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < d->nworkers; i++)
+        pthread_join(d->workers[i].thread, NULL);
+    pthread_cond_destroy(&d->work);
+    pthread_cond_destroy(&d->quiet);
+    pthread_mutex_destroy(&d->lock);
+    free(d->workers);
+    free(d);
+}
+
+/* lun's queue in d, attaching it on first use (lock held). */
+static int lun_queue(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_disp_lun **out,
+                     struct scuse_err *err)
+{
+    struct scsi_disp_lun **slot = scsi_lun_disp_slot(lun);
+    if (*slot) {
+        if ((*slot)->disp != d)
+            return err_set(err, -EBUSY, "the LUN is attached to another dispatcher");
+        *out = *slot;
+        return 0;
+    }
+    struct scsi_disp_lun *q = calloc(1, sizeof(*q));
+    if (!q)
+        return err_set(err, -ENOMEM, "out of memory for a LUN queue");
+    q->lun = lun;
+    q->disp = d;
+    q->all_next = d->all;
+    d->all = q;
+    *slot = q;
+    *out = q;
+    return 0;
+}
+
+int scsi_disp_attach(struct scsi_disp *d, struct scsi_lun *lun, struct scuse_err *err)
+{
+    struct scsi_disp_lun *q;
+    pthread_mutex_lock(&d->lock);
+    int r = lun_queue(d, lun, &q, err);
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+void scsi_disp_detach(struct scsi_disp *d, struct scsi_lun *lun)
+{
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
+    if (q && q->disp == d) {
+        wait_lun_idle(d, q);
+        forget(d, q);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void scsi_submit(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_cmd *cmd)
+{
+    cmd->status = SCSI_STATUS_GOOD;
+    cmd->sense_len = 0;
+    cmd->xfer = 0;
+    cmd->resid = 0;
+    cmd->overflow = false;
+    cmd->next = NULL;
+    scsi_cmd_prepare(lun, cmd);
+
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q;
+    struct scuse_err err = { 0 };
+    if (lun_queue(d, lun, &q, &err) < 0) {
+        pthread_mutex_unlock(&d->lock);
+        log_error("scsi: command refused with BUSY: %s", err.msg);
+        cmd->status = SCSI_STATUS_BUSY;
+        cmd->sense_len = 0;
+        cmd->resid = (uint32_t)cmd->data.len;
+        cmd->done(cmd);
+        return;
+    }
+    q->n_inflight++;
+    if (disp_queue_add(q, cmd)) {
+        ready_push(d, q);
+        wake(d, 1);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+bool scsi_abort(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag)
+{
+    bool found = false;
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
+    if (q && q->disp == d) {
+        struct scsi_cmd *cmd = disp_queue_find_unstarted(q, tag);
+        if (cmd) {
+            wake(d, disp_queue_abort(q, cmd));
+            ready_push(d, q);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return found;
+}
+
+void scsi_lun_reset(struct scsi_disp *d, struct scsi_lun *lun)
+{
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
+    if (q && q->disp == d) {
+        unsigned woken = 0;
+        for (struct scsi_cmd *c = q->head; c; c = c->next) {
+            int ph = disp_phase(c);
+            if (ph == DISP_WAITING || ph == DISP_READY)
+                woken += disp_queue_abort(q, c);
+            if (!(c->state & DISP_DRAIN)) {
+                c->state |= DISP_DRAIN;
+                q->n_drain++;
+            }
+        }
+        /* Commands already finished whose done() is still running. */
+        for (unsigned i = 0; i < d->nworkers; i++) {
+            struct disp_worker *w = &d->workers[i];
+            if (w->in_done == q && !w->drain) {
+                w->drain = true;
+                q->n_drain++;
+            }
+        }
+        ready_push(d, q);
+        wake(d, woken);
+        d->quiet_waiters++;
+        while (q->n_drain)
+            pthread_cond_wait(&d->quiet, &d->lock);
+        d->quiet_waiters--;
+    }
+    pthread_mutex_unlock(&d->lock);
+    scsi_lun_raise_ua(lun, SCSI_UA_POWER_ON);
+}

@@ -23,44 +23,11 @@
 
 #include "blk/blk.h"
 #include "blk/driver.h"
+#include "testutil.h"
 
-static char tmpdir[256];
 static int saved_cwd = -1;
 
 /* ---------------------------------------------------------------- helpers */
-
-static void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    char full[2048 + 512];
-    snprintf(full, sizeof(full), "cd '%s' && ( %s ) >/dev/null 2>&1", tmpdir, cmd);
-    int r = system(full);
-    if (r != 0)
-        fail_msg("command failed (%d): %s", r, cmd);
-}
-
-/* tmpdir/name in one of a few rotating static buffers */
-static const char *P(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ & 7];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void write_file(const char *name, const void *data, size_t len)
-{
-    int fd = open(P(name), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    assert_int_equal(close(fd), 0);
-}
 
 /* A byte that depends on the offset, so misplaced reads show. */
 static unsigned char pat(uint64_t off, unsigned seed)
@@ -75,7 +42,7 @@ static unsigned char *make_raw(const char *name, size_t size, unsigned seed)
     assert_non_null(b);
     for (size_t i = 0; i < size; i++)
         b[i] = pat(i, seed);
-    write_file(name, b, size);
+    tu_store(name, b, size);
     return b;
 }
 
@@ -178,13 +145,7 @@ static void drop_backing_fmt_ext(const char *path)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof(tmpdir), "%s/scuse-test-open-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(tmpdir));
-    char *abs = realpath(tmpdir, NULL); /* tests chdir around: keep it absolute */
-    assert_non_null(abs);
-    snprintf(tmpdir, sizeof(tmpdir), "%s", abs);
-    free(abs);
+    assert_int_equal(tu_dir_make("open"), 0); /* absolute: tests chdir around */
     saved_cwd = open(".", O_RDONLY | O_DIRECTORY);
     assert_true(saved_cwd >= 0);
     return 0;
@@ -198,10 +159,7 @@ static int teardown(void **state)
             perror("fchdir");
         close(saved_cwd);
     }
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    tu_dir_remove(); /* a failure is reported, not failed */
     return 0;
 }
 
@@ -218,8 +176,8 @@ static int each_setup(void **state)
 static void test_probe_qcow2(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f qcow2 probe.qcow2 3M");
-    struct blk_node *bs = xopen(P("probe.qcow2"), NULL, 0, NULL);
+    tu_run("qemu-img create -q -f qcow2 probe.qcow2 3M");
+    struct blk_node *bs = xopen(tu_path("probe.qcow2"), NULL, 0, NULL);
     assert_string_equal(bs->drv->name, "qcow2");
     assert_ptr_equal(bs->drv, &blk_driver_qcow2);
     assert_true(bs->probed);
@@ -231,8 +189,8 @@ static void test_probe_qcow2(void **state)
     blk_close(bs);
 
     /* v2 (compat=0.10) as well */
-    run("qemu-img create -q -f qcow2 -o compat=0.10,cluster_size=512 probe2.qcow2 100k");
-    bs = xopen(P("probe2.qcow2"), NULL, 0, NULL);
+    tu_run("qemu-img create -q -f qcow2 -o compat=0.10,cluster_size=512 probe2.qcow2 100k");
+    bs = xopen(tu_path("probe2.qcow2"), NULL, 0, NULL);
     assert_string_equal(bs->drv->name, "qcow2");
     assert_int_equal(bs->size, 100 * 1024);
     assert_int_equal(bs->cluster_size, 512);
@@ -244,28 +202,28 @@ static void test_probe_raw(void **state)
     (void)state;
     /* arbitrary bytes, odd size */
     free(make_raw("probe.raw", 12345, 1));
-    struct blk_node *bs = xopen(P("probe.raw"), NULL, 0, NULL);
+    struct blk_node *bs = xopen(tu_path("probe.raw"), NULL, 0, NULL);
     assert_string_equal(bs->drv->name, "raw");
     assert_true(bs->probed);
     assert_int_equal(bs->size, 12800); /* whole sectors, as QEMU presents it */
     blk_close(bs);
 
     /* the first three bytes of the qcow2 magic are not qcow2 */
-    write_file("qfi.raw", "QFI", 3);
-    bs = xopen(P("qfi.raw"), NULL, 0, NULL);
+    tu_store("qfi.raw", "QFI", 3);
+    bs = xopen(tu_path("qfi.raw"), NULL, 0, NULL);
     assert_string_equal(bs->drv->name, "raw");
     assert_int_equal(bs->size, 512);
     blk_close(bs);
 
     /* "QFI\xfa": one bit off the magic */
-    write_file("qfi2.raw", "QFI\xfa\0\0\0\3", 8);
-    bs = xopen(P("qfi2.raw"), NULL, 0, NULL);
+    tu_store("qfi2.raw", "QFI\xfa\0\0\0\3", 8);
+    bs = xopen(tu_path("qfi2.raw"), NULL, 0, NULL);
     assert_string_equal(bs->drv->name, "raw");
     blk_close(bs);
 
     /* empty file */
-    write_file("empty.raw", "", 0);
-    bs = xopen(P("empty.raw"), NULL, 0, NULL);
+    tu_store("empty.raw", "", 0);
+    bs = xopen(tu_path("empty.raw"), NULL, 0, NULL);
     assert_string_equal(bs->drv->name, "raw");
     assert_int_equal(bs->size, 0);
     blk_close(bs);
@@ -274,12 +232,12 @@ static void test_probe_raw(void **state)
 static void test_explicit_raw_on_qcow2(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f raw rb.raw 1M");
-    run("qemu-img create -q -f qcow2 -b rb.raw -F raw asraw.qcow2 8M");
-    struct blk_node *bs = xopen(P("asraw.qcow2"), "raw", 0, NULL);
+    tu_run("qemu-img create -q -f raw rb.raw 1M");
+    tu_run("qemu-img create -q -f qcow2 -b rb.raw -F raw asraw.qcow2 8M");
+    struct blk_node *bs = xopen(tu_path("asraw.qcow2"), "raw", 0, NULL);
     assert_string_equal(bs->drv->name, "raw");
     assert_false(bs->probed);
-    assert_int_equal(bs->size, (file_bytes(P("asraw.qcow2")) + 511) & ~511ull);
+    assert_int_equal(bs->size, (file_bytes(tu_path("asraw.qcow2")) + 511) & ~511ull);
     assert_true(bs->size != 8u << 20);
     assert_null(bs->backing_name);
     assert_null(bs->backing);
@@ -290,10 +248,10 @@ static void test_explicit_raw_on_qcow2(void **state)
 
     /* and "qcow2" on a raw file is an error, not a silent raw */
     struct scuse_err err;
-    xopen_fail(P("rb.raw"), "qcow2", 0, NULL, &err);
+    xopen_fail(tu_path("rb.raw"), "qcow2", 0, NULL, &err);
 
     /* unknown format name */
-    int r = xopen_fail(P("rb.raw"), "vmdk-nope", 0, NULL, &err);
+    int r = xopen_fail(tu_path("rb.raw"), "vmdk-nope", 0, NULL, &err);
     assert_int_equal(r, -EINVAL);
     assert_non_null(strstr(err.msg, "vmdk-nope"));
 }
@@ -302,10 +260,10 @@ static void test_open_errors(void **state)
 {
     (void)state;
     struct scuse_err err;
-    int r = xopen_fail(P("does-not-exist.qcow2"), NULL, 0, NULL, &err);
+    int r = xopen_fail(tu_path("does-not-exist.qcow2"), NULL, 0, NULL, &err);
     assert_int_equal(r, -ENOENT);
     assert_non_null(strstr(err.msg, "does-not-exist.qcow2"));
-    r = xopen_fail(tmpdir, NULL, 0, NULL, &err);
+    r = xopen_fail(tu_dir(), NULL, 0, NULL, &err);
     assert_int_equal(r, -EISDIR);
 }
 
@@ -316,19 +274,19 @@ static void test_open_errors(void **state)
 static void test_backing_relative_to_overlay_dir(void **state)
 {
     (void)state;
-    run("mkdir -p sub elsewhere/inner");
+    tu_run("mkdir -p sub elsewhere/inner");
     unsigned char *base = make_raw("base.raw", 1u << 20, 7);
     unsigned char *decoy = make_raw("elsewhere/base.raw", 1u << 20, 99);
-    run("qemu-img create -q -f qcow2 -b ../base.raw -F raw sub/ov.qcow2 1M");
+    tu_run("qemu-img create -q -f qcow2 -b ../base.raw -F raw sub/ov.qcow2 1M");
 
-    assert_int_equal(chdir(P("elsewhere/inner")), 0);
-    struct blk_node *bs = xopen(P("sub/ov.qcow2"), NULL, 0, NULL);
+    assert_int_equal(chdir(tu_path("elsewhere/inner")), 0);
+    struct blk_node *bs = xopen(tu_path("sub/ov.qcow2"), NULL, 0, NULL);
     assert_non_null(bs->backing);
     assert_string_equal(bs->backing_name, "../base.raw");
     assert_string_equal(bs->backing_fmt, "raw");
-    assert_string_equal(bs->backing->path, P("sub/../base.raw"));
+    assert_string_equal(bs->backing->path, tu_path("sub/../base.raw"));
     char *bp = blk_backing_path(bs);
-    assert_string_equal(bp, P("sub/../base.raw"));
+    assert_string_equal(bp, tu_path("sub/../base.raw"));
     free(bp);
     assert_int_equal(blk_chain_length(bs), 2);
     assert_int_equal(bs->backing->depth, 1);
@@ -336,7 +294,7 @@ static void test_backing_relative_to_overlay_dir(void **state)
     blk_close(bs);
 
     /* a relative overlay path: the backing is relative to it, not to cwd */
-    assert_int_equal(chdir(tmpdir), 0);
+    assert_int_equal(chdir(tu_dir()), 0);
     bs = xopen("sub/ov.qcow2", NULL, 0, NULL);
     assert_string_equal(bs->backing->path, "sub/../base.raw");
     expect_read(bs, 0, base, 1u << 20);
@@ -348,10 +306,10 @@ static void test_backing_relative_to_overlay_dir(void **state)
     blk_close(bs);
 
     /* absolute backing names are used verbatim */
-    run("qemu-img create -q -f qcow2 -b '%s' -F raw elsewhere/abs.qcow2 1M", P("base.raw"));
+    tu_run("qemu-img create -q -f qcow2 -b '%s' -F raw elsewhere/abs.qcow2 1M", tu_path("base.raw"));
     assert_int_equal(chdir("/"), 0);
-    bs = xopen(P("elsewhere/abs.qcow2"), NULL, 0, NULL);
-    assert_string_equal(bs->backing->path, P("base.raw"));
+    bs = xopen(tu_path("elsewhere/abs.qcow2"), NULL, 0, NULL);
+    assert_string_equal(bs->backing->path, tu_path("base.raw"));
     expect_read(bs, 0, base, 1u << 20);
     blk_close(bs);
     free(base);
@@ -361,21 +319,21 @@ static void test_backing_relative_to_overlay_dir(void **state)
 static void test_backing_missing_format(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f qcow2 nofmt-base.qcow2 1M");
-    run("qemu-img create -q -f qcow2 -b nofmt-base.qcow2 -F qcow2 nofmt-ov.qcow2");
-    drop_backing_fmt_ext(P("nofmt-ov.qcow2"));
+    tu_run("qemu-img create -q -f qcow2 nofmt-base.qcow2 1M");
+    tu_run("qemu-img create -q -f qcow2 -b nofmt-base.qcow2 -F qcow2 nofmt-ov.qcow2");
+    drop_backing_fmt_ext(tu_path("nofmt-ov.qcow2"));
     /* qemu-img agrees the format is gone */
-    run("qemu-img info nofmt-ov.qcow2 | grep -q 'backing file: nofmt-base.qcow2' && "
-        "! qemu-img info nofmt-ov.qcow2 | grep -q 'backing file format'");
+    tu_run("qemu-img info nofmt-ov.qcow2 | grep -q 'backing file: nofmt-base.qcow2' && "
+           "! qemu-img info nofmt-ov.qcow2 | grep -q 'backing file format'");
 
     struct scuse_err err;
-    xopen_fail(P("nofmt-ov.qcow2"), NULL, 0, NULL, &err);
+    xopen_fail(tu_path("nofmt-ov.qcow2"), NULL, 0, NULL, &err);
     if (!strstr(err.msg, "qemu-img rebase") || !strstr(err.msg, "nofmt-ov.qcow2") ||
         !strstr(err.msg, "nofmt-base.qcow2"))
         fail_msg("message should name both files and suggest 'qemu-img rebase': %s", err.msg);
 
     /* without backing files the overlay opens and says what it lacks */
-    struct blk_node *bs = xopen(P("nofmt-ov.qcow2"), NULL, BLK_OPEN_NO_BACKING, NULL);
+    struct blk_node *bs = xopen(tu_path("nofmt-ov.qcow2"), NULL, BLK_OPEN_NO_BACKING, NULL);
     assert_string_equal(bs->backing_name, "nofmt-base.qcow2");
     assert_null(bs->backing_fmt);
     assert_null(bs->backing);
@@ -391,10 +349,10 @@ static void test_backing_missing_format(void **state)
 static void test_backing_protocol_refused(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f qcow2 proto.qcow2 1M");
-    run("qemu-img rebase -u -b 'nbd://localhost/x' -F raw proto.qcow2");
+    tu_run("qemu-img create -q -f qcow2 proto.qcow2 1M");
+    tu_run("qemu-img rebase -u -b 'nbd://localhost/x' -F raw proto.qcow2");
     struct scuse_err err;
-    int r = xopen_fail(P("proto.qcow2"), NULL, 0, NULL, &err);
+    int r = xopen_fail(tu_path("proto.qcow2"), NULL, 0, NULL, &err);
     assert_int_equal(r, -ENOTSUP);
     assert_non_null(strstr(err.msg, "nbd://localhost/x"));
 }
@@ -404,35 +362,35 @@ static void test_backing_loop(void **state)
     (void)state;
     struct scuse_err err;
     /* a -> b -> a */
-    run("qemu-img create -q -f qcow2 loop-a.qcow2 1M");
-    run("qemu-img create -q -f qcow2 -b loop-a.qcow2 -F qcow2 loop-b.qcow2");
-    run("qemu-img rebase -u -b loop-b.qcow2 -F qcow2 loop-a.qcow2");
-    int r = xopen_fail(P("loop-a.qcow2"), NULL, 0, NULL, &err);
+    tu_run("qemu-img create -q -f qcow2 loop-a.qcow2 1M");
+    tu_run("qemu-img create -q -f qcow2 -b loop-a.qcow2 -F qcow2 loop-b.qcow2");
+    tu_run("qemu-img rebase -u -b loop-b.qcow2 -F qcow2 loop-a.qcow2");
+    int r = xopen_fail(tu_path("loop-a.qcow2"), NULL, 0, NULL, &err);
     assert_int_equal(r, -ELOOP);
-    r = xopen_fail(P("loop-b.qcow2"), NULL, 0, NULL, &err);
+    r = xopen_fail(tu_path("loop-b.qcow2"), NULL, 0, NULL, &err);
     assert_int_equal(r, -ELOOP);
 
     /* self */
-    run("qemu-img create -q -f qcow2 loop-self.qcow2 1M");
-    run("qemu-img rebase -u -b loop-self.qcow2 -F qcow2 loop-self.qcow2");
-    r = xopen_fail(P("loop-self.qcow2"), NULL, 0, NULL, &err);
+    tu_run("qemu-img create -q -f qcow2 loop-self.qcow2 1M");
+    tu_run("qemu-img rebase -u -b loop-self.qcow2 -F qcow2 loop-self.qcow2");
+    r = xopen_fail(tu_path("loop-self.qcow2"), NULL, 0, NULL, &err);
     assert_int_equal(r, -ELOOP);
     assert_non_null(strstr(err.msg, "loop-self.qcow2"));
 
     /* the same file under another name: c -> link-to-d, d -> c */
-    run("qemu-img create -q -f qcow2 loop-c.qcow2 1M");
-    run("qemu-img create -q -f qcow2 -b loop-c.qcow2 -F qcow2 loop-d.qcow2");
-    run("ln -s loop-d.qcow2 loop-d-link.qcow2");
-    run("qemu-img rebase -u -b loop-d-link.qcow2 -F qcow2 loop-c.qcow2");
-    r = xopen_fail(P("loop-c.qcow2"), NULL, 0, NULL, &err);
+    tu_run("qemu-img create -q -f qcow2 loop-c.qcow2 1M");
+    tu_run("qemu-img create -q -f qcow2 -b loop-c.qcow2 -F qcow2 loop-d.qcow2");
+    tu_run("ln -s loop-d.qcow2 loop-d-link.qcow2");
+    tu_run("qemu-img rebase -u -b loop-d-link.qcow2 -F qcow2 loop-c.qcow2");
+    r = xopen_fail(tu_path("loop-c.qcow2"), NULL, 0, NULL, &err);
     assert_int_equal(r, -ELOOP);
 
     /* the same file twice is not a loop when the chain does not revisit
      * it... but a diamond cannot be expressed, so: a long non-looping
      * chain through a symlink opens fine */
-    run("qemu-img create -q -f qcow2 nl-base.qcow2 1M && ln -s nl-base.qcow2 nl-link.qcow2");
-    run("qemu-img create -q -f qcow2 -b nl-link.qcow2 -F qcow2 nl-top.qcow2");
-    struct blk_node *bs = xopen(P("nl-top.qcow2"), NULL, 0, NULL);
+    tu_run("qemu-img create -q -f qcow2 nl-base.qcow2 1M && ln -s nl-base.qcow2 nl-link.qcow2");
+    tu_run("qemu-img create -q -f qcow2 -b nl-link.qcow2 -F qcow2 nl-top.qcow2");
+    struct blk_node *bs = xopen(tu_path("nl-top.qcow2"), NULL, 0, NULL);
     assert_int_equal(blk_chain_length(bs), 2);
     blk_close(bs);
 }
@@ -441,28 +399,28 @@ static void test_backing_loop(void **state)
 static void test_depth_limit(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f qcow2 chain0.qcow2 1M");
-    run("qemu-io -f qcow2 -c 'write -P 0x10 0 64k' chain0.qcow2");
+    tu_run("qemu-img create -q -f qcow2 chain0.qcow2 1M");
+    tu_run("qemu-io -f qcow2 -c 'write -P 0x10 0 64k' chain0.qcow2");
     for (int i = 1; i <= 3; i++) {
-        run("qemu-img create -q -f qcow2 -b chain%d.qcow2 -F qcow2 chain%d.qcow2", i - 1, i);
-        run("qemu-io -f qcow2 -c 'write -P 0x%x %dk 64k' chain%d.qcow2", 0x10 + i, 64 * i, i);
+        tu_run("qemu-img create -q -f qcow2 -b chain%d.qcow2 -F qcow2 chain%d.qcow2", i - 1, i);
+        tu_run("qemu-io -f qcow2 -c 'write -P 0x%x %dk 64k' chain%d.qcow2", 0x10 + i, 64 * i, i);
     }
     struct blk_opts o = { .max_depth = 3 };
     struct scuse_err err;
-    xopen_fail(P("chain3.qcow2"), NULL, 0, &o, &err);
+    xopen_fail(tu_path("chain3.qcow2"), NULL, 0, &o, &err);
     assert_non_null(strstr(err.msg, "3"));
 
     /* three images fit in max_depth 3 */
-    struct blk_node *bs = xopen(P("chain2.qcow2"), NULL, 0, &o);
+    struct blk_node *bs = xopen(tu_path("chain2.qcow2"), NULL, 0, &o);
     assert_int_equal(blk_chain_length(bs), 3);
     blk_close(bs);
 
     /* four images in max_depth 4 and by default; every layer's data shows */
     o.max_depth = 4;
-    bs = xopen(P("chain3.qcow2"), NULL, 0, &o);
+    bs = xopen(tu_path("chain3.qcow2"), NULL, 0, &o);
     assert_int_equal(blk_chain_length(bs), 4);
     blk_close(bs);
-    bs = xopen(P("chain3.qcow2"), NULL, 0, NULL);
+    bs = xopen(tu_path("chain3.qcow2"), NULL, 0, NULL);
     assert_int_equal(blk_chain_length(bs), 4);
     unsigned depth = 0;
     for (struct blk_node *n = bs; n; n = n->backing)
@@ -482,7 +440,7 @@ static void test_depth_limit(void **state)
 
     /* NO_BACKING stops at the top: the limit does not apply */
     o.max_depth = 1;
-    bs = xopen(P("chain3.qcow2"), NULL, BLK_OPEN_NO_BACKING, &o);
+    bs = xopen(tu_path("chain3.qcow2"), NULL, BLK_OPEN_NO_BACKING, &o);
     assert_int_equal(blk_chain_length(bs), 1);
     blk_close(bs);
 }
@@ -490,16 +448,16 @@ static void test_depth_limit(void **state)
 static void test_backing_read_only(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f raw ro-base.raw 1M");
-    run("qemu-img create -q -f qcow2 ro-mid.qcow2 -b ro-base.raw -F raw");
-    run("qemu-img create -q -f qcow2 ro-top.qcow2 -b ro-mid.qcow2 -F qcow2");
+    tu_run("qemu-img create -q -f raw ro-base.raw 1M");
+    tu_run("qemu-img create -q -f qcow2 ro-mid.qcow2 -b ro-base.raw -F raw");
+    tu_run("qemu-img create -q -f qcow2 ro-top.qcow2 -b ro-mid.qcow2 -F qcow2");
     struct blk_node *bs = NULL;
     struct scuse_err err = { 0 };
-    int r = blk_open(P("ro-top.qcow2"), NULL, BLK_OPEN_RW, NULL, &bs, &err);
+    int r = blk_open(tu_path("ro-top.qcow2"), NULL, BLK_OPEN_RW, NULL, &bs, &err);
     if (r < 0) {
         /* a driver that cannot write yet may refuse RW; check RO instead */
         print_message("# RW open refused (%s); checking a read-only open\n", err.msg);
-        bs = xopen(P("ro-top.qcow2"), NULL, 0, NULL);
+        bs = xopen(tu_path("ro-top.qcow2"), NULL, 0, NULL);
         assert_true(bs->read_only);
     } else {
         assert_false(bs->read_only);
@@ -523,15 +481,15 @@ static void test_read_below_smaller_backing(void **state)
     const size_t bsize = 65536 + 100; /* ragged raw backing file */
     const size_t osize = 1u << 20;
     unsigned char *base = make_raw("small.raw", bsize, 3);
-    run("qemu-img create -q -f qcow2 -o cluster_size=4k -b small.raw -F raw small-ov.qcow2 1M");
-    run("qemu-io -f qcow2 -c 'write -P 0x11 32k 4k' -c 'write -P 0x22 64k 4k' small-ov.qcow2");
+    tu_run("qemu-img create -q -f qcow2 -o cluster_size=4k -b small.raw -F raw small-ov.qcow2 1M");
+    tu_run("qemu-io -f qcow2 -c 'write -P 0x11 32k 4k' -c 'write -P 0x22 64k 4k' small-ov.qcow2");
 
     unsigned char *want = calloc(1, osize);
     assert_non_null(want);
     memcpy(want, base, bsize);
     memset(want + 32768, 0x11, 4096);
     memset(want + 65536, 0x22, 4096);
-    struct blk_node *bs = xopen(P("small-ov.qcow2"), NULL, 0, NULL);
+    struct blk_node *bs = xopen(tu_path("small-ov.qcow2"), NULL, 0, NULL);
     assert_int_equal(bs->size, osize);
     assert_int_equal(bs->backing->size, (bsize + 511) & ~(size_t)511);
     expect_read(bs, 0, want, osize);
@@ -577,12 +535,12 @@ static void test_read_below_smaller_backing(void **state)
     blk_close(bs);
 
     /* the same with a qcow2 backing file smaller than the overlay */
-    run("qemu-img create -q -f qcow2 -o cluster_size=512 smallq.qcow2 20k");
-    run("qemu-io -f qcow2 -c 'write -P 0x33 0 20k' smallq.qcow2");
-    run("qemu-img create -q -f qcow2 -b smallq.qcow2 -F qcow2 smallq-ov.qcow2 1M");
+    tu_run("qemu-img create -q -f qcow2 -o cluster_size=512 smallq.qcow2 20k");
+    tu_run("qemu-io -f qcow2 -c 'write -P 0x33 0 20k' smallq.qcow2");
+    tu_run("qemu-img create -q -f qcow2 -b smallq.qcow2 -F qcow2 smallq-ov.qcow2 1M");
     memset(want, 0, osize);
     memset(want, 0x33, 20480);
-    bs = xopen(P("smallq-ov.qcow2"), NULL, 0, NULL);
+    bs = xopen(tu_path("smallq-ov.qcow2"), NULL, 0, NULL);
     expect_read(bs, 0, want, osize);
     expect_read(bs, 20000, want + 20000, 1000);
     blk_close(bs);
@@ -594,8 +552,8 @@ static void test_larger_backing_cut(void **state)
 {
     (void)state;
     unsigned char *base = make_raw("large.raw", 2u << 20, 5);
-    run("qemu-img create -q -f qcow2 -b large.raw -F raw large-ov.qcow2 1M");
-    struct blk_node *bs = xopen(P("large-ov.qcow2"), NULL, 0, NULL);
+    tu_run("qemu-img create -q -f qcow2 -b large.raw -F raw large-ov.qcow2 1M");
+    struct blk_node *bs = xopen(tu_path("large-ov.qcow2"), NULL, 0, NULL);
     assert_int_equal(bs->size, 1u << 20);
     assert_int_equal(bs->backing->size, 2u << 20);
     expect_read(bs, 0, base, 1u << 20);
@@ -623,7 +581,7 @@ struct map_row {
 static int qemu_map(const char *img, struct map_row *rows, int max)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "qemu-img map --output=json '%s'", P(img));
+    snprintf(cmd, sizeof(cmd), "qemu-img map --output=json '%s'", tu_path(img));
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     char line[512];
@@ -698,13 +656,13 @@ static void compare_with_qemu_map(struct blk_node *bs, const char *img)
 static void test_block_status_two_layers(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f qcow2 -o cluster_size=4k bs-base.qcow2 256k");
-    run("qemu-io -f qcow2 -c 'write -P 1 0 8k' -c 'write -z 16k 4k' -c 'write -P 2 64k 4k' "
-        "-c 'write -P 5 128k 8k' bs-base.qcow2");
-    run("qemu-img create -q -f qcow2 -o cluster_size=4k -b bs-base.qcow2 -F qcow2 bs-ov.qcow2");
-    run("qemu-io -f qcow2 -c 'write -P 3 4k 4k' -c 'write -P 4 32k 4k' -c 'write -z 64k 4k' "
-        "-c 'write -z 132k 4k' bs-ov.qcow2");
-    struct blk_node *bs = xopen(P("bs-ov.qcow2"), NULL, 0, NULL);
+    tu_run("qemu-img create -q -f qcow2 -o cluster_size=4k bs-base.qcow2 256k");
+    tu_run("qemu-io -f qcow2 -c 'write -P 1 0 8k' -c 'write -z 16k 4k' -c 'write -P 2 64k 4k' "
+           "-c 'write -P 5 128k 8k' bs-base.qcow2");
+    tu_run("qemu-img create -q -f qcow2 -o cluster_size=4k -b bs-base.qcow2 -F qcow2 bs-ov.qcow2");
+    tu_run("qemu-io -f qcow2 -c 'write -P 3 4k 4k' -c 'write -P 4 32k 4k' -c 'write -z 64k 4k' "
+           "-c 'write -z 132k 4k' bs-ov.qcow2");
+    struct blk_node *bs = xopen(tu_path("bs-ov.qcow2"), NULL, 0, NULL);
     uint64_t pnum;
     struct blk_status st;
 
@@ -748,19 +706,19 @@ static void test_block_status_two_layers(void **state)
 
     compare_with_qemu_map(bs, "bs-ov.qcow2");
     blk_close(bs);
-    bs = xopen(P("bs-base.qcow2"), NULL, 0, NULL);
+    bs = xopen(tu_path("bs-base.qcow2"), NULL, 0, NULL);
     compare_with_qemu_map(bs, "bs-base.qcow2");
     blk_close(bs);
 
     /* the data matches qemu-img convert */
-    run("qemu-img convert -O raw bs-ov.qcow2 bs-ov.raw");
-    size_t n = (size_t)file_bytes(P("bs-ov.raw"));
+    tu_run("qemu-img convert -O raw bs-ov.qcow2 bs-ov.raw");
+    size_t n = (size_t)file_bytes(tu_path("bs-ov.raw"));
     unsigned char *want = malloc(n);
-    int fd = open(P("bs-ov.raw"), O_RDONLY);
+    int fd = open(tu_path("bs-ov.raw"), O_RDONLY);
     assert_true(fd >= 0);
     assert_int_equal(pread(fd, want, n, 0), (ssize_t)n);
     close(fd);
-    bs = xopen(P("bs-ov.qcow2"), NULL, 0, NULL);
+    bs = xopen(tu_path("bs-ov.qcow2"), NULL, 0, NULL);
     assert_int_equal(bs->size, n);
     expect_read(bs, 0, want, n);
     blk_close(bs);
@@ -798,11 +756,11 @@ static void test_preadv_bounds(void **state)
 {
     (void)state;
     free(make_raw("bounds.raw", 10000, 9));
-    struct blk_node *bs = xopen(P("bounds.raw"), "raw", 0, NULL);
+    struct blk_node *bs = xopen(tu_path("bounds.raw"), "raw", 0, NULL);
     check_bounds(bs);
     blk_close(bs);
-    run("qemu-img create -q -f qcow2 bounds.qcow2 1M");
-    bs = xopen(P("bounds.qcow2"), NULL, 0, NULL);
+    tu_run("qemu-img create -q -f qcow2 bounds.qcow2 1M");
+    bs = xopen(tu_path("bounds.qcow2"), NULL, 0, NULL);
     check_bounds(bs);
     blk_close(bs);
 }

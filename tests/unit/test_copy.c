@@ -22,39 +22,10 @@
 
 #include "blk/blk.h"
 #include "blk/copy.h"
+#include "testutil.h"
 
-static char tmpdir[256];
-
-static uint64_t rng_state = 0x1234abcd5678ef01ULL;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void run(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    char full[4096 + 512];
-    snprintf(full, sizeof(full), "cd '%s' && ( %s ) >/dev/null 2>&1", tmpdir, cmd);
-    int r = system(full);
-    if (r != 0)
-        fail_msg("command failed (%d): %s", r, cmd);
-}
-
-static char *path_of(const char *name)
-{
-    static char p[512];
-    snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
-    return p;
-}
+static uint64_t rng_state = 0x1234abcd5678ef01ULL; /* fixed: the source is the same every run */
+static uint64_t rnd(void) { return tu_rnd(&rng_state); }
 
 /* ---- the raw source: odd size, data islands, holes, written zeros ---- */
 
@@ -77,7 +48,7 @@ static int setup_raw(void **state)
     (void)state;
     model = calloc(1, DEV_SIZE);
     assert_non_null(model);
-    int fd = open(path_of("src.raw"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    int fd = open(tu_path("src.raw"), O_RDWR | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, SRC_SIZE), 0);
     put(fd, 0, 1, 0x01);                               /* first byte */
@@ -100,7 +71,7 @@ static int teardown_raw(void **state)
 {
     (void)state;
     free(model);
-    unlink(path_of("src.raw"));
+    unlink(tu_path("src.raw"));
     return 0;
 }
 
@@ -194,7 +165,7 @@ static struct blk_node *open_or_fail(const char *path, const char *fmt)
 
 static void copy_raw_case(unsigned threads, int prefill)
 {
-    struct blk_node *bs = open_or_fail(path_of("src.raw"), "raw");
+    struct blk_node *bs = open_or_fail(tu_path("src.raw"), "raw");
     assert_int_equal(bs->size, DEV_SIZE);
     struct prog pr = { .total = bs->size };
     int fd = copy_to_memfd(bs, threads, prefill, &pr);
@@ -218,7 +189,7 @@ static void test_raw_dirty_dst_4(void **state) { (void)state; copy_raw_case(4, 0
 static void test_no_progress_callback(void **state)
 {
     (void)state;
-    struct blk_node *bs = open_or_fail(path_of("src.raw"), "raw");
+    struct blk_node *bs = open_or_fail(tu_path("src.raw"), "raw");
     int fd = copy_to_memfd(bs, 4, -1, NULL);
     expect_fd_equals(fd, model, DEV_SIZE);
     close(fd);
@@ -228,10 +199,10 @@ static void test_no_progress_callback(void **state)
 static void test_empty_source(void **state)
 {
     (void)state;
-    int fd = open(path_of("empty.raw"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    int fd = open(tu_path("empty.raw"), O_RDWR | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     close(fd);
-    struct blk_node *bs = open_or_fail(path_of("empty.raw"), "raw");
+    struct blk_node *bs = open_or_fail(tu_path("empty.raw"), "raw");
     assert_int_equal(bs->size, 0);
     struct prog pr = { .total = 0 };
     int dst = copy_to_memfd(bs, 4, -1, &pr);
@@ -240,7 +211,7 @@ static void test_empty_source(void **state)
     assert_int_equal(st.st_size, 0);
     close(dst);
     blk_close(bs);
-    unlink(path_of("empty.raw"));
+    unlink(tu_path("empty.raw"));
 }
 
 /* A 2-layer qcow2 chain with data, zero clusters, discards and a
@@ -248,15 +219,15 @@ static void test_empty_source(void **state)
 static void test_qcow2_chain_vs_qemu_img(void **state)
 {
     (void)state;
-    run("qemu-img create -q -f qcow2 -o cluster_size=4k base.qcow2 5M");
-    run("qemu-io -f qcow2 -c 'write -P 0x11 0 1M' -c 'write -P 0x22 2M 1M' "
-        "-c 'write -z 2560k 64k' -c 'write -P 0x33 5116k 4k' base.qcow2");
-    run("qemu-img create -q -f qcow2 -o cluster_size=64k -b base.qcow2 -F qcow2 top.qcow2 6M");
-    run("qemu-io -f qcow2 -c 'write -P 0x44 512k 4k' -c 'write -z 2M 128k' "
-        "-c 'discard 0 64k' -c 'write -P 0x55 5M 100k' -c 'write -c -P 0x66 3M 64k' top.qcow2");
-    run("qemu-img convert -f qcow2 -O raw top.qcow2 want.raw");
+    tu_run("qemu-img create -q -f qcow2 -o cluster_size=4k base.qcow2 5M");
+    tu_run("qemu-io -f qcow2 -c 'write -P 0x11 0 1M' -c 'write -P 0x22 2M 1M' "
+           "-c 'write -z 2560k 64k' -c 'write -P 0x33 5116k 4k' base.qcow2");
+    tu_run("qemu-img create -q -f qcow2 -o cluster_size=64k -b base.qcow2 -F qcow2 top.qcow2 6M");
+    tu_run("qemu-io -f qcow2 -c 'write -P 0x44 512k 4k' -c 'write -z 2M 128k' "
+           "-c 'discard 0 64k' -c 'write -P 0x55 5M 100k' -c 'write -c -P 0x66 3M 64k' top.qcow2");
+    tu_run("qemu-img convert -f qcow2 -O raw top.qcow2 want.raw");
 
-    int wfd = open(path_of("want.raw"), O_RDONLY);
+    int wfd = open(tu_path("want.raw"), O_RDONLY);
     assert_true(wfd >= 0);
     struct stat st;
     assert_int_equal(fstat(wfd, &st), 0);
@@ -266,7 +237,7 @@ static void test_qcow2_chain_vs_qemu_img(void **state)
     assert_int_equal(pread(wfd, want, (size_t)st.st_size, 0), st.st_size);
     close(wfd);
 
-    struct blk_node *bs = open_or_fail(path_of("top.qcow2"), NULL);
+    struct blk_node *bs = open_or_fail(tu_path("top.qcow2"), NULL);
     assert_int_equal(bs->size, 6u << 20);
     for (unsigned t = 1; t <= 4; t += 3) {
         for (int prefill = -1; prefill <= 0xee; prefill += 0xef) {
@@ -280,17 +251,13 @@ static void test_qcow2_chain_vs_qemu_img(void **state)
     }
     blk_close(bs);
     free(want);
-    run("rm -f base.qcow2 top.qcow2 want.raw");
+    tu_run("rm -f base.qcow2 top.qcow2 want.raw");
 }
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "%s/scuse-test-copy-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tu_dir_make("copy") < 0)
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_1_thread),
         cmocka_unit_test(test_raw_4_threads),
@@ -302,9 +269,6 @@ int main(void)
         cmocka_unit_test(test_qcow2_chain_vs_qemu_img),
     };
     int rc = cmocka_run_group_tests(tests, setup_raw, teardown_raw);
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
+    tu_dir_remove(); /* a failure is reported, not failed */
     return rc;
 }

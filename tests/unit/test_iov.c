@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
 #include "util/iov.h"
 
 #define MAX_IOV 14
@@ -26,16 +27,8 @@
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-    /* xorshift64*: deterministic, good enough for test shapes */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t rnd_below(size_t n) { return n ? (size_t)(rnd() % n) : 0; }
+static uint64_t rnd(void) { return tu_rnd(&rng_state); }
+static size_t rnd_below(size_t n) { return (size_t)tu_below(&rng_state, n); }
 
 struct model {
     unsigned char storage[STORAGE];
@@ -408,12 +401,8 @@ static void test_is_zero_guards_not_counted(void **state)
 
 int main(void)
 {
-    const char *s = getenv("SCUSE_TEST_SEED");
-    uint64_t seed = s ? strtoull(s, NULL, 0) : 0x5c05e1234567ULL;
-    if (!seed)
-        seed = 1;
-    rng_state = seed;
-    printf("# test_iov seed 0x%llx\n", (unsigned long long)seed);
+    rng_state = tu_seed(0x5c05e1234567ULL);
+    printf("# test_iov seed 0x%llx\n", (unsigned long long)rng_state);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_make_len),
         cmocka_unit_test(test_make_skips_leading_empty),

@@ -20,27 +20,15 @@
 #include "blk/blk.h"
 #include "blk/driver.h"
 #include "qcow2/check.h"
+#include "testutil.h"
 
 #define CS 65536u
-static char tmpdir[256], path[300];
 static uint8_t data[8][CS];
 
 static int setup(void **st)
 {
     (void)st;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_qcow2_check.XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    snprintf(path, sizeof(path), "%s/a.qcow2", tmpdir);
-    return 0;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    unlink(path);
-    rmdir(tmpdir);
-    return 0;
+    return tu_dir_make("qcow2-check");
 }
 
 /* 16 MiB image, 8 clusters of data (incompressible ones stored plainly):
@@ -49,9 +37,9 @@ static void make(void)
 {
     struct blk_create_opts o = { .size = 16 << 20 };
     struct scuse_err err = { 0 };
-    assert_int_equal(qcow2_create(path, &o, &err), 0);
+    assert_int_equal(qcow2_create(tu_path("a.qcow2"), &o, &err), 0);
     struct blk_node *bs;
-    assert_int_equal(blk_open(path, "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
     srand(3);
     for (int c = 0; c < 8; c++) {
         for (unsigned i = 0; i < CS; i++)
@@ -65,7 +53,7 @@ static void make(void)
 
 static void poke(uint64_t off, const void *p, size_t n)
 {
-    int fd = open(path, O_RDWR);
+    int fd = open(tu_path("a.qcow2"), O_RDWR);
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, p, n, (off_t)off), (ssize_t)n);
     close(fd);
@@ -73,7 +61,7 @@ static void poke(uint64_t off, const void *p, size_t n)
 
 static void peek(uint64_t off, void *p, size_t n)
 {
-    int fd = open(path, O_RDONLY);
+    int fd = open(tu_path("a.qcow2"), O_RDONLY);
     assert_true(fd >= 0);
     assert_int_equal(pread(fd, p, n, (off_t)off), (ssize_t)n);
     close(fd);
@@ -89,7 +77,7 @@ static struct blk_check_result check_rc(unsigned fix, int want)
 {
     struct blk_node *bs;
     struct scuse_err err = { 0 };
-    assert_int_equal(blk_open(path, "qcow2", fix ? BLK_OPEN_RW : 0, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", fix ? BLK_OPEN_RW : 0, NULL, &bs, &err), 0);
     struct blk_check_result res;
     int r = qcow2_check(bs, fix, &res);
     blk_close(bs);
@@ -108,7 +96,7 @@ static void assert_clean_and_intact(void)
     assert_int_equal(r.corruptions + r.leaks + r.check_errors, 0);
     struct blk_node *bs;
     struct scuse_err err = { 0 };
-    assert_int_equal(blk_open(path, "qcow2", 0, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
     static uint8_t back[CS];
     for (int c = 0; c < 8; c++) {
         assert_int_equal(blk_pread(bs, (uint64_t)c * CS, back, CS), 0);
@@ -176,10 +164,10 @@ static void test_rebuild_dirty(void **st)
     poke(72, h, 8); /* dirty bit */
     struct blk_node *bs;
     struct scuse_err err = { 0 };
-    assert_int_equal(blk_open(path, "qcow2", 0, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
     assert_true(bs->dirty);
     /* The repair itself works on the file; reopen its descriptor writable. */
-    int fd = open(path, O_RDWR);
+    int fd = open(tu_path("a.qcow2"), O_RDWR);
     assert_true(fd >= 0);
     assert_true(dup2(fd, bs->fd) >= 0);
     close(fd);
@@ -199,5 +187,5 @@ int main(void)
         cmocka_unit_test(test_copied),
         cmocka_unit_test(test_rebuild_dirty),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

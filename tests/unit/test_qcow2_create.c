@@ -20,26 +20,13 @@
 #include "blk/driver.h"
 #include "qcow2/check.h"
 #include "qcow2/qcow2.h"
+#include "testutil.h"
 
-static char tmpdir[256];
-static char path[300];
 
 static int setup(void **st)
 {
     (void)st;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_qcow2_create.XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    snprintf(path, sizeof(path), "%s/a.qcow2", tmpdir);
-    return 0;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    unlink(path);
-    rmdir(tmpdir);
-    return 0;
+    return tu_dir_make("qcow2-create");
 }
 
 static uint64_t be(const uint8_t *p, int n)
@@ -63,12 +50,12 @@ static int make(const char *opts, uint64_t size, struct scuse_err *err)
         o.n++;
     }
     memset(err, 0, sizeof(*err));
-    return qcow2_create(path, &o, err);
+    return qcow2_create(tu_path("a.qcow2"), &o, err);
 }
 
 static void read_head(uint8_t *h, size_t n)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(tu_path("a.qcow2"), "rb");
     assert_non_null(f);
     assert_int_equal(fread(h, 1, n, f), n);
     fclose(f);
@@ -78,7 +65,7 @@ static void check_clean(void)
 {
     struct blk_node *bs;
     struct scuse_err err = { 0 };
-    assert_int_equal(blk_open(path, "qcow2", 0, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
     struct blk_check_result res;
     assert_int_equal(qcow2_check(bs, 0, &res), 0);
     assert_int_equal(res.corruptions, 0);
@@ -161,7 +148,7 @@ static void test_backing(void **st)
     (void)st;
     struct blk_create_opts o = { .size = 1 << 20, .backing_file = "base.raw", .backing_fmt = "raw" };
     struct scuse_err err = { 0 };
-    assert_int_equal(qcow2_create(path, &o, &err), 0);
+    assert_int_equal(qcow2_create(tu_path("a.qcow2"), &o, &err), 0);
     uint8_t h[600];
     read_head(h, sizeof(h));
     assert_int_equal(be(h + 8, 8), 528); /* after fmt ext, feature table, end */
@@ -177,7 +164,7 @@ static void test_backing(void **st)
     memset(name, 'n', 1023);
     name[1023] = '\0';
     o.backing_file = name;
-    assert_int_equal(qcow2_create(path, &o, &err), -EINVAL); /* does not fit in 512 bytes */
+    assert_int_equal(qcow2_create(tu_path("a.qcow2"), &o, &err), -EINVAL); /* does not fit in 512 bytes */
 }
 
 static void test_compressed(void **st)
@@ -186,7 +173,7 @@ static void test_compressed(void **st)
     struct scuse_err err;
     assert_int_equal(make("cluster_size=4k", 1 << 20, &err), 0);
     struct blk_node *bs;
-    assert_int_equal(blk_open(path, "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
     static uint8_t buf[64][4096], back[4096];
     for (int c = 0; c < 64; c++) {
         for (int i = 0; i < 4096; i++)
@@ -204,7 +191,7 @@ static void test_compressed(void **st)
     memset(buf[1] + 1000, 0x5a, 2000);
     assert_int_equal(blk_pwrite(bs, 4096 + 1000, buf[1] + 1000, 2000, 0), 0);
     blk_close(bs);
-    assert_int_equal(blk_open(path, "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
     for (int c = 0; c < 64; c++) {
         assert_int_equal(blk_pread(bs, (uint64_t)c * 4096, back, sizeof(back)), 0);
         assert_memory_equal(buf[c], back, sizeof(back));
@@ -230,7 +217,7 @@ static void test_dcache_reuse(void **st)
     struct scuse_err err;
     assert_int_equal(make("cluster_size=4k", 1 << 20, &err), 0);
     struct blk_node *bs;
-    assert_int_equal(blk_open(path, "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
     struct qcow2_state *s = bs->state;
     static uint8_t a[4096], b[4096], back[512];
     for (int i = 0; i < 4096; i++) {
@@ -275,5 +262,5 @@ int main(void)
         cmocka_unit_test(test_compressed),
         cmocka_unit_test(test_dcache_reuse),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -16,12 +16,11 @@
 
 #include "blk/blk.h"
 #include "blk/driver.h"
+#include "testutil.h"
 
 #define CB 12
 #define CS (1u << CB)
 #define NCL 6 /* header, L1, refcount table, L2, two data clusters */
-
-static char tmpdir[256];
 
 struct img {
     uint8_t f[NCL * CS + 4096];
@@ -77,27 +76,12 @@ static void add_ext(struct img *m, uint32_t type, const void *data, uint32_t len
     put64(m, m->ext, 0); /* end marker */
 }
 
-static const char *path_of(const char *name)
-{
-    static char p[512];
-    snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void save(const struct img *m, const char *name)
-{
-    FILE *f = fopen(path_of(name), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(m->f, 1, m->len, f), m->len);
-    fclose(f);
-}
-
 static int open_img(const struct img *m, unsigned flags, struct blk_node **bs, struct scuse_err *err)
 {
-    save(m, "t.qcow2");
+    tu_store("t.qcow2", m->f, m->len);
     memset(err, 0, sizeof(*err));
     *bs = NULL;
-    return blk_open(path_of("t.qcow2"), "qcow2", flags | BLK_OPEN_SHARE | BLK_OPEN_NO_BACKING,
+    return blk_open(tu_path("t.qcow2"), "qcow2", flags | BLK_OPEN_SHARE | BLK_OPEN_NO_BACKING,
                     NULL, bs, err);
 }
 
@@ -257,7 +241,7 @@ static void test_incompat_bits(void **state)
     assert_false(bs->dirty);
     blk_close(bs);
     memset(&err, 0, sizeof(err));
-    assert_int_equal(blk_open(path_of("t.qcow2"), "qcow2", BLK_OPEN_SHARE | BLK_OPEN_NO_BACKING,
+    assert_int_equal(blk_open(tu_path("t.qcow2"), "qcow2", BLK_OPEN_SHARE | BLK_OPEN_NO_BACKING,
                               NULL, &bs, &err), 0);
     assert_false(bs->dirty);
     blk_close(bs);
@@ -365,10 +349,7 @@ static void test_data_file(void **state)
     assert_int_equal(open_img(&m, 0, &bs, &err), -ENOENT);
     assert_non_null(strstr(err.msg, "data file"));
 
-    FILE *f = fopen(path_of("t.data"), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
-    fclose(f);
+    tu_store("t.data", data, sizeof(data));
     bs = expect_ok(&m, 0);
     uint8_t b[3 * CS];
     assert_int_equal(blk_pread(bs, 0, b, sizeof(b)), 0);
@@ -481,16 +462,7 @@ static void test_info_snapshots(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/scuse-test-qcow2-hdr-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_dir_make("qcow2-hdr");
 }
 
 int main(void)
@@ -504,5 +476,5 @@ int main(void)
         cmocka_unit_test(test_data_file),
         cmocka_unit_test(test_info_snapshots),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -29,19 +29,12 @@
 
 #include "blk/blk.h"
 #include "blk/driver.h"
+#include "testutil.h"
 
-static char tmpdir[256];
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t rnd_below(uint64_t n) { return n ? rnd() % n : 0; }
+static uint64_t rnd(void) { return tu_rnd(&rng_state); }
+static uint64_t rnd_below(uint64_t n) { return tu_below(&rng_state, n); }
 
 enum kind { K_UNALLOC, K_NORMAL, K_ZERO, K_ZERO_ALLOC, K_COMP, K_SUB };
 
@@ -300,20 +293,10 @@ static void gen_free(struct gen *g)
 
 static const char *write_image(const struct gen *g)
 {
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/backing.raw", tmpdir);
-    if (g->backing) {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(fwrite(g->backing, 1, g->backing_size, f), g->backing_size);
-        fclose(f);
-    }
-    snprintf(path, sizeof(path), "%s/t.qcow2", tmpdir);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(g->file, 1, g->flen, f), g->flen);
-    fclose(f);
-    return path;
+    if (g->backing)
+        tu_store("backing.raw", g->backing, g->backing_size);
+    tu_store("t.qcow2", g->file, g->flen);
+    return tu_path("t.qcow2");
 }
 
 static struct blk_node *open_gen(const struct gen *g, uint64_t cache)
@@ -531,23 +514,11 @@ static void test_corrupt_entries(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/scuse-test-qcow2-read-XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (tu_dir_make("qcow2-read") < 0)
         return -1;
-    const char *s = getenv("SCUSE_TEST_SEED");
-    rng_state = s ? strtoull(s, NULL, 0) : 0x5eed5eedull;
-    if (!rng_state)
-        rng_state = 1;
+    rng_state = tu_seed(0x5eed5eedull);
     printf("# seed %#llx\n", (unsigned long long)rng_state);
     return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void)
@@ -561,5 +532,5 @@ int main(void)
         cmocka_unit_test(test_2m_clusters),
         cmocka_unit_test(test_corrupt_entries),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -26,63 +26,12 @@
 
 #include "blk/blk.h"
 #include "qcow2/qcow2.h"
+#include "testutil.h"
 
-static char dir[256];
 static uint64_t rng;
 
-static uint64_t rnd(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char *cmd, *full;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&cmd, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    assert_true(asprintf(&full, "cd '%s' && (%s) >>log.txt 2>&1", dir, cmd) >= 0);
-    int r = system(full);
-    free(cmd);
-    free(full);
-    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static const char *at(const char *name)
-{
-    static char p[4][512];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(p[k], sizeof(p[k]), "%s/%s", dir, name);
-    return p[k];
-}
-
-static uint8_t *load(const char *name, uint64_t size)
-{
-    uint8_t *b = malloc(size);
-    assert_non_null(b);
-    FILE *f = fopen(at(name), "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(b, 1, size, f), size);
-    fclose(f);
-    return b;
-}
-
-static void store(const char *name, const uint8_t *b, uint64_t size)
-{
-    FILE *f = fopen(at(name), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, size, f), size);
-    fclose(f);
-}
+static uint64_t rnd(void) { return tu_rnd(&rng); }
+static uint64_t below(uint64_t n) { return tu_below(&rng, n); }
 
 static struct blk_node *open_rw(const char *name)
 {
@@ -90,7 +39,7 @@ static struct blk_node *open_rw(const char *name)
     struct scuse_err err = { 0 };
     struct blk_opts o = { 0 };
     o.l2_cache_size = below(3) == 0 ? 1 : 0; /* sometimes the smallest cache */
-    if (blk_open(at(name), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
+    if (blk_open(tu_path(name), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
         fail_msg("open %s: %s", name, err.msg);
     return bs;
 }
@@ -98,12 +47,12 @@ static struct blk_node *open_rw(const char *name)
 /* qemu-img check clean, equal to the shadow. */
 static void judge(const char *img, const uint8_t *shadow, uint64_t size)
 {
-    store("shadow.raw", shadow, size);
-    if (sh("qemu-img check '%s'", img) != 0) {
-        sh("qemu-img check '%s' >&2", img);
+    tu_store("shadow.raw", shadow, size);
+    if (tu_sh("qemu-img check '%s'", img) != 0) {
+        tu_sh("qemu-img check '%s' >&2", img);
         fail_msg("qemu-img check %s is not clean", img);
     }
-    if (sh("qemu-img compare -f qcow2 -F raw '%s' shadow.raw", img) != 0)
+    if (tu_sh("qemu-img compare -f qcow2 -F raw '%s' shadow.raw", img) != 0)
         fail_msg("%s differs from its shadow", img);
 }
 
@@ -156,36 +105,36 @@ static uint8_t *build(const struct cfg *c)
         snprintf(name, sizeof(name), "l%d.qcow2", i);
         uint64_t sz = i == 0 ? c->size - 3 * c->cs : c->size; /* a shorter base */
         if (below_name[0])
-            assert_int_equal(sh("qemu-img create -f qcow2 -o %s -b %s -F qcow2 %s %lu", c->opts,
-                                below_name, name, (unsigned long)sz), 0);
+            assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s -b %s -F qcow2 %s %lu", c->opts,
+                                   below_name, name, (unsigned long)sz), 0);
         else
-            assert_int_equal(sh("qemu-img create -f qcow2 -o %s %s %lu", c->opts, name,
-                                (unsigned long)sz), 0);
+            assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s %s %lu", c->opts, name,
+                                   (unsigned long)sz), 0);
         fill_cmds(cmds, sizeof(cmds), c->cs, sz, 40, i == 0);
-        sh("qemu-io -f qcow2 %s %s", cmds, name);
+        tu_sh("qemu-io -f qcow2 %s %s", cmds, name);
         strcpy(below_name, name);
     }
     if (below_name[0])
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s -b %s -F qcow2 top.qcow2 %lu", c->opts,
-                            below_name, (unsigned long)c->size), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s -b %s -F qcow2 top.qcow2 %lu", c->opts,
+                               below_name, (unsigned long)c->size), 0);
     else
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s top.qcow2 %lu", c->opts,
-                            (unsigned long)c->size), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s top.qcow2 %lu", c->opts,
+                               (unsigned long)c->size), 0);
     fill_cmds(cmds, sizeof(cmds), c->cs, c->size, 60, c->chain == 0);
-    sh("qemu-io -f qcow2 %s top.qcow2", cmds);
+    tu_sh("qemu-io -f qcow2 %s top.qcow2", cmds);
     if (c->snap) {
-        assert_int_equal(sh("qemu-img snapshot -c s1 top.qcow2"), 0);
+        assert_int_equal(tu_sh("qemu-img snapshot -c s1 top.qcow2"), 0);
         fill_cmds(cmds, sizeof(cmds), c->cs, c->size, 20, false);
-        sh("qemu-io -f qcow2 %s top.qcow2", cmds);
-        assert_int_equal(sh("qemu-img snapshot -c s2 top.qcow2"), 0);
-        assert_int_equal(sh("qemu-img convert -l snapshot.name=s1 -O raw top.qcow2 s1.raw"), 0);
-        assert_int_equal(sh("qemu-img convert -l snapshot.name=s2 -O raw top.qcow2 s2.raw"), 0);
+        tu_sh("qemu-io -f qcow2 %s top.qcow2", cmds);
+        assert_int_equal(tu_sh("qemu-img snapshot -c s2 top.qcow2"), 0);
+        assert_int_equal(tu_sh("qemu-img convert -l snapshot.name=s1 -O raw top.qcow2 s1.raw"), 0);
+        assert_int_equal(tu_sh("qemu-img convert -l snapshot.name=s2 -O raw top.qcow2 s2.raw"), 0);
     }
     /* qemu-io sometimes makes an image QEMU itself finds inconsistent or
      * cannot read: not ours to judge. */
-    if (sh("qemu-img check top.qcow2") != 0 || sh("qemu-img convert -O raw top.qcow2 start.raw") != 0)
+    if (tu_sh("qemu-img check top.qcow2") != 0 || tu_sh("qemu-img convert -O raw top.qcow2 start.raw") != 0)
         return NULL;
-    return load("start.raw", c->size);
+    return tu_load("start.raw", c->size);
 }
 
 static void random_ops(struct blk_node *bs, uint8_t *shadow, const struct cfg *c, int n)
@@ -243,7 +192,7 @@ static int n_ops(void)
 
 static void run_cfg(const struct cfg *c)
 {
-    sh("rm -f *.qcow2 *.raw");
+    tu_sh("rm -f *.qcow2 *.raw");
     uint8_t *shadow = build(c);
     if (!shadow) {
         printf("# skipped %s chain=%d: qemu-io made an image QEMU rejects\n", c->opts, c->chain);
@@ -255,8 +204,8 @@ static void run_cfg(const struct cfg *c)
     judge("top.qcow2", shadow, c->size);
     if (c->snap) {
         for (int i = 1; i <= 2; i++) {
-            assert_int_equal(sh("qemu-img convert -l snapshot.name=s%d -O raw top.qcow2 after.raw", i), 0);
-            if (sh("cmp -s s%d.raw after.raw", i) != 0)
+            assert_int_equal(tu_sh("qemu-img convert -l snapshot.name=s%d -O raw top.qcow2 after.raw", i), 0);
+            if (tu_sh("cmp -s s%d.raw after.raw", i) != 0)
                 fail_msg("snapshot s%d changed (%s)", i, c->opts);
         }
     }
@@ -293,8 +242,8 @@ static void test_random(void **state)
 /* Reads of [off, off+len) by qemu-io must all be byte b. */
 static void expect_qemu(const char *img, uint64_t off, uint64_t len, unsigned b)
 {
-    if (sh("qemu-io -f qcow2 -r -c 'read -P %u %lu %lu' %s | grep -q 'verification failed' && exit 1 || exit 0",
-           b, (unsigned long)off, (unsigned long)len, img) != 0)
+    if (tu_sh("qemu-io -f qcow2 -r -c 'read -P %u %lu %lu' %s | grep -q 'verification failed' && exit 1 || exit 0",
+              b, (unsigned long)off, (unsigned long)len, img) != 0)
         fail_msg("%s: %lu+%lu is not 0x%02x", img, (unsigned long)off, (unsigned long)len, b);
 }
 
@@ -306,19 +255,19 @@ static void test_partial_kinds(void **state)
     static const char *variants[] = { "compat=1.1,cluster_size=65536",
                                       "compat=1.1,cluster_size=65536,extended_l2=on" };
     for (int v = 0; v < 2; v++) {
-        sh("rm -f *.qcow2 *.raw");
+        tu_sh("rm -f *.qcow2 *.raw");
         const char *o = variants[v];
         uint64_t cs = 65536;
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s base.qcow2 1M", o), 0);
-        assert_int_equal(sh("qemu-io -c 'write -P 0x5a 0 1M' base.qcow2"), 0);
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s -b base.qcow2 -F qcow2 top.qcow2 1M", o), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s base.qcow2 1M", o), 0);
+        assert_int_equal(tu_sh("qemu-io -c 'write -P 0x5a 0 1M' base.qcow2"), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s -b base.qcow2 -F qcow2 top.qcow2 1M", o), 0);
         /* 0: unallocated (backing), 1: zero plain, 2: zero alloc, 3: compressed,
          * 4: normal shared with a snapshot, 5: normal. */
-        assert_int_equal(sh("qemu-io -c 'write -z -u 64k 64k' -c 'write -P 0x22 128k 64k' "
-                            "-c 'write -z 128k 64k' -c 'write -c -P 0x33 192k 64k' "
-                            "-c 'write -P 0x44 256k 128k' top.qcow2"), 0);
-        assert_int_equal(sh("qemu-img snapshot -c s top.qcow2"), 0);
-        assert_int_equal(sh("qemu-img convert -l snapshot.name=s -O raw top.qcow2 s.raw"), 0);
+        assert_int_equal(tu_sh("qemu-io -c 'write -z -u 64k 64k' -c 'write -P 0x22 128k 64k' "
+                               "-c 'write -z 128k 64k' -c 'write -c -P 0x33 192k 64k' "
+                               "-c 'write -P 0x44 256k 128k' top.qcow2"), 0);
+        assert_int_equal(tu_sh("qemu-img snapshot -c s top.qcow2"), 0);
+        assert_int_equal(tu_sh("qemu-img convert -l snapshot.name=s -O raw top.qcow2 s.raw"), 0);
         struct blk_node *bs = open_rw("top.qcow2");
         uint8_t buf[1000];
         memset(buf, 0xee, sizeof(buf));
@@ -331,9 +280,9 @@ static void test_partial_kinds(void **state)
             expect_qemu("top.qcow2", c * cs + 5000, 1000, 0xee);
             expect_qemu("top.qcow2", c * cs + 6000, cs - 6000, before[c]);
         }
-        assert_int_equal(sh("qemu-img check top.qcow2"), 0);
-        assert_int_equal(sh("qemu-img convert -l snapshot.name=s -O raw top.qcow2 after.raw"), 0);
-        assert_int_equal(sh("cmp -s s.raw after.raw"), 0);
+        assert_int_equal(tu_sh("qemu-img check top.qcow2"), 0);
+        assert_int_equal(tu_sh("qemu-img convert -l snapshot.name=s -O raw top.qcow2 after.raw"), 0);
+        assert_int_equal(tu_sh("cmp -s s.raw after.raw"), 0);
     }
 }
 
@@ -342,8 +291,8 @@ static void test_partial_kinds(void **state)
 static void test_no_header_leak(void **state)
 {
     (void)state;
-    sh("rm -f *.qcow2");
-    assert_int_equal(sh("qemu-img create -f qcow2 t.qcow2 1M && qemu-io -c 'write -z 0 64k' t.qcow2"), 0);
+    tu_sh("rm -f *.qcow2");
+    assert_int_equal(tu_sh("qemu-img create -f qcow2 t.qcow2 1M && qemu-io -c 'write -z 0 64k' t.qcow2"), 0);
     struct blk_node *bs = open_rw("t.qcow2");
     uint8_t one = 0x77, buf[512];
     assert_int_equal(blk_pwrite(bs, 4096, &one, 1, 0), 0);
@@ -352,7 +301,7 @@ static void test_no_header_leak(void **state)
         assert_int_equal(buf[i], 0);
     blk_close(bs);
     expect_qemu("t.qcow2", 0, 4096, 0);
-    assert_int_equal(sh("qemu-img check t.qcow2"), 0);
+    assert_int_equal(tu_sh("qemu-img check t.qcow2"), 0);
 }
 
 /* Discard: standalone deallocates, v3 overlay leaves zeros, v2 overlay
@@ -361,12 +310,12 @@ static void test_discard_zero(void **state)
 {
     (void)state;
     for (int v2 = 0; v2 < 2; v2++) {
-        sh("rm -f *.qcow2");
+        tu_sh("rm -f *.qcow2");
         const char *compat = v2 ? "0.10" : "1.1";
-        assert_int_equal(sh("qemu-img create -f qcow2 -o compat=%s b.qcow2 1M && "
-                            "qemu-io -c 'write -P 0x5a 0 1M' b.qcow2 && "
-                            "qemu-img create -f qcow2 -o compat=%s -b b.qcow2 -F qcow2 o.qcow2 1M && "
-                            "qemu-img create -f qcow2 -o compat=%s s.qcow2 1M", compat, compat, compat), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o compat=%s b.qcow2 1M && "
+                               "qemu-io -c 'write -P 0x5a 0 1M' b.qcow2 && "
+                               "qemu-img create -f qcow2 -o compat=%s -b b.qcow2 -F qcow2 o.qcow2 1M && "
+                               "qemu-img create -f qcow2 -o compat=%s s.qcow2 1M", compat, compat, compat), 0);
         for (int img = 0; img < 2; img++) {
             const char *name = img ? "s.qcow2" : "o.qcow2";
             struct blk_node *bs = open_rw(name);
@@ -384,7 +333,7 @@ static void test_discard_zero(void **state)
                 assert_true(st.depth > 0 || !(st.flags & BLK_STATUS_ALLOCATED) ||
                             (st.flags & BLK_STATUS_ZERO));
             blk_close(bs);
-            assert_int_equal(sh("qemu-img check %s", name), 0);
+            assert_int_equal(tu_sh("qemu-img check %s", name), 0);
             unsigned first = (img == 0 && v2) ? 0x11 : 0;
             expect_qemu(name, 0, 65536, first);
             expect_qemu(name, 65536, 131072, 0);
@@ -398,9 +347,9 @@ static void test_discard_zero(void **state)
 static void test_autoclear(void **state)
 {
     (void)state;
-    sh("rm -f *.qcow2");
-    assert_int_equal(sh("qemu-img create -f qcow2 t.qcow2 1M"), 0);
-    FILE *f = fopen(at("t.qcow2"), "r+b");
+    tu_sh("rm -f *.qcow2");
+    assert_int_equal(tu_sh("qemu-img create -f qcow2 t.qcow2 1M"), 0);
+    FILE *f = fopen(tu_path("t.qcow2"), "r+b");
     assert_non_null(f);
     uint8_t bits[8] = { 0, 0, 0, 0, 0, 0, 0x01, 0x81 };
     assert_int_equal(fseek(f, 88, SEEK_SET), 0);
@@ -408,17 +357,17 @@ static void test_autoclear(void **state)
     fclose(f);
     struct blk_node *bs;
     struct scuse_err err = { 0 };
-    assert_int_equal(blk_open(at("t.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
+    assert_int_equal(blk_open(tu_path("t.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
     blk_close(bs);
-    uint8_t *h = load("t.qcow2", 104);
+    uint8_t *h = tu_load("t.qcow2", 104);
     assert_int_equal(qcow2_be64(h + 88), 0x181);
     free(h);
     bs = open_rw("t.qcow2");
     blk_close(bs);
-    h = load("t.qcow2", 104);
+    h = tu_load("t.qcow2", 104);
     assert_int_equal(qcow2_be64(h + 88), 0);
     free(h);
-    assert_int_equal(sh("qemu-img check t.qcow2"), 0);
+    assert_int_equal(tu_sh("qemu-img check t.qcow2"), 0);
 }
 
 /* With extended L2 QEMU writes only the allocated subclusters, so the file
@@ -427,17 +376,17 @@ static void test_autoclear(void **state)
 static void test_cluster_past_eof(void **state)
 {
     (void)state;
-    sh("rm -f *.qcow2");
-    assert_int_equal(sh("qemu-img create -f qcow2 -o extended_l2=on,cluster_size=65536 b.qcow2 1M && "
-                        "qemu-io -c 'write -P 0x5a 0 1M' b.qcow2 && "
-                        "qemu-img create -f qcow2 -o extended_l2=on,cluster_size=65536 -b b.qcow2 "
-                        "-F qcow2 t.qcow2 1M && qemu-io -c 'write -P 0x11 65536 2048' t.qcow2"), 0);
+    tu_sh("rm -f *.qcow2");
+    assert_int_equal(tu_sh("qemu-img create -f qcow2 -o extended_l2=on,cluster_size=65536 b.qcow2 1M && "
+                           "qemu-io -c 'write -P 0x5a 0 1M' b.qcow2 && "
+                           "qemu-img create -f qcow2 -o extended_l2=on,cluster_size=65536 -b b.qcow2 "
+                           "-F qcow2 t.qcow2 1M && qemu-io -c 'write -P 0x11 65536 2048' t.qcow2"), 0);
     struct blk_node *bs = open_rw("t.qcow2");
     uint8_t buf[3000];
     memset(buf, 0x22, sizeof(buf));
     assert_int_equal(blk_pwrite(bs, 65536 + 10000, buf, sizeof(buf), 0), 0);
     blk_close(bs);
-    assert_int_equal(sh("qemu-img check t.qcow2"), 0);
+    assert_int_equal(tu_sh("qemu-img check t.qcow2"), 0);
     expect_qemu("t.qcow2", 65536, 2048, 0x11);
     expect_qemu("t.qcow2", 65536 + 2048, 10000 - 2048, 0x5a);
     expect_qemu("t.qcow2", 65536 + 10000, 3000, 0x22);
@@ -448,13 +397,13 @@ static void test_cluster_past_eof(void **state)
 static void test_corrupt_entry_refused(void **state)
 {
     (void)state;
-    sh("rm -f *.qcow2");
-    assert_int_equal(sh("qemu-img create -f qcow2 t.qcow2 1M && qemu-io -c 'write -P 0x11 0 64k' t.qcow2"), 0);
-    uint8_t *h = load("t.qcow2", 4 * 65536);
+    tu_sh("rm -f *.qcow2");
+    assert_int_equal(tu_sh("qemu-img create -f qcow2 t.qcow2 1M && qemu-io -c 'write -P 0x11 0 64k' t.qcow2"), 0);
+    uint8_t *h = tu_load("t.qcow2", 4 * 65536);
     uint64_t l1 = qcow2_be64(h + 40), l2 = qcow2_be64(h + l1) & QCOW2_L1E_OFFSET_MASK;
     uint8_t before[8];
     memcpy(before, h + l1, 8);
-    FILE *f = fopen(at("t.qcow2"), "r+b");
+    FILE *f = fopen(tu_path("t.qcow2"), "r+b");
     assert_non_null(f);
     uint8_t e[8];
     for (int i = 0; i < 8; i++)
@@ -469,7 +418,7 @@ static void test_corrupt_entry_refused(void **state)
     assert_int_equal(blk_pwrite(bs, 0, buf, sizeof(buf), 0), -EIO);
     assert_int_equal(blk_pwrite(bs, 100, buf, sizeof(buf), 0), -EIO);
     blk_close(bs);
-    h = load("t.qcow2", 4 * 65536);
+    h = tu_load("t.qcow2", 4 * 65536);
     assert_memory_equal(h + l1, before, 8);
     free(h);
 }
@@ -502,39 +451,10 @@ static void test_refcount_widths(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (system("qemu-img --version >/dev/null 2>&1 && qemu-io --version >/dev/null 2>&1") != 0)
-        return 0;
-    snprintf(dir, sizeof(dir), "/tmp/scuse-test-qcow2-write-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    const char *seed = getenv("SCUSE_TEST_SEED");
-    rng = seed ? strtoull(seed, NULL, 0) : 0x5eed5eedull;
-    if (!rng)
-        rng = 1;
-    printf("# seed %lu, dir %s\n", (unsigned long)rng, dir);
-    return 0;
+    return tu_qemu_setup("qcow2-write", &rng, 0x5eed5eedull);
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    if (dir[0] && !getenv("SCUSE_TEST_KEEP")) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-#define QTEST(f) cmocka_unit_test_setup(f, need_qemu)
-static int need_qemu(void **state)
-{
-    (void)state;
-    if (!dir[0])
-        skip();
-    return 0;
-}
+#define QTEST(f) cmocka_unit_test_setup(f, tu_need_qemu)
 
 int main(void)
 {
@@ -548,5 +468,5 @@ int main(void)
         QTEST(test_corrupt_entry_refused),
         QTEST(test_random),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -29,19 +29,11 @@
 #include <cmocka.h>
 
 #include "blk/blk.h"
+#include "testutil.h"
 
-static char dir[256];
 static uint64_t rng;
 
-static uint64_t rnd(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
+static uint64_t below(uint64_t n) { return tu_below(&rng, n); }
 
 /* ---- The durable-state model ---- */
 
@@ -143,29 +135,6 @@ static uint64_t vsize, csize;
 static bool discard_keeps; /* v2 overlay: discard leaves the data */
 static unsigned n_evals, n_leaky;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char *cmd, *full;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&cmd, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    assert_true(asprintf(&full, "cd '%s' && (%s) >>log.txt 2>&1", dir, cmd) >= 0);
-    int r = system(full);
-    free(cmd);
-    free(full);
-    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static const char *at(const char *name)
-{
-    static char p[512];
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    return p;
-}
-
 static void evaluate(void)
 {
     if (evals_left <= 0)
@@ -192,23 +161,16 @@ static void evaluate(void)
             }
         }
     }
-    FILE *f = fopen(at("crash.qcow2"), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(img, 1, end, f), end);
-    fclose(f);
+    tu_store("crash.qcow2", img, end);
     free(img);
-    int rc = sh("qemu-img check crash.qcow2");
+    int rc = tu_sh("qemu-img check crash.qcow2");
     if (rc != 0 && rc != 3) {
-        sh("cp crash.qcow2 crash-failed.qcow2; qemu-img check crash.qcow2 >&2");
+        tu_sh("cp crash.qcow2 crash-failed.qcow2; qemu-img check crash.qcow2 >&2");
         fail_msg("crash image is corrupt (qemu-img check rc %d), kept as crash-failed.qcow2", rc);
     }
     n_leaky += rc == 3;
-    assert_int_equal(sh("qemu-img convert -O raw crash.qcow2 crash.raw"), 0);
-    f = fopen(at("crash.raw"), "rb");
-    assert_non_null(f);
-    uint8_t *got = malloc(vsize);
-    assert_int_equal(fread(got, 1, vsize, f), vsize);
-    fclose(f);
+    assert_int_equal(tu_sh("qemu-img convert -O raw crash.qcow2 crash.raw"), 0);
+    uint8_t *got = tu_load("crash.raw", vsize);
     for (uint64_t i = 0; i < vsize; i++)
         if (!mask[i] && got[i] != flushed[i])
             fail_msg("crash image lost flushed data at %lu: 0x%02x, expected 0x%02x",
@@ -282,41 +244,37 @@ struct cfg {
 
 static void run_cfg(const struct cfg *c)
 {
-    sh("rm -f *.qcow2 *.raw");
+    tu_sh("rm -f *.qcow2 *.raw");
     vsize = c->size;
     csize = c->cs;
     discard_keeps = c->overlay && strstr(c->opts, "compat=0.10");
     if (c->overlay) {
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s b.qcow2 %lu && qemu-io -c 'write -P 0x5a 0 %lu' b.qcow2 && "
-                            "qemu-img create -f qcow2 -o %s -b b.qcow2 -F qcow2 t.qcow2 %lu",
-                            c->opts, (unsigned long)c->size, (unsigned long)c->size, c->opts,
-                            (unsigned long)c->size), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s b.qcow2 %lu && qemu-io -c 'write -P 0x5a 0 %lu' b.qcow2 && "
+                               "qemu-img create -f qcow2 -o %s -b b.qcow2 -F qcow2 t.qcow2 %lu",
+                               c->opts, (unsigned long)c->size, (unsigned long)c->size, c->opts,
+                               (unsigned long)c->size), 0);
     } else {
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s t.qcow2 %lu", c->opts, (unsigned long)c->size), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s t.qcow2 %lu", c->opts, (unsigned long)c->size), 0);
     }
-    assert_int_equal(sh("qemu-io -c 'write -P 0x21 0 %lu' -c 'write -c -P 0x31 %lu %lu' t.qcow2",
-                        (unsigned long)(c->size / 4), (unsigned long)(c->size / 2), (unsigned long)c->cs), 0);
+    assert_int_equal(tu_sh("qemu-io -c 'write -P 0x21 0 %lu' -c 'write -c -P 0x31 %lu %lu' t.qcow2",
+                           (unsigned long)(c->size / 4), (unsigned long)(c->size / 2), (unsigned long)c->cs), 0);
     if (c->snap)
-        assert_int_equal(sh("qemu-img snapshot -c s t.qcow2"), 0);
-    assert_int_equal(sh("qemu-img convert -O raw t.qcow2 start.raw"), 0);
-    live = malloc(vsize);
+        assert_int_equal(tu_sh("qemu-img snapshot -c s t.qcow2"), 0);
+    assert_int_equal(tu_sh("qemu-img convert -O raw t.qcow2 start.raw"), 0);
+    live = tu_load("start.raw", vsize);
     flushed = malloc(vsize);
     mask = calloc(1, vsize);
-    FILE *f = fopen(at("start.raw"), "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(live, 1, vsize, f), vsize);
-    fclose(f);
     memcpy(flushed, live, vsize);
 
     struct blk_node *bs;
     struct scuse_err err = { 0 };
     struct blk_opts o = { 0 };
     o.l2_cache_size = c->cache;
-    if (blk_open(at("t.qcow2"), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
+    if (blk_open(tu_path("t.qcow2"), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
         fail_msg("open: %s", err.msg);
     /* The durable model starts as the file is now. */
     durable_len = 0;
-    f = fopen(at("t.qcow2"), "rb");
+    FILE *f = fopen(tu_path("t.qcow2"), "rb");
     assert_non_null(f);
     uint8_t chunk[65536];
     size_t n;
@@ -335,11 +293,9 @@ static void run_cfg(const struct cfg *c)
     for (size_t i = 0; i < npending; i++)
         free(pending[i].data);
     npending = 0;
-    assert_int_equal(sh("qemu-img check t.qcow2"), 0);
-    f = fopen(at("end.raw"), "wb");
-    assert_int_equal(fwrite(live, 1, vsize, f), vsize);
-    fclose(f);
-    assert_int_equal(sh("qemu-img compare -f qcow2 -F raw t.qcow2 end.raw"), 0);
+    assert_int_equal(tu_sh("qemu-img check t.qcow2"), 0);
+    tu_store("end.raw", live, vsize);
+    assert_int_equal(tu_sh("qemu-img compare -f qcow2 -F raw t.qcow2 end.raw"), 0);
     free(live);
     free(flushed);
     free(mask);
@@ -368,45 +324,20 @@ static void test_power_loss(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (system("qemu-img --version >/dev/null 2>&1 && qemu-io --version >/dev/null 2>&1") != 0)
-        return 0;
-    snprintf(dir, sizeof(dir), "/tmp/scuse-test-qcow2-crash-XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    const char *seed = getenv("SCUSE_TEST_SEED");
-    rng = seed ? strtoull(seed, NULL, 0) : 0xc0ffeeull;
-    if (!rng)
-        rng = 1;
-    printf("# seed %lu, dir %s\n", (unsigned long)rng, dir);
-    return 0;
+    return tu_qemu_setup("qcow2-crash", &rng, 0xc0ffeeull);
 }
 
 static int teardown(void **state)
 {
-    (void)state;
     free(durable);
     free(pending);
-    if (dir[0] && !getenv("SCUSE_TEST_KEEP")) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int need_qemu(void **state)
-{
-    (void)state;
-    if (!dir[0])
-        skip();
-    return 0;
+    return tu_teardown(state);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_power_loss, need_qemu),
+        cmocka_unit_test_setup(test_power_loss, tu_need_qemu),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

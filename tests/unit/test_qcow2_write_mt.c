@@ -26,32 +26,18 @@
 #include <cmocka.h>
 
 #include "blk/blk.h"
+#include "testutil.h"
 
 #define WRITERS 4
 #define READERS 2
 #define VALUES 40 /* writer t writes bytes t*VALUES+1 .. t*VALUES+VALUES-1 */
 
-static char dir[256];
 static struct blk_node *bs;
 static uint64_t vsize, csize;
 static uint8_t *start, *shadow;
 static bool keeps_on_discard;
 static atomic_int stop, failed;
 static char failure[256];
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rnd(struct rng *r)
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t below(struct rng *r, uint64_t n) { return n ? rnd(r) % n : 0; }
 
 static void fail_async(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail_async(const char *fmt, ...)
@@ -64,44 +50,21 @@ static void fail_async(const char *fmt, ...)
     va_end(ap);
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char *cmd, *full;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&cmd, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    assert_true(asprintf(&full, "cd '%s' && (%s) >>log.txt 2>&1", dir, cmd) >= 0);
-    int r = system(full);
-    free(cmd);
-    free(full);
-    return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static const char *at(const char *name)
-{
-    static char p[512];
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    return p;
-}
-
 static uint64_t low_half(void) { return vsize / 2 / csize * csize; }
 
 static void *writer(void *arg)
 {
     int t = (int)(intptr_t)arg;
-    struct rng r = { 0x1234567ull + 977 * (uint64_t)t };
+    uint64_t r = 0x1234567ull + 977 * (uint64_t)t;
     uint64_t q = csize / WRITERS;
     uint8_t *buf = malloc(q);
     for (int i = 0; i < 1200 && !atomic_load(&failed); i++) {
-        uint64_t c = below(&r, low_half() / csize);
-        uint64_t a = below(&r, q), len = 1 + below(&r, q - a);
-        if (below(&r, 4) == 0)
+        uint64_t c = tu_below(&r, low_half() / csize);
+        uint64_t a = tu_below(&r, q), len = 1 + tu_below(&r, q - a);
+        if (tu_below(&r, 4) == 0)
             a = 0, len = q;
         uint64_t off = c * csize + (uint64_t)t * q + a;
-        memset(buf, t * VALUES + 1 + (int)below(&r, VALUES - 1), len);
+        memset(buf, t * VALUES + 1 + (int)tu_below(&r, VALUES - 1), len);
         int e = blk_pwrite(bs, off, buf, len, 0);
         if (e < 0) {
             fail_async("writer %d: write %lu+%lu: %d", t, (unsigned long)off, (unsigned long)len, e);
@@ -117,21 +80,21 @@ static void *writer(void *arg)
 static void *mixer(void *arg)
 {
     (void)arg;
-    struct rng r = { 0xabcdefull };
+    uint64_t r = 0xabcdefull;
     uint64_t base = low_half(), span = vsize - base;
     uint8_t *buf = malloc(3 * csize);
     for (int i = 0; i < 800 && !atomic_load(&failed); i++) {
-        uint64_t off = base + below(&r, span - 1), len = 1 + below(&r, 3 * csize);
+        uint64_t off = base + tu_below(&r, span - 1), len = 1 + tu_below(&r, 3 * csize);
         if (len > vsize - off)
             len = vsize - off;
-        uint64_t k = below(&r, 4);
+        uint64_t k = tu_below(&r, 4);
         int e;
         if (k < 2) {
-            memset(buf, 200 + (int)below(&r, 50), len);
+            memset(buf, 200 + (int)tu_below(&r, 50), len);
             e = blk_pwrite(bs, off, buf, len, 0);
             memcpy(shadow + off, buf, len);
         } else if (k == 2) {
-            e = blk_write_zeroes(bs, off, len, below(&r, 2) ? BLK_ZERO_MAY_UNMAP : 0);
+            e = blk_write_zeroes(bs, off, len, tu_below(&r, 2) ? BLK_ZERO_MAY_UNMAP : 0);
             memset(shadow + off, 0, len);
         } else {
             e = blk_discard(bs, off, len);
@@ -152,11 +115,11 @@ static void *mixer(void *arg)
 
 static void *reader(void *arg)
 {
-    struct rng r = { 0x777ull + (uint64_t)(intptr_t)arg };
+    uint64_t r = 0x777ull + (uint64_t)(intptr_t)arg;
     uint64_t q = csize / WRITERS;
     uint8_t *buf = malloc(2 * csize);
     while (!atomic_load(&stop) && !atomic_load(&failed)) {
-        uint64_t off = below(&r, low_half() - 1), len = 1 + below(&r, 2 * csize);
+        uint64_t off = tu_below(&r, low_half() - 1), len = 1 + tu_below(&r, 2 * csize);
         if (len > low_half() - off)
             len = low_half() - off;
         int e = blk_pread(bs, off, buf, len);
@@ -202,34 +165,30 @@ struct cfg {
 
 static void run_cfg(const struct cfg *c)
 {
-    sh("rm -f *.qcow2 *.raw");
+    tu_sh("rm -f *.qcow2 *.raw");
     csize = c->cs;
     vsize = 64 * c->cs;
     keeps_on_discard = c->overlay && strstr(c->opts, "compat=0.10");
     if (c->overlay)
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s b.qcow2 %lu && qemu-io -c 'write -P 0xf1 0 %lu' b.qcow2 && "
-                            "qemu-img create -f qcow2 -o %s -b b.qcow2 -F qcow2 t.qcow2 %lu",
-                            c->opts, (unsigned long)vsize, (unsigned long)vsize, c->opts,
-                            (unsigned long)vsize), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s b.qcow2 %lu && qemu-io -c 'write -P 0xf1 0 %lu' b.qcow2 && "
+                               "qemu-img create -f qcow2 -o %s -b b.qcow2 -F qcow2 t.qcow2 %lu",
+                               c->opts, (unsigned long)vsize, (unsigned long)vsize, c->opts,
+                               (unsigned long)vsize), 0);
     else
-        assert_int_equal(sh("qemu-img create -f qcow2 -o %s t.qcow2 %lu", c->opts, (unsigned long)vsize), 0);
-    assert_int_equal(sh("qemu-io -c 'write -P 0xf2 0 %lu' -c 'write -c -P 0xf3 %lu %lu' t.qcow2",
-                        (unsigned long)(vsize / 8), (unsigned long)(vsize / 4), (unsigned long)c->cs), 0);
+        assert_int_equal(tu_sh("qemu-img create -f qcow2 -o %s t.qcow2 %lu", c->opts, (unsigned long)vsize), 0);
+    assert_int_equal(tu_sh("qemu-io -c 'write -P 0xf2 0 %lu' -c 'write -c -P 0xf3 %lu %lu' t.qcow2",
+                           (unsigned long)(vsize / 8), (unsigned long)(vsize / 4), (unsigned long)c->cs), 0);
     if (c->snap)
-        assert_int_equal(sh("qemu-img snapshot -c s t.qcow2"), 0);
-    assert_int_equal(sh("qemu-img convert -O raw t.qcow2 start.raw"), 0);
-    start = malloc(vsize);
+        assert_int_equal(tu_sh("qemu-img snapshot -c s t.qcow2"), 0);
+    assert_int_equal(tu_sh("qemu-img convert -O raw t.qcow2 start.raw"), 0);
+    start = tu_load("start.raw", vsize);
     shadow = malloc(vsize);
-    FILE *f = fopen(at("start.raw"), "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(start, 1, vsize, f), vsize);
-    fclose(f);
     memcpy(shadow, start, vsize);
 
     struct scuse_err err = { 0 };
     struct blk_opts o = { 0 };
     o.l2_cache_size = c->cache;
-    if (blk_open(at("t.qcow2"), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
+    if (blk_open(tu_path("t.qcow2"), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
         fail_msg("open: %s", err.msg);
     atomic_store(&stop, 0);
     pthread_t w[WRITERS], rd[READERS], fl, mx;
@@ -249,12 +208,10 @@ static void run_cfg(const struct cfg *c)
     blk_close(bs);
     if (atomic_load(&failed))
         fail_msg("%s: %s", c->opts, failure);
-    if (sh("qemu-img check t.qcow2") != 0)
+    if (tu_sh("qemu-img check t.qcow2") != 0)
         fail_msg("%s: qemu-img check is not clean", c->opts);
-    f = fopen(at("end.raw"), "wb");
-    assert_int_equal(fwrite(shadow, 1, vsize, f), vsize);
-    fclose(f);
-    if (sh("qemu-img compare -f qcow2 -F raw t.qcow2 end.raw") != 0)
+    tu_store("end.raw", shadow, vsize);
+    if (tu_sh("qemu-img compare -f qcow2 -F raw t.qcow2 end.raw") != 0)
         fail_msg("%s: image differs from the threads' shadow", c->opts);
     free(start);
     free(shadow);
@@ -279,36 +236,13 @@ static void test_threads(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (system("qemu-img --version >/dev/null 2>&1 && qemu-io --version >/dev/null 2>&1") != 0)
-        return 0;
-    snprintf(dir, sizeof(dir), "/tmp/scuse-test-qcow2-mt-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    if (dir[0] && !getenv("SCUSE_TEST_KEEP")) {
-        char cmd[300];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int need_qemu(void **state)
-{
-    (void)state;
-    if (!dir[0])
-        skip();
-    return 0;
+    return tu_qemu_setup("qcow2-mt", NULL, 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_threads, need_qemu),
+        cmocka_unit_test_setup(test_threads, tu_need_qemu),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

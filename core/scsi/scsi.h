@@ -116,6 +116,11 @@ struct scsi_lun_config {
  * version, write cache on, discard on, no policy). */
 void scsi_lun_config_default(struct scsi_lun_config *cfg);
 
+/* Set cfg's command policy from "allow=LIST" or "deny=LIST", LIST being
+ * comma-separated opcodes or opcode/service action pairs (0x9e/0x12);
+ * numbers in hex (0x) or decimal. Unknown commands are an error. */
+int scsi_policy_parse(const char *spec, struct scsi_lun_config *cfg, struct scuse_err *err);
+
 /* A LUN over bs (not owned: the caller closes it after the LUN). */
 int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint16_t lun_id,
                     struct scsi_lun **out, struct scuse_err *err);

@@ -1,0 +1,145 @@
+/* Command entry points: find the table entry, apply the LUN's policy,
+ * report unit attentions, refuse CDB bits the command does not use, then
+ * hand over to the command's prepare; execute runs what prepare left.
+ *
+ * Prepare answers everything that needs no I/O and changes no state
+ * (INQUIRY, READ CAPACITY, MODE SENSE, REPORT LUNS, RSOC, ...) on the
+ * spot: access is SCSI_ACCESS_DONE. Commands that read or write the image
+ * or change LUN state (MODE SELECT, START STOP UNIT) are left to execute. */
+#include <string.h>
+
+#include "scsi/scsi_int.h"
+
+bool scsi_policy_allows(const struct scsi_lun_config *cfg, uint8_t opcode, uint16_t sa)
+{
+    bool listed = false;
+    unsigned n = cfg->n_policy;
+    if (n > sizeof(cfg->policy) / sizeof(cfg->policy[0]))
+        n = sizeof(cfg->policy) / sizeof(cfg->policy[0]);
+    for (unsigned i = 0; i < n && !listed; i++) {
+        uint32_t e = cfg->policy[i];
+        if ((e >> 16) == opcode && ((e & 0xffff) == 0xffff || (e & 0xffff) == sa))
+            listed = true;
+    }
+    return cfg->policy_allow ? listed : !listed;
+}
+
+bool scsi_lun_serves(const struct scsi_lun *lun, const struct scsi_op *op)
+{
+    if ((op->flags & OPF_NEEDS_DISCARD) && !lun->lbpme)
+        return false;
+    return scsi_policy_allows(&lun->cfg, op->opcode, op->sa);
+}
+
+bool scsi_check_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n)
+{
+    if (lba >= lun->blocks || n > lun->blocks - lba) {
+        scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+        return false;
+    }
+    return true;
+}
+
+/* Bits outside usage and ignore: INVALID FIELD IN CDB, pointing at the
+ * left-most bit of the first offending field. */
+static bool check_cdb_bits(struct scsi_lun *lun, struct scsi_cmd *cmd, const struct scsi_op *op)
+{
+    for (unsigned i = 1; i < op->cdb_len; i++) {
+        uint8_t ok = op->usage[i] | op->ignore[i];
+        if (i == 1 && op->sa != SCSI_NO_SA)
+            ok |= 0x1f;             /* the SERVICE ACTION field */
+        uint8_t bad = cmd->cdb[i] & (uint8_t)~ok;
+        if (!bad)
+            continue;
+        int bit = 7;
+        while (!(bad & (1u << bit)))
+            bit--;
+        while (bit < 7 && (op->cont[i] & (1u << bit)))
+            bit++;
+        scsi_fail_cdb(lun, cmd, i, bit);
+        return false;
+    }
+    return true;
+}
+
+/* No table entry for this CDB: unknown opcode, or a known opcode with an
+ * unknown service action. */
+static void refuse(struct scsi_lun *lun, struct scsi_cmd *cmd, uint8_t opcode)
+{
+    if (scsi_opcode_has_sa(opcode)) {
+        /* Some service action of this opcode is served: the field is bad. */
+        for (unsigned i = 0; i < scsi_n_ops; i++) {
+            if (scsi_ops[i].opcode == opcode && scsi_lun_serves(lun, &scsi_ops[i])) {
+                scsi_fail_cdb(lun, cmd, 1, 4);
+                return;
+            }
+        }
+    }
+    scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_COMMAND_OPCODE);
+}
+
+void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
+{
+    cmd->status = SCSI_STATUS_GOOD;
+    cmd->sense_len = 0;
+    cmd->xfer = 0;
+    cmd->resid = 0;
+    cmd->overflow = false;
+    cmd->access = SCSI_ACCESS_NONE;
+    cmd->lba = 0;
+    cmd->nblocks = 0;
+    cmd->op = NULL;
+
+    if (!cmd->cdb || cmd->cdb_len == 0) {
+        scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_COMMAND_OPCODE);
+        return;
+    }
+    uint8_t opcode = cmd->cdb[0];
+    const struct scsi_op *op = NULL;
+    if (!scsi_opcode_has_sa(opcode) || cmd->cdb_len >= 2)
+        op = scsi_op_find(opcode, scsi_opcode_has_sa(opcode) ? scsi_cdb_sa(cmd->cdb) : SCSI_NO_SA);
+    if (op && !scsi_lun_serves(lun, op))
+        op = NULL;
+
+    /* Every command but INQUIRY, REPORT LUNS and REQUEST SENSE reports a
+     * pending unit attention (and consumes it) before anything else. */
+    if (!op || !(op->flags & OPF_NO_UA)) {
+        struct scsi_sense s;
+        if (scsi_lun_take_ua(lun, &s)) {
+            scsi_fail(lun, cmd, &s);
+            return;
+        }
+    }
+    if (!op) {
+        refuse(lun, cmd, opcode);
+        return;
+    }
+    if (cmd->cdb_len < op->cdb_len) {
+        /* The transport handed fewer bytes than the opcode's CDB has. */
+        scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    if (!check_cdb_bits(lun, cmd, op))
+        return;
+    if (op->flags & OPF_MEDIUM) {
+        if (__atomic_load_n(&lun->stopped, __ATOMIC_ACQUIRE)) {
+            scsi_fail_key(lun, cmd, SK_NOT_READY, ASC_LUN_NOT_READY_INIT_REQUIRED);
+            return;
+        }
+    }
+    cmd->op = op;
+    op->prepare(lun, cmd);
+}
+
+void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
+{
+    if (cmd->access == SCSI_ACCESS_DONE)
+        return;
+    const struct scsi_op *op = cmd->op;
+    if (!op || !op->execute) {
+        /* Not prepared: a caller bug, answered rather than crashed on. */
+        scsi_fail_key(lun, cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
+        return;
+    }
+    op->execute(lun, cmd);
+}

@@ -1,0 +1,207 @@
+/* A LUN: its settings, its identity (serial, NAA designator, stable for
+ * the same image path), and its state under its own lock (mode values,
+ * unit attentions, started/stopped). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scsi/scsi_int.h"
+#include "util/log.h"
+
+void scsi_lun_config_default(struct scsi_lun_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->block_size = 512;
+    snprintf(cfg->vendor, sizeof(cfg->vendor), "SCUSE");
+    snprintf(cfg->product, sizeof(cfg->product), "scuse disk");
+    snprintf(cfg->revision, sizeof(cfg->revision), "0001");
+    cfg->write_cache = true;
+    cfg->discard = true;
+}
+
+/* FNV-1a, 64 bits, from a given basis (chained for more bits). */
+static uint64_t fnv1a(const char *s, uint64_t h)
+{
+    for (; *s; s++) {
+        h ^= (uint8_t)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int check_ascii(const char *what, const char *s, size_t max, struct scuse_err *err)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return err_set(err, -EINVAL, "SCSI %s '%s' is longer than %zu characters", what, s, max);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return err_set(err, -EINVAL, "SCSI %s has a character that is not printable ASCII",
+                           what);
+    return 0;
+}
+
+static int check_config(const struct scsi_lun_config *cfg, struct scuse_err *err)
+{
+    if (cfg->block_size != 512 && cfg->block_size != 4096)
+        return err_set(err, -EINVAL, "logical block size %u: must be 512 or 4096",
+                       cfg->block_size);
+    if (cfg->phys_exp > 15 || ((uint64_t)cfg->block_size << cfg->phys_exp) > (1u << 20))
+        return err_set(err, -EINVAL, "physical block exponent %u: the physical block would "
+                       "exceed 1 MiB", cfg->phys_exp);
+    int r;
+    if ((r = check_ascii("vendor", cfg->vendor, 8, err)) < 0 ||
+        (r = check_ascii("product", cfg->product, 16, err)) < 0 ||
+        (r = check_ascii("revision", cfg->revision, 4, err)) < 0 ||
+        (r = check_ascii("serial", cfg->serial, sizeof(cfg->serial) - 1, err)) < 0)
+        return r;
+    if (cfg->n_policy > sizeof(cfg->policy) / sizeof(cfg->policy[0]))
+        return err_set(err, -EINVAL, "command policy has %u entries (at most %zu)",
+                       cfg->n_policy, sizeof(cfg->policy) / sizeof(cfg->policy[0]));
+    return 0;
+}
+
+/* Serial and NAA designator: configured, or derived from the image's
+ * resolved path so that the same image always shows the same identity. */
+static void derive_identity(struct scsi_lun *lun)
+{
+    char *real = realpath(lun->bs->path, NULL);
+    const char *path = real ? real : lun->bs->path;
+    uint64_t h1 = fnv1a(path, 0xcbf29ce484222325ull);
+    uint64_t h2 = fnv1a(path, h1 ^ 0x5c05e5c05e5c05e5ull);
+    free(real);
+
+    if (lun->cfg.serial[0])
+        snprintf(lun->serial, sizeof(lun->serial), "%s", lun->cfg.serial);
+    else
+        snprintf(lun->serial, sizeof(lun->serial), "%016llX", (unsigned long long)h1);
+
+    uint64_t hi, lo = h2;
+    if (lun->cfg.wwn && (lun->cfg.wwn >> 60) != 6) {
+        /* A 64-bit WWN as libvirt gives it (NAA 5 usually): as is. */
+        put_be64(lun->naa, lun->cfg.wwn);
+        lun->naa_len = 8;
+        return;
+    }
+    if (lun->cfg.wwn)
+        hi = lun->cfg.wwn;          /* NAA 6 high half given, extension derived */
+    else
+        hi = 6ull << 60 | (uint64_t)SCUSE_NAA_COMPANY_ID << 36 | (h1 & 0xfffffffffull);
+    put_be64(lun->naa, hi);
+    put_be64(lun->naa + 8, lo);
+    lun->naa_len = 16;
+}
+
+/* Mode values after power on or reset: the defaults (no saved pages). */
+static void mode_defaults(struct scsi_lun *lun)
+{
+    lun->wce = lun->cfg.write_cache;
+    lun->d_sense = false;
+    lun->stopped = false;
+    lun->prevent = false;
+}
+
+int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint16_t lun_id,
+                    struct scsi_lun **out, struct scuse_err *err)
+{
+    *out = NULL;
+    int r = check_config(cfg, err);
+    if (r < 0)
+        return r;
+    if (lun_id > 0x3fff)
+        return err_set(err, -EINVAL, "LUN %u: at most 16383 (flat space addressing)", lun_id);
+    if (bs->size < cfg->block_size)
+        return err_set(err, -EINVAL, "'%s': %llu bytes is less than one %u-byte block",
+                       bs->path, (unsigned long long)bs->size, cfg->block_size);
+    struct scsi_lun *lun = calloc(1, sizeof(*lun));
+    if (!lun)
+        return err_set(err, -ENOMEM, "out of memory for a LUN");
+    lun->cfg = *cfg;
+    lun->bs = bs;
+    lun->id = lun_id;
+    lun->block_size = cfg->block_size;
+    lun->shift = cfg->block_size == 4096 ? 12 : 9;
+    lun->blocks = bs->size >> lun->shift;
+    if (bs->size & (cfg->block_size - 1))
+        log_warn("'%s': the last %llu bytes are not a whole %u-byte block and are not served",
+                 bs->path, (unsigned long long)(bs->size & (cfg->block_size - 1)),
+                 cfg->block_size);
+    lun->read_only = cfg->read_only || bs->read_only;
+    lun->lbpme = cfg->discard;
+    lun->lbprz = cfg->discard && bs->discard_zeroes;
+    lun->unmap_gran = bs->cluster_size > lun->block_size ? bs->cluster_size >> lun->shift : 1;
+    derive_identity(lun);
+    mode_defaults(lun);
+    r = pthread_mutex_init(&lun->lock, NULL);
+    if (r != 0) {
+        free(lun);
+        return err_set(err, -r, "cannot create the LUN lock");
+    }
+    *out = lun;
+    return 0;
+}
+
+void scsi_lun_destroy(struct scsi_lun *lun)
+{
+    if (!lun)
+        return;
+    pthread_mutex_destroy(&lun->lock);
+    free(lun);
+}
+
+uint64_t scsi_lun_blocks(const struct scsi_lun *lun) { return lun->blocks; }
+uint32_t scsi_lun_block_size(const struct scsi_lun *lun) { return lun->block_size; }
+struct scsi_disp_lun **scsi_lun_disp_slot(struct scsi_lun *lun) { return &lun->disp; }
+
+bool scsi_lun_write_cache(struct scsi_lun *lun)
+{
+    return __atomic_load_n(&lun->wce, __ATOMIC_RELAXED);
+}
+
+void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua)
+{
+    pthread_mutex_lock(&lun->lock);
+    if (ua == SCSI_UA_POWER_ON) {
+        /* A reset supersedes the others and returns the mode pages and
+         * the unit to their power-on state. */
+        __atomic_store_n(&lun->ua, 1u << SCSI_UA_POWER_ON, __ATOMIC_RELEASE);
+        __atomic_store_n(&lun->wce, lun->cfg.write_cache, __ATOMIC_RELAXED);
+        __atomic_store_n(&lun->d_sense, false, __ATOMIC_RELAXED);
+        lun->stopped = false;
+        lun->prevent = false;
+    } else {
+        __atomic_or_fetch(&lun->ua, 1u << ua, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&lun->lock);
+}
+
+/* Highest priority first: power on/reset, then the others in enum order. */
+bool scsi_lun_take_ua(struct scsi_lun *lun, struct scsi_sense *s)
+{
+    static const uint16_t asc[] = {
+        [SCSI_UA_POWER_ON] = ASC_POWER_ON_RESET,
+        [SCSI_UA_CAPACITY_CHANGED] = ASC_CAPACITY_DATA_CHANGED,
+        [SCSI_UA_MODE_CHANGED] = ASC_MODE_PARAMETERS_CHANGED,
+        [SCSI_UA_LUNS_CHANGED] = ASC_REPORTED_LUNS_CHANGED,
+    };
+    /* Nothing pending is the common case: no lock on the data path. */
+    if (__atomic_load_n(&lun->ua, __ATOMIC_ACQUIRE) == 0)
+        return false;
+    bool have = false;
+    pthread_mutex_lock(&lun->lock);
+    for (unsigned i = 0; i < sizeof(asc) / sizeof(asc[0]); i++) {
+        if (lun->ua & (1u << i)) {
+            __atomic_and_fetch(&lun->ua, ~(1u << i), __ATOMIC_RELEASE);
+            memset(s, 0, sizeof(*s));
+            s->key = SK_UNIT_ATTENTION;
+            s->asc = asc[i];
+            have = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lun->lock);
+    return have;
+}

@@ -1,0 +1,182 @@
+/* The command table: every command a disk LUN serves, in opcode and
+ * service action order (REPORT SUPPORTED OPERATION CODES lists it as is).
+ *
+ * usage[] is the CDB usage data (SPC-4 REPORT SUPPORTED OPERATION CODES):
+ * byte 0 the opcode, the service action in its field, then the bits the
+ * device server evaluates. ignore[] are bits accepted and not acted on:
+ * DPO (no cache to bypass) and GROUP NUMBER (no grouping function). Every
+ * other bit, reserved, obsolete or for a feature not offered (protection
+ * information, ANCHOR, duration limits, power conditions), must be zero. */
+#include "scsi/scsi_int.h"
+
+#define LBA4 0xff, 0xff, 0xff, 0xff
+#define LBA8 LBA4, LBA4
+#define DPO 0x10
+#define GROUP 0x3f
+#define PROTECT_FIELD 0x60          /* RD/WR/VRPROTECT: bits 6, 5 continue bit 7 */
+
+const struct scsi_op scsi_ops[] = {
+    { "TEST UNIT READY", OP_TEST_UNIT_READY, SCSI_NO_SA, 6, OPF_MEDIUM, 10,
+      .usage = { OP_TEST_UNIT_READY, 0, 0, 0, 0, 0 },
+      .prepare = spc_prep_tur },
+    { "REQUEST SENSE", OP_REQUEST_SENSE, SCSI_NO_SA, 6, OPF_NO_UA, 10,
+      .usage = { OP_REQUEST_SENSE, 0x01, 0, 0, 0xff, 0 },
+      .prepare = spc_prep_request_sense },
+    { "READ(6)", OP_READ6, SCSI_NO_SA, 6, OPF_MEDIUM, 30,
+      .usage = { OP_READ6, 0x1f, 0xff, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_read },
+    { "WRITE(6)", OP_WRITE6, SCSI_NO_SA, 6, OPF_MEDIUM, 30,
+      .usage = { OP_WRITE6, 0x1f, 0xff, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_write },
+    { "INQUIRY", OP_INQUIRY, SCSI_NO_SA, 6, OPF_NO_UA, 10,
+      .usage = { OP_INQUIRY, 0x01, 0xff, 0xff, 0xff, 0 },
+      .prepare = spc_prep_inquiry },
+    { "MODE SELECT(6)", OP_MODE_SELECT6, SCSI_NO_SA, 6, 0, 10,
+      .usage = { OP_MODE_SELECT6, 0x10, 0, 0, 0xff, 0 },
+      .prepare = spc_prep_mode_select, .execute = spc_exec_mode_select },
+    { "MODE SENSE(6)", OP_MODE_SENSE6, SCSI_NO_SA, 6, 0, 10,
+      .usage = { OP_MODE_SENSE6, 0x08, 0xff, 0xff, 0xff, 0 },
+      .prepare = spc_prep_mode_sense },
+    { "START STOP UNIT", OP_START_STOP_UNIT, SCSI_NO_SA, 6, 0, 60,
+      .usage = { OP_START_STOP_UNIT, 0x01, 0, 0, 0x05, 0 },
+      .prepare = sbc_prep_start_stop, .execute = sbc_exec_start_stop },
+    { "PREVENT ALLOW MEDIUM REMOVAL", OP_PREVENT_ALLOW, SCSI_NO_SA, 6, 0, 10,
+      .usage = { OP_PREVENT_ALLOW, 0, 0, 0, 0x01, 0 },
+      .prepare = sbc_prep_prevent_allow },
+    { "READ CAPACITY(10)", OP_READ_CAPACITY10, SCSI_NO_SA, 10, 0, 10,
+      .usage = { OP_READ_CAPACITY10, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+      .prepare = sbc_prep_read_capacity10 },
+    { "READ(10)", OP_READ10, SCSI_NO_SA, 10, OPF_MEDIUM, 30,
+      .usage = { OP_READ10, 0x08, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_read },
+    { "WRITE(10)", OP_WRITE10, SCSI_NO_SA, 10, OPF_MEDIUM, 30,
+      .usage = { OP_WRITE10, 0x08, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_write },
+    { "WRITE AND VERIFY(10)", OP_WRITE_VERIFY10, SCSI_NO_SA, 10, OPF_MEDIUM, 60,
+      .usage = { OP_WRITE_VERIFY10, 0x02, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD | 0x02 },
+      .prepare = sbc_prep_write_verify, .execute = sbc_exec_write_verify },
+    { "VERIFY(10)", OP_VERIFY10, SCSI_NO_SA, 10, OPF_MEDIUM, 60,
+      .usage = { OP_VERIFY10, 0x06, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD | 0x02 },
+      .prepare = sbc_prep_verify, .execute = sbc_exec_verify },
+    { "PRE-FETCH(10)", OP_PRE_FETCH10, SCSI_NO_SA, 10, OPF_MEDIUM, 60,
+      .usage = { OP_PRE_FETCH10, 0x02, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
+      .prepare = sbc_prep_prefetch, .execute = sbc_exec_prefetch },
+    { "SYNCHRONIZE CACHE(10)", OP_SYNC_CACHE10, SCSI_NO_SA, 10, OPF_MEDIUM, 60,
+      .usage = { OP_SYNC_CACHE10, 0x02, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
+      .prepare = sbc_prep_sync_cache, .execute = sbc_exec_sync_cache },
+    { "WRITE SAME(10)", OP_WRITE_SAME10, SCSI_NO_SA, 10, OPF_MEDIUM, 60,
+      .usage = { OP_WRITE_SAME10, 0x08, LBA4, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_write_same, .execute = sbc_exec_write_same },
+    { "UNMAP", OP_UNMAP, SCSI_NO_SA, 10, OPF_MEDIUM | OPF_NEEDS_DISCARD, 60,
+      .usage = { OP_UNMAP, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
+      .prepare = sbc_prep_unmap, .execute = sbc_exec_unmap },
+    { "MODE SELECT(10)", OP_MODE_SELECT10, SCSI_NO_SA, 10, 0, 10,
+      .usage = { OP_MODE_SELECT10, 0x10, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = spc_prep_mode_select, .execute = spc_exec_mode_select },
+    { "MODE SENSE(10)", OP_MODE_SENSE10, SCSI_NO_SA, 10, 0, 10,
+      .usage = { OP_MODE_SENSE10, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = spc_prep_mode_sense },
+    { "READ(16)", OP_READ16, SCSI_NO_SA, 16, OPF_MEDIUM, 30,
+      .usage = { OP_READ16, 0x08, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40 },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_read },
+    { "COMPARE AND WRITE", OP_COMPARE_AND_WRITE, SCSI_NO_SA, 16, OPF_MEDIUM, 30,
+      .usage = { OP_COMPARE_AND_WRITE, 0x08, LBA8, 0, 0, 0, 0xff, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_caw, .execute = sbc_exec_caw },
+    { "WRITE(16)", OP_WRITE16, SCSI_NO_SA, 16, OPF_MEDIUM, 30,
+      .usage = { OP_WRITE16, 0x08, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40 },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_write },
+    { "WRITE AND VERIFY(16)", OP_WRITE_VERIFY16, SCSI_NO_SA, 16, OPF_MEDIUM, 60,
+      .usage = { OP_WRITE_VERIFY16, 0x02, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD | 0x02 },
+      .prepare = sbc_prep_write_verify, .execute = sbc_exec_write_verify },
+    { "VERIFY(16)", OP_VERIFY16, SCSI_NO_SA, 16, OPF_MEDIUM, 60,
+      .usage = { OP_VERIFY16, 0x06, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD | 0x02 },
+      .prepare = sbc_prep_verify, .execute = sbc_exec_verify },
+    { "PRE-FETCH(16)", OP_PRE_FETCH16, SCSI_NO_SA, 16, OPF_MEDIUM, 60,
+      .usage = { OP_PRE_FETCH16, 0x02, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .prepare = sbc_prep_prefetch, .execute = sbc_exec_prefetch },
+    { "SYNCHRONIZE CACHE(16)", OP_SYNC_CACHE16, SCSI_NO_SA, 16, OPF_MEDIUM, 60,
+      .usage = { OP_SYNC_CACHE16, 0x02, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .prepare = sbc_prep_sync_cache, .execute = sbc_exec_sync_cache },
+    { "WRITE SAME(16)", OP_WRITE_SAME16, SCSI_NO_SA, 16, OPF_MEDIUM, 60,
+      .usage = { OP_WRITE_SAME16, 0x09, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_write_same, .execute = sbc_exec_write_same },
+    { "READ CAPACITY(16)", OP_SERVICE_ACTION_IN16, SA_READ_CAPACITY16, 16, 0, 10,
+      .usage = { OP_SERVICE_ACTION_IN16, SA_READ_CAPACITY16, 0, 0, 0, 0, 0, 0, 0, 0,
+                 LBA4, 0, 0 },
+      .prepare = sbc_prep_read_capacity16 },
+    { "GET LBA STATUS", OP_SERVICE_ACTION_IN16, SA_GET_LBA_STATUS, 16, OPF_MEDIUM, 30,
+      .usage = { OP_SERVICE_ACTION_IN16, SA_GET_LBA_STATUS, LBA8, LBA4, 0, 0 },
+      .prepare = sbc_prep_get_lba_status, .execute = sbc_exec_get_lba_status },
+    { "REPORT LUNS", OP_REPORT_LUNS, SCSI_NO_SA, 12, OPF_NO_UA, 10,
+      .usage = { OP_REPORT_LUNS, 0, 0xff, 0, 0, 0, LBA4, 0, 0 },
+      .prepare = spc_prep_report_luns },
+    { "REPORT SUPPORTED OPERATION CODES", OP_MAINTENANCE_IN, SA_REPORT_SUPPORTED_OPCODES, 12,
+      0, 10,
+      .usage = { OP_MAINTENANCE_IN, SA_REPORT_SUPPORTED_OPCODES, 0x87, 0xff, 0xff, 0xff,
+                 LBA4, 0, 0 },
+      .prepare = spc_prep_rsoc },
+    { "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", OP_MAINTENANCE_IN, SA_REPORT_SUPPORTED_TMF,
+      12, 0, 10,
+      .usage = { OP_MAINTENANCE_IN, SA_REPORT_SUPPORTED_TMF, 0x80, 0, 0, 0, LBA4, 0, 0 },
+      .prepare = spc_prep_rtmf },
+    { "READ(12)", OP_READ12, SCSI_NO_SA, 12, OPF_MEDIUM, 30,
+      .usage = { OP_READ12, 0x08, LBA4, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_read },
+    { "WRITE(12)", OP_WRITE12, SCSI_NO_SA, 12, OPF_MEDIUM, 30,
+      .usage = { OP_WRITE12, 0x08, LBA4, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_rw, .execute = sbc_exec_write },
+};
+
+const unsigned scsi_n_ops = sizeof(scsi_ops) / sizeof(scsi_ops[0]);
+
+bool scsi_opcode_has_sa(uint8_t opcode)
+{
+    return opcode == OP_SERVICE_ACTION_IN16 || opcode == OP_MAINTENANCE_IN;
+}
+
+uint16_t scsi_cdb_sa(const uint8_t *cdb)
+{
+    return scsi_opcode_has_sa(cdb[0]) ? (uint16_t)(cdb[1] & 0x1f) : SCSI_NO_SA;
+}
+
+const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa)
+{
+    bool has_sa = scsi_opcode_has_sa(opcode);
+    for (unsigned i = 0; i < scsi_n_ops; i++) {
+        const struct scsi_op *op = &scsi_ops[i];
+        if (op->opcode == opcode && (!has_sa || op->sa == sa))
+            return op;
+    }
+    return NULL;
+}

@@ -69,6 +69,8 @@ static int raw_discard(struct blk_node *bs, uint64_t off, uint64_t len)
 
 static int raw_flush(struct blk_node *bs)
 {
+    if (bs->no_flush)
+        return 0;
     return file_sync(bs->fd);
 }
 

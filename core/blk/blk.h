@@ -33,6 +33,9 @@ enum {
      * writer, but no guest writes, no repair at open, and images marked
      * dirty or corrupt are accepted (the driver's check repairs them). */
     BLK_OPEN_CHECK = 1u << 3,
+    /* qemu-img's cache=unsafe: the top image's file is never synced, not
+     * even by flush (a crash may lose anything; for conversions). */
+    BLK_OPEN_NO_FLUSH = 1u << 4,
 };
 
 /* block_status flags */
@@ -61,6 +64,7 @@ struct blk_node {
     char *path;               /* the path actually opened */
     bool read_only;
     bool check_only;          /* opened with BLK_OPEN_CHECK */
+    bool no_flush;            /* opened with BLK_OPEN_NO_FLUSH */
     bool probed;              /* format was guessed, not given */
     unsigned depth;           /* 0 = top of the chain */
     struct blk_opts opts;

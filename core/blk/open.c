@@ -102,6 +102,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     bs->path = strdup(path);
     bs->read_only = !rw;
     bs->check_only = rw && depth == 0 && (flags & BLK_OPEN_CHECK);
+    bs->no_flush = rw && depth == 0 && (flags & BLK_OPEN_NO_FLUSH);
     bs->depth = depth;
     bs->opts = *opts;
     bs->align = 1;

@@ -140,7 +140,10 @@ static int convert_to_qcow2(struct convert_ctx *cc)
     if (rc != EXIT_OK)
         return rc;
     struct blk_node *dst;
-    if (cli_open("convert", cc->dst_name, "qcow2", BLK_OPEN_RW | BLK_OPEN_NO_BACKING, NULL, &dst) < 0)
+    /* -t unsafe, as qemu-img's cache=unsafe: not even the metadata is
+     * synced (a failed convert leaves an output to throw away anyway). */
+    unsigned flags = BLK_OPEN_RW | BLK_OPEN_NO_BACKING | (cc->flush_at_end ? 0 : BLK_OPEN_NO_FLUSH);
+    if (cli_open("convert", cc->dst_name, "qcow2", flags, NULL, &dst) < 0)
         return EXIT_IMAGE;
     struct progress pr = { .tty = isatty(STDOUT_FILENO), .last = -10000 };
     struct blk_copy_opts o = {

@@ -28,12 +28,17 @@ void qcow2_note_end(struct qcow2_state *s, uint64_t end)
         __atomic_store_n(&s->meta_end, end, __ATOMIC_RELEASE);
 }
 
+int qcow2_sync(struct qcow2_state *s)
+{
+    return s->no_flush ? 0 : file_sync(s->fd);
+}
+
 static int write_sync(struct qcow2_state *s, const void *buf, size_t len, uint64_t off,
                       const char *what)
 {
     int r = file_pwrite_exact(s->fd, buf, len, off);
     if (r == 0)
-        r = file_sync(s->fd);
+        r = qcow2_sync(s);
     if (r < 0)
         qcow2_log_io(s, "cannot write %s at 0x%" PRIx64 ": %s", what, off, strerror(-r));
     return r;

@@ -22,7 +22,11 @@
 #include "io/file.h"
 #include "qcow2/qcow2.h"
 
-#define DEFLATE_LEVEL 6
+/* libdeflate level 4: measured on 64 KiB clusters of 256 MiB of /usr/lib
+ * + /usr/share/doc, it stores 92.4 MiB in 2.7 s of CPU (level 6: 89.9 MiB,
+ * 3.6 s), and QEMU's zlib level 6 with its 4 KiB window 96.9 MiB in 7.9 s:
+ * output still smaller than qemu-img's, at a third of its CPU. */
+#define DEFLATE_LEVEL 4
 #define ZSTD_LEVEL 3
 
 /* A compression context with its cluster-sized buffers: taken from the

@@ -51,6 +51,7 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
     s->path = bs->path;
     s->fd = bs->fd;
     s->data_fd = bs->fd;
+    s->no_flush = bs->no_flush;
     atomic_init(&s->io_errors_logged, 0);
     int r = qcow2_read_header(bs, s, err);
     if (r == 0 && (s->incompat & QCOW2_INCOMPAT_DATA_FILE))

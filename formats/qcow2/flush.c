@@ -37,7 +37,7 @@
 
 static int sync_meta(struct qcow2_state *s)
 {
-    int r = file_sync(s->fd);
+    int r = qcow2_sync(s);
     if (r < 0)
         qcow2_log_io(s, "sync failed: %s", strerror(-r));
     return r;

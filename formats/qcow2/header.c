@@ -406,7 +406,7 @@ int qcow2_write_features(struct qcow2_state *s, uint64_t incompat, uint64_t auto
     qcow2_put_be64(f + 16, autoclear);
     int r = file_pwrite_exact(s->fd, f, sizeof(f), 72);
     if (r == 0)
-        r = file_sync(s->fd);
+        r = qcow2_sync(s);
     if (r < 0)
         return r;
     s->incompat = incompat;

@@ -189,6 +189,7 @@ struct qcow2_state {
     atomic_uint io_errors_logged;
 
     bool writable;
+    bool no_flush;             /* BLK_OPEN_NO_FLUSH: the writer's syncs are skipped */
     struct qcow2_writer w;
 };
 
@@ -353,6 +354,8 @@ void qcow2_rc_set_entry(uint8_t *blk, uint64_t idx, uint32_t order, uint64_t v);
  * points at them). Growth of the refcount structures is written and
  * synced here. */
 int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t want, uint64_t *start, uint64_t *got);
+/* fdatasync of the image file, unless opened with BLK_OPEN_NO_FLUSH. */
+int qcow2_sync(struct qcow2_state *s);
 /* Grow s->meta_end to at least end (bytes). */
 void qcow2_note_end(struct qcow2_state *s, uint64_t end);
 

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Whole-image export benchmark: `scuse convert -O raw` against
-# `qemu-img convert -m 8 -W -O raw` (peers.md §4.2), on a plain and a
-# zlib-compressed qcow2 made from the same ~2:1 compressible 1 GiB source.
+# Whole-image conversion benchmark, scuse convert against
+# `qemu-img convert -m 8 -W` (peers.md §4.2) with the same options, on a
+# ~2:1 compressible 1 GiB source:
+#   qcow2 -> raw              (export of a plain qcow2)
+#   compressed qcow2 -> raw   (export of a zlib-compressed qcow2)
+#   raw -> qcow2              (import)
+#   raw -> compressed qcow2   (-c, zlib; the issue's goal: at most 0.4)
+# Every output is checked once against the source (cmp for raw, `qemu-img
+# compare` and `qemu-img check` for qcow2) before the timed rounds.
 #
 # Env: SCUSE      scuse binary (default build/scuse)
 #      BENCH_DIR  scratch directory (default build/bench)
 #      ROUNDS     timed rounds per image and tool (default 3)
 #      SIZE_MIB   source size (default 1024)
 #      KEEP=1     keep the images afterwards (default: delete the big files)
+#      CASES      which conversions (default: all four, see above)
 #
 # Both tools read the same file with the same page-cache state (the
 # source is read once before every timed run) and write a fresh output
@@ -36,7 +43,7 @@ BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 src=$BENCH_DIR/src.raw
 plain=$BENCH_DIR/plain.qcow2
 zlib=$BENCH_DIR/zlib.qcow2
-out=$BENCH_DIR/out.raw
+out=$BENCH_DIR/out.img
 
 cleanup() {
     rm -f "$out" "$BENCH_DIR/time.txt" "$BENCH_DIR/gen"
@@ -90,30 +97,48 @@ timed() {
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-run_image() { # label image
-    local label=$1 img=$2 r first
+# One conversion, for both tools: scuse and qemu-img get the same
+# arguments after their own fixed ones (qemu-img: -m 8 -W).
+verify() { # label output-format tool
+    local label=$1 fmt=$2 tool=$3
+    if [ "$fmt" = raw ]; then
+        cmp "$src" "$out" || die "$label: $tool output differs from the source"
+    else
+        qemu-img compare -q -f raw -F qcow2 "$src" "$out" ||
+            die "$label: $tool output differs from the source (qemu-img compare)"
+        qemu-img check -q -f qcow2 "$out" || die "$label: qemu-img check fails on $tool output"
+    fi
+}
+
+run_case() { # label input output-format [options...]
+    local label=$1 img=$2 fmt=$3 r first
+    shift 3
+    local -a opts=(-O "$fmt" "$@")
     local s_wall=() s_cpu=() q_wall=() q_cpu=() ratios=()
     echo
-    echo "-- $label ($(basename "$img"))"
+    echo "-- $label ($(basename "$img") -> ${opts[*]})"
 
     # Correctness once: both outputs equal the source.
     rm -f "$out"
-    "$SCUSE" convert -O raw "$img" "$out" >/dev/null
-    cmp "$src" "$out" || die "$label: scuse output differs from the source"
+    "$SCUSE" convert "${opts[@]}" "$img" "$out" >/dev/null
+    verify "$label" "$fmt" scuse
+    local ssize qsize
+    ssize=$(stat -c %s "$out")
     rm -f "$out"
-    qemu-img convert -m 8 -W -O raw "$img" "$out"
-    cmp "$src" "$out" || die "$label: qemu-img output differs from the source"
-    echo "   outputs identical (cmp against the source: scuse ok, qemu-img ok)"
+    qemu-img convert -m 8 -W "${opts[@]}" "$img" "$out"
+    verify "$label" "$fmt" qemu-img
+    qsize=$(stat -c %s "$out")
+    echo "   outputs equal to the source (scuse ok, qemu-img ok); output file sizes: scuse $(( ssize >> 20 )) MiB, qemu-img $(( qsize >> 20 )) MiB"
 
     for (( r = 1; r <= ROUNDS; r++ )); do
         local s q
         if (( r % 2 )); then
-            s=$(timed "$img" "$SCUSE" convert -O raw "$img" "$out")
-            q=$(timed "$img" qemu-img convert -m 8 -W -O raw "$img" "$out")
+            s=$(timed "$img" "$SCUSE" convert "${opts[@]}" "$img" "$out")
+            q=$(timed "$img" qemu-img convert -m 8 -W "${opts[@]}" "$img" "$out")
             first=scuse
         else
-            q=$(timed "$img" qemu-img convert -m 8 -W -O raw "$img" "$out")
-            s=$(timed "$img" "$SCUSE" convert -O raw "$img" "$out")
+            q=$(timed "$img" qemu-img convert -m 8 -W "${opts[@]}" "$img" "$out")
+            s=$(timed "$img" "$SCUSE" convert "${opts[@]}" "$img" "$out")
             first=qemu-img
         fi
         rm -f "$out"
@@ -136,12 +161,20 @@ run_image() { # label image
         'BEGIN {printf "scuse %.2f s, qemu-img %.2f s, ratio %.2f; CPU per GiB: scuse %.2f s, qemu-img %.2f s; scuse %.0f MiB/s",
                 ws, wq, r, cs / g, cq / g, g * 1024 / ws}')
     echo "   median: $line"
-    summary+=("$(printf '%-11s %s' "$label:" "$line")")
+    summary+=("$(printf '%-15s %s' "$label:" "$line")")
 }
 
 summary=()
-run_image plain "$plain"
-run_image compressed "$zlib"
+CASES=${CASES:-export-plain export-compressed import import-compressed}
+for c in $CASES; do
+    case $c in
+    export-plain)      run_case "qcow2->raw" "$plain" raw ;;
+    export-compressed) run_case "zlib->raw" "$zlib" raw ;;
+    import)            run_case "raw->qcow2" "$src" qcow2 -f raw ;;
+    import-compressed) run_case "raw->qcow2 -c" "$src" qcow2 -f raw -c ;;
+    *) die "unknown case '$c' (export-plain export-compressed import import-compressed)" ;;
+    esac
+done
 
 echo
 echo "== summary (median of $ROUNDS rounds; ratio = median of per-round scuse/qemu-img wall time)"

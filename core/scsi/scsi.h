@@ -81,6 +81,14 @@ struct scsi_cmd {
     uint32_t resid;                 /* data.len - bytes the command wanted, when positive */
     bool overflow;                  /* the command wanted more than data.len (resid then
                                        counts what did not fit) */
+    /* Residuals: data-in commands with an allocation length (INQUIRY,
+     * MODE SENSE, ...) send min(allocation length, data available); READ
+     * sends what fits of the CDB's transfer length; WRITE, WRITE AND
+     * VERIFY and VERIFY (BYTCHK 1) use the whole blocks that fit (a torn
+     * block is never written). A buffer given in the other direction
+     * (cmd->dir) counts as no buffer: never written into, never read.
+     * Commands that cannot run in part (WRITE SAME, COMPARE AND WRITE,
+     * parameter lists) fail with PARAMETER LIST LENGTH ERROR instead. */
 
     /* private: set by scsi_cmd_prepare, used by the dispatcher */
     enum scsi_access access;
@@ -99,7 +107,11 @@ struct scsi_lun_config {
     char product[17];
     char revision[5];
     char serial[64];                /* "" = derived from the image */
-    uint64_t wwn;                   /* NAA 6 designator high 64 bits, 0 = derived */
+    uint64_t wwn;                   /* VPD 83 NAA designator: 0 = derived from the image
+                                       (NAA 6, 16 bytes); NAA 6 in the top nibble = its
+                                       high 64 bits (the low half derived); anything
+                                       else (NAA 5, libvirt's <wwn>) = an 8-byte
+                                       designator as is */
     uint16_t rotation_rate;         /* VPD B1: 1 = non-rotating, 0 = not reported */
     bool read_only;
     bool write_cache;               /* WCE in the caching page */
@@ -121,7 +133,9 @@ void scsi_lun_config_default(struct scsi_lun_config *cfg);
  * numbers in hex (0x) or decimal. Unknown commands are an error. */
 int scsi_policy_parse(const char *spec, struct scsi_lun_config *cfg, struct scuse_err *err);
 
-/* A LUN over bs (not owned: the caller closes it after the LUN). */
+/* A LUN over bs (not owned: the caller closes it after the LUN). No unit
+ * attention is pending at creation; a transport that attaches the LUN to
+ * a running initiator raises SCSI_UA_POWER_ON itself. */
 int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint16_t lun_id,
                     struct scsi_lun **out, struct scuse_err *err);
 void scsi_lun_destroy(struct scsi_lun *lun);
@@ -132,7 +146,9 @@ uint32_t scsi_lun_block_size(const struct scsi_lun *lun);
 struct scsi_disp_lun;
 struct scsi_disp_lun **scsi_lun_disp_slot(struct scsi_lun *lun);
 
-/* Raise a unit attention (reset, capacity changed, ...) for every nexus. */
+/* Raise a unit attention (reset, capacity changed, ...) for every nexus.
+ * SCSI_UA_POWER_ON also returns the LUN to its power-on state (mode pages
+ * to their defaults, unit started). */
 enum scsi_ua {
     SCSI_UA_POWER_ON,               /* 29h/00h */
     SCSI_UA_CAPACITY_CHANGED,       /* 2Ah/09h */
@@ -144,11 +160,17 @@ void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
 /* Emulation: decode and validate cmd (every CDB field). Sets cmd->access
  * and the range; with SCSI_ACCESS_DONE the status, sense and residual are
  * final and the command must be completed without executing it. Cheap, no
- * I/O: callable on the transport's thread. */
+ * I/O: callable on the transport's thread. Commands answered from LUN
+ * state alone (TEST UNIT READY, INQUIRY, REQUEST SENSE, READ CAPACITY,
+ * MODE SENSE, REPORT LUNS, RSOC, PREVENT ALLOW, errors) come back DONE;
+ * UNMAP reads its parameter list here and announces the hull of its
+ * ranges as one SCSI_ACCESS_WRITE (execute re-checks the list against
+ * it); MODE SELECT and START STOP UNIT are SCSI_ACCESS_BARRIER. */
 void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd);
 /* Emulation: execute a prepared command synchronously (block I/O from the
  * calling thread), filling status, sense and residual. Does not call
- * done(). */
+ * done(); does nothing for a DONE command. Uses up to about 30 KiB of the
+ * calling thread's stack (compare and verify chunks, UNMAP list). */
 void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd);
 
 /* Dispatcher. */

@@ -39,6 +39,7 @@ const struct scsi_op scsi_ops[] = {
       .prepare = spc_prep_mode_sense },
     { "START STOP UNIT", OP_START_STOP_UNIT, SCSI_NO_SA, 6, 0, 60,
       .usage = { OP_START_STOP_UNIT, 0x01, 0, 0, 0x05, 0 },
+      .cont = { 0, 0, 0, 0x07, 0x70 },   /* POWER CONDITION MODIFIER, POWER CONDITION */
       .prepare = sbc_prep_start_stop, .execute = sbc_exec_start_stop },
     { "PREVENT ALLOW MEDIUM REMOVAL", OP_PREVENT_ALLOW, SCSI_NO_SA, 6, 0, 10,
       .usage = { OP_PREVENT_ALLOW, 0, 0, 0, 0x01, 0 },

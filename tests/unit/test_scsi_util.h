@@ -133,19 +133,21 @@ struct ts_res {
     uint64_t lba, nblocks;
 };
 
-/* Prepare and (unless answered) execute cdb with buf as the data buffer
- * in direction dir. */
-static TS_UNUSED struct ts_res ts_run(struct scsi_lun *lun, const uint8_t *cdb, size_t cdb_len,
-                                      enum scsi_dir dir, void *buf, size_t len)
+/* Prepare and (unless answered) execute cdb with iov[0..cnt) as the data
+ * buffer in direction dir. */
+static TS_UNUSED struct ts_res ts_runv(struct scsi_lun *lun, const uint8_t *cdb, size_t cdb_len,
+                                       enum scsi_dir dir, const struct iovec *iov, int cnt)
 {
     struct ts_res r;
     memset(&r, 0, sizeof(r));
-    struct iovec iov = { buf, len };
+    size_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
     struct scsi_cmd cmd;
     memset(&cmd, 0, sizeof(cmd));
     cmd.cdb = cdb;
     cmd.cdb_len = (uint32_t)cdb_len;
-    cmd.data = iov_view_make(&iov, 1, len);
+    cmd.data = iov_view_make(iov, cnt, len);
     cmd.dir = dir;
     cmd.sense = r.sense;
     scsi_cmd_prepare(lun, &cmd);
@@ -160,6 +162,22 @@ static TS_UNUSED struct ts_res ts_run(struct scsi_lun *lun, const uint8_t *cdb, 
     r.resid = cmd.resid;
     r.overflow = cmd.overflow;
     return r;
+}
+
+static TS_UNUSED struct ts_res ts_run(struct scsi_lun *lun, const uint8_t *cdb, size_t cdb_len,
+                                      enum scsi_dir dir, void *buf, size_t len)
+{
+    struct iovec iov = { buf, len };
+    return ts_runv(lun, cdb, cdb_len, dir, &iov, 1);
+}
+
+/* Write a buffer to a file in the scratch directory. */
+static TS_UNUSED void ts_store(const char *name, const void *b, size_t n)
+{
+    FILE *f = fopen(ts_path(name), "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
 }
 
 #define TS_IN(lun, cdb, buf, len) ts_run(lun, cdb, sizeof(cdb), SCSI_DIR_FROM_DEV, buf, len)

@@ -98,7 +98,10 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     const struct scsi_op *op = NULL;
     if (!scsi_opcode_has_sa(opcode) || cmd->cdb_len >= 2)
         op = scsi_op_find(opcode, scsi_opcode_has_sa(opcode) ? scsi_cdb_sa(cmd->cdb) : SCSI_NO_SA);
-    if (op && !scsi_lun_serves(lun, op))
+    /* A known command the LUN does not serve (policy, discard off) is an
+     * unknown opcode to the initiator, service action or not. */
+    bool refused = op && !scsi_lun_serves(lun, op);
+    if (refused)
         op = NULL;
 
     /* Every command but INQUIRY, REPORT LUNS and REQUEST SENSE reports a
@@ -111,7 +114,10 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
         }
     }
     if (!op) {
-        refuse(lun, cmd, opcode);
+        if (refused)
+            scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_COMMAND_OPCODE);
+        else
+            refuse(lun, cmd, opcode);
         return;
     }
     if (cmd->cdb_len < op->cdb_len) {
@@ -135,11 +141,16 @@ void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
 {
     if (cmd->access == SCSI_ACCESS_DONE)
         return;
+    /* The answer helpers mark a command DONE (what prepare needs); after
+     * execute, access must still say what the command touched, because
+     * the dispatcher releases the commands that waited for it by that. */
+    enum scsi_access access = cmd->access;
     const struct scsi_op *op = cmd->op;
     if (!op || !op->execute) {
         /* Not prepared: a caller bug, answered rather than crashed on. */
         scsi_fail_key(lun, cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
-        return;
+    } else {
+        op->execute(lun, cmd);
     }
-    op->execute(lun, cmd);
+    cmd->access = access;
 }

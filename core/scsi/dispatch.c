@@ -124,7 +124,9 @@ static void *worker_main(void *arg)
         record(d, w);
         struct scsi_cmd *fin = ran;
         if (fin) {
-            wake(d, disp_queue_finish(ran_q, fin));
+            unsigned woken = disp_queue_finish(ran_q, fin);
+            ready_push(d, ran_q);
+            wake(d, woken);
             w->in_done = ran_q;
             w->drain = fin->state & DISP_DRAIN;
         }

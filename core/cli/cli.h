@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "blk/blk.h"
 
@@ -17,6 +18,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
 int cli_parse_size(const char *s, uint64_t *out);
@@ -32,5 +34,19 @@ int cli_open(const char *cmd, const char *file, const char *fmt, unsigned flags,
 const char *cli_reason(int r);
 /* Parse --output=human|json; returns 0 for human, 1 for json, -1 bad. */
 int cli_output_format(const char *arg);
+
+/* The options the image tools share: -f FMT, --output=human|json, -U. */
+struct cli_image_opts {
+    const char *fmt; /* -f: NULL probes */
+    int json;        /* --output=json */
+    bool share;      /* -U: take no image locks */
+};
+/* What cli_image_opt returns when parsing goes on. */
+#define CLI_OPT_NEXT (-1)
+/* Takes a getopt result that the tool's own options did not: 'f', 'o'
+ * (--output), 'U'; 'h' prints usage to stdout and gives EXIT_OK, anything
+ * else prints it to stderr and gives EXIT_USAGE. Returns CLI_OPT_NEXT or
+ * the exit code for the tool to return. */
+int cli_image_opt(const char *cmd, int c, struct cli_image_opts *o, void (*usage)(FILE *));
 
 #endif

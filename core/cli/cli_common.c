@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,4 +111,19 @@ int cli_output_format(const char *arg)
     if (strcmp(arg, "json") == 0)
         return 1;
     return -1;
+}
+
+int cli_image_opt(const char *cmd, int c, struct cli_image_opts *o, void (*usage)(FILE *))
+{
+    switch (c) {
+    case 'f': o->fmt = optarg; return CLI_OPT_NEXT;
+    case 'o':
+        o->json = cli_output_format(optarg);
+        if (o->json < 0)
+            return cli_fail(EXIT_USAGE, cmd, "--output must be 'human' or 'json', not '%s'", optarg);
+        return CLI_OPT_NEXT;
+    case 'U': o->share = true; return CLI_OPT_NEXT;
+    case 'h': usage(stdout); return EXIT_OK;
+    default: usage(stderr); return EXIT_USAGE;
+    }
 }

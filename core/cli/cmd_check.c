@@ -96,21 +96,18 @@ int cmd_check(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = NULL;
+    struct cli_image_opts o = { 0 };
     unsigned fix = 0;
-    bool json = false, quiet = false, share = false;
-    int c;
+    bool quiet = false;
+    int c, r;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:r:qUh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'f': fmt = optarg; break;
-        case 'o': {
-            int o = cli_output_format(optarg);
-            if (o < 0)
+        case 'o': /* not cli_image_opt's: this message has its own words */
+            o.json = cli_output_format(optarg);
+            if (o.json < 0)
                 return cli_fail(EXIT_USAGE, "check", "--output takes 'human' or 'json', not '%s'", optarg);
-            json = o == 1;
             break;
-        }
         case 'r':
             if (strcmp(optarg, "leaks") == 0)
                 fix = BLK_CHECK_FIX_LEAKS;
@@ -120,14 +117,14 @@ int cmd_check(int argc, char **argv)
                 return cli_fail(EXIT_USAGE, "check", "-r takes 'leaks' or 'all', not '%s'", optarg);
             break;
         case 'q': quiet = true; break;
-        case 'U': share = true; break;
-        case 'h': check_usage(stdout); return EXIT_OK;
-        default: check_usage(stderr); return EXIT_USAGE;
+        default:
+            if ((r = cli_image_opt("check", c, &o, check_usage)) != CLI_OPT_NEXT)
+                return r;
         }
     }
     if (argc - optind != 1)
         return cli_fail(EXIT_USAGE, "check", "expected one image");
-    if (share && fix)
+    if (o.share && fix)
         return cli_fail(EXIT_USAGE, "check", "-U cannot be used with -r (repairs need the image "
                         "to themselves)");
     const char *file = argv[optind];
@@ -135,8 +132,8 @@ int cmd_check(int argc, char **argv)
     struct scuse_err err = { 0 };
     /* As qemu-img: with -r, no repair at open, and an image marked dirty or
      * corrupt is still opened (for writing) so that it can be repaired. */
-    unsigned flags = (share ? BLK_OPEN_SHARE : 0) | (fix ? BLK_OPEN_CHECK : 0);
-    int r = blk_open(file, fmt, flags, NULL, &bs, &err);
+    unsigned flags = (o.share ? BLK_OPEN_SHARE : 0) | (fix ? BLK_OPEN_CHECK : 0);
+    r = blk_open(file, o.fmt, flags, NULL, &bs, &err);
     if (r < 0)
         return cli_fail(EXIT_USAGE, "check", "%s", err.msg[0] ? err.msg : strerror(-r));
     if (!bs->drv->check) {
@@ -149,7 +146,7 @@ int cmd_check(int argc, char **argv)
     fflush(stdout);
     r = bs->drv->check(bs, fix, &res);
     if (r == 0 && (res.corruptions_fixed || res.leaks_fixed)) {
-        if (!json && !quiet)
+        if (!o.json && !quiet)
             printf("The following inconsistencies were found and repaired:\n\n"
                    "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
                    "Double checking the fixed image now...\n",
@@ -161,7 +158,7 @@ int cmd_check(int argc, char **argv)
         res.corruptions_fixed = cf;
     }
     if (r == 0 && !quiet) {
-        if (json)
+        if (o.json)
             print_json(&res, file, bs->drv->name);
         else
             print_human(&res);

@@ -149,36 +149,26 @@ int cmd_info(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = NULL;
-    int json = 0;
+    struct cli_image_opts o = { 0 };
     bool chain = false;
-    bool share = false;
-    int c;
+    int c, r;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f': fmt = optarg; break;
-        case 'o':
-            json = cli_output_format(optarg);
-            if (json < 0)
-                return cli_fail(EXIT_USAGE, "info", "--output must be 'human' or 'json', not '%s'", optarg);
-            break;
-        case 'b': chain = true; break;
-        case 'U': share = true; break;
-        case 'h': info_usage(stdout); return EXIT_OK;
-        default: info_usage(stderr); return EXIT_USAGE;
-        }
+        if (c == 'b')
+            chain = true;
+        else if ((r = cli_image_opt("info", c, &o, info_usage)) != CLI_OPT_NEXT)
+            return r;
     }
     if (optind != argc - 1)
         return cli_fail(EXIT_USAGE, "info", "expected exactly one image");
 
     struct blk_node *top;
-    unsigned flags = (chain ? 0 : BLK_OPEN_NO_BACKING) | (share ? BLK_OPEN_SHARE : 0);
-    if (cli_open("info", argv[optind], fmt, flags, NULL, &top) < 0)
+    unsigned flags = (chain ? 0 : BLK_OPEN_NO_BACKING) | (o.share ? BLK_OPEN_SHARE : 0);
+    if (cli_open("info", argv[optind], o.fmt, flags, NULL, &top) < 0)
         return EXIT_IMAGE;
 
     struct json_out j;
-    if (json) {
+    if (o.json) {
         json_init(&j, stdout, false);
         if (chain)
             json_arr_begin(&j, NULL);
@@ -187,7 +177,7 @@ int cmd_info(int argc, char **argv)
     for (struct blk_node *bs = top; bs; bs = bs->backing) {
         struct blk_info fi = { 0 };
         if (bs->drv->info) {
-            int r = bs->drv->info(bs, &fi);
+            r = bs->drv->info(bs, &fi);
             if (r < 0) {
                 cli_fail(EXIT_IMAGE, "info", "'%s': cannot read format details: %s", bs->path,
                          cli_reason(r));
@@ -196,7 +186,7 @@ int cmd_info(int argc, char **argv)
                 break;
             }
         }
-        if (json)
+        if (o.json)
             json_node(&j, bs, &fi);
         else {
             if (bs != top)
@@ -207,7 +197,7 @@ int cmd_info(int argc, char **argv)
         if (!chain)
             break;
     }
-    if (json) {
+    if (o.json) {
         if (chain)
             json_arr_end(&j);
         json_end(&j);

@@ -165,32 +165,31 @@ int cmd_io(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = NULL;
+    struct cli_image_opts o = { 0 };
     char *cmds[IO_MAX_CMDS];
-    int ncmds = 0, c;
-    bool ro = false, share = false;
+    int ncmds = 0, c, r;
+    bool ro = false;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:c:rUh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'f': fmt = optarg; break;
         case 'c':
             if (ncmds == IO_MAX_CMDS)
                 return cli_fail(EXIT_USAGE, "io", "at most %d commands", IO_MAX_CMDS);
             cmds[ncmds++] = optarg;
             break;
         case 'r': ro = true; break;
-        case 'U': share = true; break;
-        case 'h': io_usage(stdout); return EXIT_OK;
-        default: io_usage(stderr); return EXIT_USAGE;
+        default: /* no --output here: 'o' never comes */
+            if ((r = cli_image_opt("io", c, &o, io_usage)) != CLI_OPT_NEXT)
+                return r;
         }
     }
     if (optind != argc - 1)
         return cli_fail(EXIT_USAGE, "io", "expected exactly one image");
-    if (share && !ro)
+    if (o.share && !ro)
         return cli_fail(EXIT_USAGE, "io", "-U needs -r (a writer always takes its locks)");
     struct io_ctx io = { 0 };
-    unsigned flags = (ro ? 0 : BLK_OPEN_RW) | (share ? BLK_OPEN_SHARE : 0);
-    if (cli_open("io", argv[optind], fmt, flags, NULL, &io.bs) < 0)
+    unsigned flags = (ro ? 0 : BLK_OPEN_RW) | (o.share ? BLK_OPEN_SHARE : 0);
+    if (cli_open("io", argv[optind], o.fmt, flags, NULL, &io.bs) < 0)
         return EXIT_IMAGE;
     for (int i = 0; i < ncmds; i++) {
         char *copy = strdup(cmds[i]);
@@ -206,7 +205,7 @@ int cmd_io(int argc, char **argv)
         }
     }
     /* Closing flushes, as qemu-io does, so that what was written lands. */
-    int r = blk_flush(io.bs);
+    r = blk_flush(io.bs);
     if (r < 0 && io.status == EXIT_OK)
         io.status = cli_fail(EXIT_IMAGE, "io", "flush at close failed: %s", strerror(-r));
     blk_close(io.bs);

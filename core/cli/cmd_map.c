@@ -56,21 +56,13 @@ int cmd_map(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = NULL;
-    int json = 0;
+    struct cli_image_opts o = { 0 };
     uint64_t start = 0, max_len = UINT64_MAX;
-    bool share = false;
     struct blk_opts opts = { 0 };
-    int c;
+    int c, r;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
         switch (c) {
-        case 'f': fmt = optarg; break;
-        case 'o':
-            json = cli_output_format(optarg);
-            if (json < 0)
-                return cli_fail(EXIT_USAGE, "map", "--output must be 'human' or 'json', not '%s'", optarg);
-            break;
         case 's':
             if (cli_parse_size(optarg, &start) < 0)
                 return cli_fail(EXIT_USAGE, "map", "invalid --start-offset '%s'", optarg);
@@ -83,16 +75,16 @@ int cmd_map(int argc, char **argv)
             if (cli_parse_size(optarg, &opts.l2_cache_size) < 0)
                 return cli_fail(EXIT_USAGE, "map", "invalid --l2-cache-size '%s'", optarg);
             break;
-        case 'U': share = true; break;
-        case 'h': map_usage(stdout); return EXIT_OK;
-        default: map_usage(stderr); return EXIT_USAGE;
+        default:
+            if ((r = cli_image_opt("map", c, &o, map_usage)) != CLI_OPT_NEXT)
+                return r;
         }
     }
     if (optind != argc - 1)
         return cli_fail(EXIT_USAGE, "map", "expected exactly one image");
 
     struct blk_node *bs;
-    if (cli_open("map", argv[optind], fmt, share ? BLK_OPEN_SHARE : 0, &opts, &bs) < 0)
+    if (cli_open("map", argv[optind], o.fmt, o.share ? BLK_OPEN_SHARE : 0, &opts, &bs) < 0)
         return EXIT_IMAGE;
 
     uint64_t end = bs->size;
@@ -100,7 +92,7 @@ int cmd_map(int argc, char **argv)
         start = end;
     if (max_len < end - start)
         end = start + max_len;
-    if (!json)
+    if (!o.json)
         printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
 
     struct map_row cur = { 0 };
@@ -109,7 +101,7 @@ int cmd_map(int argc, char **argv)
     for (uint64_t off = start; off < end;) {
         uint64_t n;
         struct blk_status st;
-        int r = blk_block_status(bs, off, end - off, &n, &st);
+        r = blk_block_status(bs, off, end - off, &n, &st);
         if (r < 0) {
             rc = cli_fail(EXIT_IMAGE, "map", "%s (block status at guest offset %" PRIu64 ")",
                           cli_reason(r), off);
@@ -128,7 +120,7 @@ int cmd_map(int argc, char **argv)
             cur.length += row.length;
         } else {
             if (have) {
-                print_row(&cur, json, first);
+                print_row(&cur, o.json, first);
                 first = false;
             }
             cur = row;
@@ -137,10 +129,10 @@ int cmd_map(int argc, char **argv)
         off += n;
     }
     if (have && rc == EXIT_OK) {
-        print_row(&cur, json, first);
+        print_row(&cur, o.json, first);
         first = false;
     }
-    if (json)
+    if (o.json)
         printf(first ? "[]\n" : "]\n");
     blk_close(bs);
     return rc;

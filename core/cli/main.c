@@ -21,6 +21,7 @@ static const struct {
     { "convert", cmd_convert, "export an image (and its backing chain) to a raw file" },
     { "check", cmd_check, "check an image's metadata for leaks and corruption, and repair them" },
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
+    { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
 };
 
 static void usage(FILE *f)

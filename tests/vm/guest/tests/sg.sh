@@ -29,6 +29,7 @@ mark PLAN wsunmap "$L_WSU" "$N_WSU"
 mark PLAN caw "$L_CAW" 1
 
 section inq sg_inq "$S"
+section inqhex sg_inq --len=96 --hex "$S"
 for p in 0x00 0x80 0x83 0xb0 0xb1 0xb2; do
     section "vpd_$p" sg_vpd --page="$p" "$S"
     section "vpdhex_$p" sg_vpd --page="$p" --hex "$S"
@@ -40,16 +41,17 @@ section modes sg_modes --all "$S"
 section modes_chg sg_modes --all --control=1 "$S"
 section modes6 sg_modes --six --all "$S"
 section opcodes sg_opcodes "$S"
+section opcodeshex sg_opcodes --no-inquiry --hex "$S"
 section opcodes_mask sg_opcodes --mask "$S"
 section tmf sg_opcodes --tmf "$S"
 section turs sg_turs "$S"
 
-section lba_data sg_get_lba_status --lba="$L_DATA" "$S"
-section lba_hole sg_get_lba_status --lba="$L_HOLE" "$S"
+section lba_data sg_get_lba_status --hex --lba="$L_DATA" "$S"
+section lba_hole sg_get_lba_status --hex --lba="$L_HOLE" "$S"
 
 # UNMAP, then what the range reads and reports
 section unmap sg_unmap --force --lba="$L_UNMAP" --num="$N_UNMAP" "$S"
-section lba_unmapped sg_get_lba_status --lba="$L_UNMAP" "$S"
+section lba_unmapped sg_get_lba_status --hex --lba="$L_UNMAP" "$S"
 echo 3 >/proc/sys/vm/drop_caches
 sum=$(dd if="$D" bs="$bs" skip="$L_UNMAP" count="$N_UNMAP" iflag=direct 2>/dev/null | sha256sum)
 mark SHA256 unmapped "${sum%% *}"
@@ -58,7 +60,7 @@ mark SHA256 unmapped "${sum%% *}"
 gen ws "$L_WS" "$bs" sg >/tmp/ws.blk
 section ws sg_write_same --in=/tmp/ws.blk --lba="$L_WS" --num="$N_WS" "$S"
 section ws_unmap sg_write_same --unmap --lba="$L_WSU" --num="$N_WSU" "$S"
-section lba_wsunmap sg_get_lba_status --lba="$L_WSU" "$S"
+section lba_wsunmap sg_get_lba_status --hex --lba="$L_WSU" "$S"
 
 # COMPARE AND WRITE: the block as it is, then the new one (GOOD); again
 # with the old block as compare data (MISCOMPARE, nothing written).

@@ -309,6 +309,7 @@ vm_serve_stop() {
 vm_boot() {
     local name=$1 test=$2
     shift 2
+    VM_SOCK=$T/$name.sock
     local -a args=(-accel "$SCUSE_VM_ACCEL" -m "$VM_MEM" -smp "${VM_SMP:-1}"
                    -display none -monitor none -serial stdio -no-reboot -nic none
                    -machine q35,memory-backend=mem
@@ -317,12 +318,16 @@ vm_boot() {
     if [ -n "$test" ]; then
         args+=(-kernel "$VMLINUX" -initrd "$INITRD"
                -append "console=ttyS0 quiet panic=-1 scuse_test=$test $*")
-        vm_serve_start "$name" || { VM_RC=1; VM_SECS=0; return 0; }
         vm_disk_args
     else
         args+=("${VM_FIRMWARE_ARGS[@]}")
-        vm_serve_start "$name" || { VM_RC=1; VM_SECS=0; return 0; }
         vm_disk_args boot
+    fi
+    if ! vm_serve_start "$name"; then
+        : >"$T/$name.log"
+        : >"$T/$name.qemu.err"
+        VM_RC=255 VM_SECS=0     # not booted (vm_check_boot says why)
+        return 0
     fi
     args+=("${DISK_ARGS[@]}")
     printf '%q ' qemu-system-x86_64 "${args[@]}" >"$T/$name.qemu.cmd"
@@ -344,6 +349,10 @@ vm_markers() { sed -n "s/^@@ $2 //p" "$T/$1.log"; }
 # failure. Returns 1 if the boot failed.
 vm_check_boot() {
     local name=$1 test=$2 bad=0
+    if [ "$VM_RC" -eq 255 ]; then
+        fail "$name: not booted: the disk server did not start"
+        return 1
+    fi
     if [ "$VM_RC" -eq 124 ] || [ "$VM_RC" -eq 137 ]; then
         fail "$name: QEMU timed out after ${SCUSE_VM_TIMEOUT}s"
         bad=1

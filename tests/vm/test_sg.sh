@@ -23,7 +23,8 @@ if vm_check_boot sg sg; then
     if ! "$PYTHON" -S "$VM_LIB/sgcheck.py" --log "$T/sg.log" --disk "$SCUSE_VM_DISK" \
             --vendor "$VENDOR" --product "$PRODUCT" --serial "$SERIAL" --wwn "$WWN" \
             --size $((64 << 20)) --block-size 512 --cluster-size 65536 \
-            --before "$T/before.raw" --after "$T/after.raw" >"$T/sgcheck.out"; then
+            --before "$T/before.raw" --after "$T/after.raw" --map "$T/img/top.map.json" \
+            >"$T/sgcheck.out"; then
         grep -E '^FAIL' "$T/sgcheck.out" | sed 's/^/  /' >&2
         fail "sgcheck: $(tail -n 1 "$T/sgcheck.out") (all checks in $T/sgcheck.out)"
     fi

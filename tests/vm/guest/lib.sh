@@ -20,8 +20,8 @@ section() {
     return $s_rc
 }
 
-# wait_lun LUN [SECONDS]: wait until the disk at SCSI LUN LUN (target 0,
-# any host) has its block and sg devices; sets DISK (sdX), SG (/dev/sgN)
+# wait_lun LUN [SECONDS]: wait until the disk at SCSI LUN LUN (any host
+# and target: a guest test sees one controller) has its block and sg devices; sets DISK (sdX), SG (/dev/sgN)
 # and prints "@@ DISK LUN sdX sgN BYTES". The scan is asynchronous.
 wait_lun() {
     w_lun=$1
@@ -29,7 +29,7 @@ wait_lun() {
     w_i=0
     DISK= SG=
     while [ "$w_i" -lt "$w_max" ]; do
-        for d in /sys/bus/scsi/devices/*:*:0:"$w_lun"; do
+        for d in /sys/bus/scsi/devices/*:*:*:"$w_lun"; do
             [ -d "$d/block" ] || continue
             DISK=$(ls "$d/block" | head -1)
             SG=$(ls "$d/scsi_generic" 2>/dev/null | head -1)

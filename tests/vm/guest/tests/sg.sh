@@ -3,7 +3,9 @@
 # for the host to check (tests/vm/lib/sgcheck.py). The commands that
 # change data work on fixed LBAs announced first as
 #   @@ PLAN NAME LBA BLOCKS
-# and the host checks the image afterwards. Data blocks come from lib.sh
+# and the host checks the image afterwards. Some questions are asked twice,
+# through the tool and as a raw CDB (sg_raw), so that the host can decode
+# the bytes itself. Data blocks come from lib.sh
 # gen() (the host replays it): "ws" is WRITE SAME's block, "caw" the new
 # block of COMPARE AND WRITE.
 . /lib/scuse/lib.sh
@@ -41,17 +43,27 @@ section modes sg_modes --all "$S"
 section modes_chg sg_modes --all --control=1 "$S"
 section modes6 sg_modes --six --all "$S"
 section opcodes sg_opcodes "$S"
-section opcodeshex sg_opcodes --no-inquiry --hex "$S"
 section opcodes_mask sg_opcodes --mask "$S"
 section tmf sg_opcodes --tmf "$S"
 section turs sg_turs "$S"
 
-section lba_data sg_get_lba_status --hex --lba="$L_DATA" "$S"
-section lba_hole sg_get_lba_status --hex --lba="$L_HOLE" "$S"
+# The same questions as raw CDBs through sg_raw, whose data-in dump
+# sgcheck.py decodes itself per SPC/SBC (INQUIRY once more, to check that
+# decoding against sg_inq's dump).
+section inq_raw sg_raw -r 96 "$S" 12 00 00 00 60 00
+section rsoc_raw sg_raw -r 4096 "$S" a3 0c 00 00 00 00 00 00 10 00 00 00
+section rtmf_raw sg_raw -r 4 "$S" a3 0d 00 00 00 00 00 00 00 04 00 00
+lba_raw() { # TAG LBA: GET LBA STATUS(16), one descriptor
+    section "$1" sg_raw -r 24 "$S" 9e 12 $(printf '%016x' "$2" | sed 's/../& /g') 00 00 00 18 00 00
+}
+
+section lba_data sg_get_lba_status --lba="$L_DATA" "$S"
+lba_raw lbaraw_data "$L_DATA"
+lba_raw lbaraw_hole "$L_HOLE"
 
 # UNMAP, then what the range reads and reports
 section unmap sg_unmap --force --lba="$L_UNMAP" --num="$N_UNMAP" "$S"
-section lba_unmapped sg_get_lba_status --hex --lba="$L_UNMAP" "$S"
+lba_raw lbaraw_unmapped "$L_UNMAP"
 echo 3 >/proc/sys/vm/drop_caches
 sum=$(dd if="$D" bs="$bs" skip="$L_UNMAP" count="$N_UNMAP" iflag=direct 2>/dev/null | sha256sum)
 mark SHA256 unmapped "${sum%% *}"
@@ -60,7 +72,7 @@ mark SHA256 unmapped "${sum%% *}"
 gen ws "$L_WS" "$bs" sg >/tmp/ws.blk
 section ws sg_write_same --in=/tmp/ws.blk --lba="$L_WS" --num="$N_WS" "$S"
 section ws_unmap sg_write_same --unmap --lba="$L_WSU" --num="$N_WSU" "$S"
-section lba_wsunmap sg_get_lba_status --hex --lba="$L_WSU" "$S"
+lba_raw lbaraw_wsunmap "$L_WSU"
 
 # COMPARE AND WRITE: the block as it is, then the new one (GOOD); again
 # with the old block as compare data (MISCOMPARE, nothing written).

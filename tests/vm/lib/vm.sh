@@ -243,6 +243,7 @@ vm_disk_args() {
     esac
 }
 
+VM_EXTRA_ARGS=()
 VM_PIDS=()
 vm_cleanup() {
     local p
@@ -303,7 +304,8 @@ vm_serve_stop() {
 # scuse_test=TEST and the KEY=VALUE words on the kernel command line, wait
 # for QEMU to exit. TEST "" boots from the disk through the firmware
 # instead (no kernel; VM_FIRMWARE_ARGS are added). Knobs: VM_SMP,
-# VM_QUEUES, VM_MEM. Leaves $T/NAME.log (the console, CRs removed),
+# VM_QUEUES, VM_MEM, VM_EXTRA_ARGS (more QEMU arguments), VM_NO_DISK=1 (no
+# disk path at all: no server, no SCSI controller). Leaves $T/NAME.log (the console, CRs removed),
 # $T/NAME.qemu.err, VM_RC (QEMU's exit status, 124 on timeout), VM_SECS
 # (QEMU start to exit).
 vm_boot() {
@@ -323,13 +325,15 @@ vm_boot() {
         args+=("${VM_FIRMWARE_ARGS[@]}")
         vm_disk_args boot
     fi
-    if ! vm_serve_start "$name"; then
+    if [ "${VM_NO_DISK:-0}" = 1 ]; then
+        DISK_ARGS=()
+    elif ! vm_serve_start "$name"; then
         : >"$T/$name.log"
         : >"$T/$name.qemu.err"
         VM_RC=255 VM_SECS=0     # not booted (vm_check_boot says why)
         return 0
     fi
-    args+=("${DISK_ARGS[@]}")
+    args+=("${DISK_ARGS[@]}" "${VM_EXTRA_ARGS[@]}")
     printf '%q ' qemu-system-x86_64 "${args[@]}" >"$T/$name.qemu.cmd"
     local t0=$EPOCHREALTIME
     VM_RC=0
@@ -337,7 +341,7 @@ vm_boot() {
         </dev/null >"$T/$name.raw" 2>"$T/$name.qemu.err" || VM_RC=$?
     VM_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
     tr -d '\r' <"$T/$name.raw" >"$T/$name.log"
-    vm_serve_stop "$name"
+    [ "${VM_NO_DISK:-0}" = 1 ] || vm_serve_stop "$name"
 }
 
 # vm_markers NAME WORD: the marker lines "@@ WORD ..." of a boot, without

@@ -4,7 +4,20 @@
 # on a tmpfs file behind tcm_loop and runs the guest test "sg" against it:
 # an independent SPC/SBC implementation for tests/vm/lib/sgcheck.py.
 #   @@ LIO core|user|fileio|loopback ok
+# Before that, what the TCMU tests will need besides: scuse itself in the
+# initramfs (@@ SCUSE VERSION...) and test images from the host over 9p
+# (scuse_9p=TAG: mounted on /mnt, @@ SHA256 9p FILE HEX for each file).
 . /lib/scuse/lib.sh
+if [ -x /usr/bin/scuse ]; then
+    mark SCUSE "$(scuse --version 2>&1)"
+fi
+if [ -n "${scuse_9p:-}" ]; then
+    mount -t 9p -o trans=virtio,version=9p2000.L,ro "$scuse_9p" /mnt || die "mount 9p $scuse_9p"
+    for f in /mnt/*; do
+        s=$(sha256sum <"$f") || die "read $f over 9p"
+        mark SHA256 9p "${f#/mnt/}" "${s%% *}"
+    done
+fi
 C=/sys/kernel/config/target
 mount -t configfs configfs /sys/kernel/config || die "mount configfs"
 [ -d "$C/core" ] || die "no LIO core in configfs"

@@ -270,7 +270,10 @@ vm_serve_start() {
     SERVE_PID=$!
     VM_PIDS+=("$SERVE_PID")
     for ((i = 0; i < 200; i++)); do
-        [ -S "$VM_SOCK" ] && return 0
+        if [ -S "$VM_SOCK" ]; then
+            vm_serve_pidfile "$T/$name.serve.pid"
+            return 0
+        fi
         if ! kill -0 "$SERVE_PID" 2>/dev/null; then
             wait "$SERVE_PID" 2>/dev/null || true
             fail "scuse serve exited before its socket appeared: $(tail -n 5 "$T/$name.serve.log")"
@@ -280,6 +283,17 @@ vm_serve_start() {
     done
     fail "scuse serve made no socket $VM_SOCK within 10 s"
     return 1
+}
+
+# The pidfile names the server (it runs in the foreground: $! is its pid).
+vm_serve_pidfile() {
+    local i
+    for ((i = 0; i < 40; i++)); do
+        [ -s "$1" ] && break
+        sleep 0.05
+    done
+    [ "$(tr -d ' \n' <"$1" 2>/dev/null)" = "$SERVE_PID" ] ||
+        fail "the pidfile $1 says '$(cat "$1" 2>/dev/null)', scuse serve is pid $SERVE_PID"
 }
 
 # vm_serve_stop NAME: after the VM, `serve --once` must exit by itself, 0.

@@ -17,7 +17,7 @@ before=$(cd "$T/img" && sha256sum base.qcow2 mid.qcow2 top.qcow2)
 vm_lun 0 "$T/img/top.qcow2" "format=qcow2,readonly,serial=VMT-READ"
 vm_boot read read
 if vm_check_boot read read; then
-    read -r lun dev sg bytes <<<"$(vm_markers read DISK)"
+    read -r _ _ _ bytes <<<"$(vm_markers read DISK)"
     [ "$bytes" = "$size" ] || fail "the guest sees $bytes bytes, the image has $size"
     for how in direct buffered; do
         got=$(vm_markers read SHA256 | awk -v h="$how" '$2 == h { print $3 }')

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Helpers for the guest tests (busybox sh), sourced by /init and by each
 # /tests/NAME.sh. Every line the host reads starts with "@@ ".
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host side of the guest tests (tests/vm/test_*.sh): the guest, the disk
 # server, QEMU, the console markers and the verdict. Source it first:
 #   . "$(dirname "$0")/lib/vm.sh"

@@ -13,7 +13,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages the build and the tests need (qemu-utils is the oracle).
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
-      qemu-utils clang libclang-rt-14-dev python3)
+      qemu-utils clang libclang-rt-14-dev python3
+      qemu-system-x86 cpio kmod xz-utils binutils)  # tests/vm: QEMU, SeaBIOS, the guest build
 
 install_deps() {
     local missing=()
@@ -61,7 +62,7 @@ asan)
     SCUSE_TEST_OPS=${SCUSE_TEST_OPS:-100} SCUSE_STRESS_OPS=${SCUSE_STRESS_OPS:-1000} \
     SCUSE_CRASH_TRIALS=${SCUSE_CRASH_TRIALS:-5} SCUSE_CRASH_IMAGES=${SCUSE_CRASH_IMAGES:-8} \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        run_ctest build-asan -LE fuzz
+        run_ctest build-asan -LE 'fuzz|vm-qemu'   # QEMU-only guest runs: once, in test
     ;;
 fuzz)
     install_deps

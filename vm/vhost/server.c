@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -69,10 +70,13 @@ int vhost_server_create(const char *path, const struct vhost_server_hooks *hooks
                         struct vhost_server **out, struct scuse_err *err)
 {
     *out = NULL;
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return err_set(err, -ENAMETOOLONG, "'%s': a unix socket path has at most %zu bytes",
-                       path, sizeof(sa.sun_path) - 1);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX }, tmp = sa;
+    /* Bound under a temporary name and renamed once it listens: whoever
+     * sees the socket file can connect at once. */
+    int tl = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid());
+    if (strlen(path) >= sizeof(sa.sun_path) || tl < 0 || (size_t)tl >= sizeof(tmp.sun_path))
+        return err_set(err, -ENAMETOOLONG, "'%s': a unix socket path has at most %zu bytes "
+                       "here", path, sizeof(sa.sun_path) - 12);
     memcpy(sa.sun_path, path, strlen(path) + 1);
     struct vhost_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -91,13 +95,18 @@ int vhost_server_create(const char *path, const struct vhost_server_hooks *hooks
                     strerror(errno));
         goto fail;
     }
-    if (bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        r = err_set(err, -errno, "'%s': %s", path, strerror(errno));
+    unlink(tmp.sun_path);
+    if (bind(s->listen_fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
+        r = err_set(err, -errno, "'%s': %s", tmp.sun_path, strerror(errno));
         goto fail;
     }
-    if (listen(s->listen_fd, 1) < 0 || (r = set_listening(s, true)) < 0) {
-        r = err_set(err, r < 0 ? r : -errno, "'%s': cannot listen: %s", path,
-                    strerror(r < 0 ? -r : errno));
+    if (listen(s->listen_fd, 1) < 0 || rename(tmp.sun_path, path) < 0) {
+        r = err_set(err, -errno, "'%s': %s", path, strerror(errno));
+        unlink(tmp.sun_path);
+        goto fail;
+    }
+    if ((r = set_listening(s, true)) < 0) {
+        err_set(err, r, "'%s': %s", path, strerror(-r));
         unlink(path);
         goto fail;
     }

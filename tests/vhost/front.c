@@ -256,7 +256,9 @@ bool f_closed(struct front *f, int timeout_ms)
     if (poll(&p, 1, timeout_ms) != 1)
         return false;
     char c;
-    return recv(f->sock, &c, 1, MSG_DONTWAIT) == 0;
+    ssize_t n = recv(f->sock, &c, 1, MSG_DONTWAIT);
+    /* Closed with our bytes unread: a reset rather than an end of file. */
+    return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 static void send_ok(struct front *f, uint32_t req, const void *payload, uint32_t size,

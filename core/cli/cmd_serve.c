@@ -222,7 +222,9 @@ static int parse_lun(struct serve *s, const char *arg)
     l->file = strdup(eq + 1);
     for (unsigned i = 0; i + 1 < s->nluns; i++)
         if (s->luns[i].id == l->id) {
-            rc = lun_fail(l, "LUN %s is given twice%s", first, "");
+            char num[16];
+            snprintf(num, sizeof(num), "%u", l->id);
+            rc = lun_fail(l, "LUN %s is given twice%s", num, "");
             goto out;
         }
     for (char *item; !rc && (item = next_item(&p));)
@@ -247,7 +249,8 @@ static int parse_args(struct serve *s, int argc, char **argv)
     int c, rc;
     uint64_t v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+    opterr = 0;                     /* one line of our own instead of getopt's and the usage */
+    while ((c = getopt_long(argc, argv, ":vh", longopts, NULL)) != -1) {
         switch (c) {
         case 's': s->socket = optarg; break;
         case 'l':
@@ -264,7 +267,10 @@ static int parse_args(struct serve *s, int argc, char **argv)
             break;
         case 'v': s->verbose++; break;
         case 'h': serve_usage(stdout); return -1;
-        default: serve_usage(stderr); return EXIT_USAGE;
+        case ':':
+            return cli_fail(EXIT_USAGE, "serve", "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cli_fail(EXIT_USAGE, "serve", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc)

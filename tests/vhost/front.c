@@ -605,6 +605,12 @@ void f_scsi_free(struct f_scsi *r)
     r->din = NULL;
 }
 
+void f_scsi_reset(struct f_scsi *r)
+{
+    free(r->din);
+    memset(r, 0, sizeof(*r));
+}
+
 void f_sense(const struct f_scsi *r, int *key, int *asc, int *ascq)
 {
     const uint8_t *s = r->resp.sense;
@@ -622,7 +628,7 @@ void f_sense(const struct f_scsi *r, int *key, int *asc, int *ascq)
 void f_cmd(struct front *f, unsigned vq, unsigned lun, const uint8_t *cdb, size_t cdb_len,
            const void *dout, size_t dout_len, size_t din_len, struct f_scsi *r)
 {
-    memset(r, 0, sizeof(*r));
+    f_scsi_reset(r);
     f_lun(r->lun, 0, lun);
     memcpy(r->cdb, cdb, cdb_len);
     r->dout = dout;

@@ -175,10 +175,13 @@ void f_scsi_finish(struct front *f, unsigned vq, struct f_scsi *r, uint32_t used
 /* Post, wait for the one used entry, finish. */
 void f_scsi_run(struct front *f, unsigned vq, struct f_scsi *r);
 void f_scsi_free(struct f_scsi *r);
+/* Free and zero (a request struct starts zeroed: `= { 0 }`). */
+void f_scsi_reset(struct f_scsi *r);
 /* Sense key/ASC/ASCQ from the response (fixed or descriptor format). */
 void f_sense(const struct f_scsi *r, int *key, int *asc, int *ascq);
 
-/* A plain request on queue vq, run: cdb of cdb_len bytes. */
+/* A plain request on queue vq, run: cdb of cdb_len bytes (r is reset
+ * first: zeroed or used before). */
 void f_cmd(struct front *f, unsigned vq, unsigned lun, const uint8_t *cdb, size_t cdb_len,
            const void *dout, size_t dout_len, size_t din_len, struct f_scsi *r);
 

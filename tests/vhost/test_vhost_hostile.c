@@ -58,7 +58,7 @@ static void down(struct front *f)
 /* The device still answers: a TEST UNIT READY on request queue vq. */
 static void alive_on(struct front *f, unsigned vq)
 {
-    struct f_scsi r;
+    struct f_scsi r = { 0 };
     f_cmd(f, vq, 0, TUR, 6, NULL, 0, 0, &r);
     assert_int_equal(r.resp.response, VIRTIO_SCSI_S_OK);
     f_scsi_free(&r);
@@ -307,19 +307,19 @@ static void test_bad_chains(void **state)
 
     /* Headers too short: no room for the response (length 0), a request
      * header cut short (FAILURE), data both ways (FAILURE). */
-    struct f_scsi r;
-    memset(&r, 0, sizeof(r));
+    struct f_scsi r = { 0 };
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     r.resp_len = 50;
     f_scsi_run(f, 3, &r);
     assert_int_equal(r.used_len, 0);
-    memset(&r, 0, sizeof(r));
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     r.req_len = 20;
     f_scsi_run(f, 3, &r);
     assert_int_equal(r.used_len, RESP_LEN);
     assert_int_equal(r.resp.response, VIRTIO_SCSI_S_FAILURE);
-    memset(&r, 0, sizeof(r));
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     static uint8_t data[512];
     r.cdb[0] = 0x28;
@@ -329,7 +329,7 @@ static void test_bad_chains(void **state)
     f_scsi_run(f, 3, &r);
     assert_int_equal(r.resp.response, VIRTIO_SCSI_S_FAILURE);
     /* A READ whose buffer is shorter than its transfer length: OVERRUN. */
-    memset(&r, 0, sizeof(r));
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     r.cdb[0] = 0x28;
     r.cdb[8] = 4;

@@ -101,7 +101,7 @@ static void want_check(const struct f_scsi *r, int key, int asc, int ascq)
 /* TEST UNIT READY until GOOD, expecting this unit attention first. */
 static void clear_ua(struct front *f, unsigned vq, unsigned lun, int asc, int ascq)
 {
-    struct f_scsi r;
+    struct f_scsi r = { 0 };
     f_cmd(f, vq, lun, TUR, 6, NULL, 0, 0, &r);
     want_check(&r, 6, asc, ascq);
     f_cmd(f, vq, lun, TUR, 6, NULL, 0, 0, &r);
@@ -111,7 +111,7 @@ static void clear_ua(struct front *f, unsigned vq, unsigned lun, int asc, int as
 
 static uint64_t capacity16(struct front *f, unsigned vq, unsigned lun)
 {
-    struct f_scsi r;
+    struct f_scsi r = { 0 };
     f_cmd(f, vq, lun, RC16, 16, NULL, 0, 32, &r);
     want_good(&r);
     assert_int_equal(r.used_len, sizeof(struct virtio_scsi_cmd_resp) + 32);
@@ -225,8 +225,8 @@ static void seabios(struct front *f, bool first_boot)
     for (unsigned i = 0; i < 3; i++)
         f_vq_enable(f, i, true);
 
-    struct f_scsi r;
-    memset(&r, 0, sizeof(r));
+    struct f_scsi r = { 0 };
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     memcpy(r.cdb, REPORT_LUNS, sizeof(REPORT_LUNS));
     r.din_len = 256;
@@ -274,7 +274,7 @@ static void seabios(struct front *f, bool first_boot)
             fail_msg("READ(10): byte %u is 0x%02x", i, r.din[i]);
     /* The other targets: SeaBIOS probes them all. */
     for (unsigned t = 1; t < 256; t += 37) {
-        memset(&r, 0, sizeof(r));
+        f_scsi_reset(&r);
         f_lun(r.lun, t, 0);
         memcpy(r.cdb, INQUIRY, 6);
         r.din_len = 96;
@@ -327,7 +327,7 @@ static void test_boot_cycle(void **state)
     linux_start(f, 4);
     post_events(f, 4);
 
-    struct f_scsi r;
+    struct f_scsi r = { 0 };
     clear_ua(f, 3, 1, 0x29, 0x00);  /* LUN 1: its power-on attention still pending */
 
     /* WRITE(16) with the header cut at odd places, in an indirect table;
@@ -335,7 +335,7 @@ static void test_boot_cycle(void **state)
     uint8_t *pat = malloc(16 * 512);
     for (unsigned i = 0; i < 16 * 512; i++)
         pat[i] = (uint8_t)(0x77 ^ (i * 7));
-    memset(&r, 0, sizeof(r));
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     cdb_rw(r.cdb, true, true, 100, 16);
     r.dout = pat;
@@ -345,7 +345,7 @@ static void test_boot_cycle(void **state)
     f_scsi_run(f, 2, &r);
     want_good(&r);
     assert_int_equal(r.used_len, sizeof(struct virtio_scsi_cmd_resp));
-    memset(&r, 0, sizeof(r));
+    f_scsi_reset(&r);
     f_lun(r.lun, 0, 0);
     cdb_rw(r.cdb, false, true, 100, 16);
     r.din_len = 16 * 512;
@@ -532,7 +532,7 @@ static void test_reboot_and_next_connection(void **state)
     f_init_device(f, 3);
     seabios(f, true);
     linux_start(f, 3);
-    struct f_scsi r;
+    struct f_scsi r = { 0 };
     clear_ua(f, 2, 1, 0x29, 0x00);
     uint16_t bases[3];
     poweroff(f, 3, bases);

@@ -163,9 +163,14 @@ static int set_vring_addr(struct vhost_dev *d, const struct vhu_msg *m, struct s
                        (unsigned long long)a->desc_user_addr,
                        (unsigned long long)a->avail_user_addr,
                        (unsigned long long)a->used_user_addr);
-    if (vq->started && (a->desc_user_addr != vq->desc_uva || a->avail_user_addr != vq->avail_uva ||
-                        a->used_user_addr != vq->used_uva))
-        return err_set(err, -EBUSY, "SET_VRING_ADDR: vq %u is running", vq->index);
+    if (vq->started) {
+        /* QEMU repeats the addresses of a running ring to switch dirty
+         * logging: nothing to remap (completions use the mapping now). */
+        if (a->desc_user_addr != vq->desc_uva || a->avail_user_addr != vq->avail_uva ||
+            a->used_user_addr != vq->used_uva)
+            return err_set(err, -EBUSY, "SET_VRING_ADDR: vq %u is running", vq->index);
+        return 0;
+    }
     vq->desc_uva = a->desc_user_addr;
     vq->avail_uva = a->avail_user_addr;
     vq->used_uva = a->used_user_addr;

@@ -349,10 +349,18 @@ static void *on_connect(void *opaque, struct vhost_dev *dev)
     return vscsi_new(&s->shared, dev);
 }
 
+/* The VM left (its requests are drained): what it wrote is made durable
+ * now, whatever it flushed itself. */
 static void on_disconnect(void *opaque, void *dev_state)
 {
-    (void)opaque;
+    struct serve *s = opaque;
     vscsi_free(dev_state);
+    for (unsigned i = 0; i < s->nluns; i++) {
+        struct serve_lun *l = &s->luns[i];
+        int r = l->bs->read_only ? 0 : blk_flush(l->bs);
+        if (r < 0)
+            log_error("LUN %u: '%s': flush failed: %s", l->id, l->file, cli_reason(r));
+    }
 }
 
 static int write_pidfile(const char *path)

@@ -508,6 +508,8 @@ static void test_boot_cycle(void **state)
 
     /* qemu-img judges what was written and that the qcow2 is sound. */
     assert_int_equal(tu_sh("qemu-img check -q a.qcow2"), 0);
+    assert_int_equal(tu_sh("qemu-io -f qcow2 -r -c 'read -P 0x5a 0 51200' "
+                           "-c 'read -P 0x5a 59392 989184' -c 'read -P 0xa5 2M 64k' a.qcow2"), 0);
     tu_run("qemu-img convert -f qcow2 -O raw a.qcow2 a-out.raw");
     uint8_t *img = tu_load("a-out.raw", 2 << 20);
     assert_memory_equal(img + 100 * 512, pat, 16 * 512);
@@ -572,10 +574,29 @@ static void test_reboot_and_next_connection(void **state)
     for (unsigned i = 0; i < 4096; i++)
         assert_int_equal(r.din[i], 0x5a);
     f_scsi_free(&r);
+    /* SIGTERM with writes in flight: they drain, the images are flushed
+     * and closed, exit 0. */
+    enum { W = 32 };
+    struct f_scsi *w = calloc(W, sizeof(*w));
+    static uint8_t wbuf[64 << 10];
+    memset(wbuf, 0x6b, sizeof(wbuf));
+    for (unsigned i = 0; i < W; i++) {
+        f_lun(w[i].lun, 0, i & 1);
+        cdb_rw(w[i].cdb, true, true, 2048 + 128 * i, 128);
+        w[i].dout = wbuf;
+        w[i].dout_len = sizeof(wbuf);
+        w[i].indirect = true;
+        f_scsi_post(f, 2, &w[i], false);
+    }
+    f_kick(f, 2);
+    assert_int_equal(f_server_stop(&srv, true), 0);
+    assert_true(f_closed(f, F_TIMEOUT_MS));
     f_disconnect(f);
     free(f);
-    assert_int_equal(f_server_stop(&srv, true), 0);
+    free(w);
     assert_true(f_log_has(&srv, "connection 2 ended"));
+    assert_true(f_log_has(&srv, "SIGTERM: stopping"));
+    assert_int_equal(tu_sh("qemu-img check -q a.qcow2"), 0);
 }
 
 /* A failed test leaves its server running: stop it (it holds the images'

@@ -125,6 +125,7 @@ void f_kick(struct front *f, unsigned i);
 unsigned f_used(struct front *f, unsigned i, struct f_used *out, unsigned max, int timeout_ms);
 /* Wait for exactly n more used entries (fails the test otherwise). */
 void f_used_wait(struct front *f, unsigned i, struct f_used *out, unsigned n);
+long long f_now_ms(void);
 /* EVENT_IDX fields. */
 void f_set_used_event(struct front *f, unsigned i, uint16_t v);
 uint16_t f_avail_event(struct front *f, unsigned i);
@@ -132,7 +133,7 @@ uint16_t f_avail_event(struct front *f, unsigned i);
 uint64_t f_calls(struct front *f, unsigned i);
 uint64_t f_errs(struct front *f, unsigned i);
 
-/* ---- virtio-scsi requests ---- */
+/* ---- virtio-scsi requests (front_scsi.c) ---- */
 
 /* A byte stream cut into pieces, each in its own guest buffer. */
 struct f_piece {

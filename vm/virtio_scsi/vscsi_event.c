@@ -89,6 +89,9 @@ void vscsi_capacity_changed(struct vscsi *v, uint16_t lun_id)
     /* reason: ASC in bits 0-7, ASCQ in 8-15 (CAPACITY DATA HAS CHANGED) */
     if (deliver(v, VIRTIO_SCSI_T_PARAM_CHANGE, lun, 0x2a | 0x09 << 8)) {
         log_info("virtio-scsi: LUN %u: PARAM_CHANGE event sent", lun_id);
+        /* A full hold stopped taking buffers without asking for kicks:
+         * take what waits now that there is room. */
+        vscsi_event_kick(v, vhost_dev_vq(v->dev, VSCSI_EVENT_VQ));
     } else {
         v->events_missed = true;
         log_info("virtio-scsi: LUN %u: no event buffer posted; the next event says events "

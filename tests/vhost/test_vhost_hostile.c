@@ -229,6 +229,12 @@ static void test_broken_streams(void **state)
     shutdown(f->sock, SHUT_WR);
     assert_true(f_closed(f, F_TIMEOUT_MS));
     down(f);
+    /* A message that stops halfway, the connection left open: dropped
+     * after a few seconds rather than holding the loop. */
+    f = up(3, 64);
+    assert_int_equal(write(f->sock, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+    assert_true(f_closed(f, F_TIMEOUT_MS));
+    down(f);
     /* The next front-end is served. */
     f = up(3, 64);
     alive(f);
@@ -236,6 +242,7 @@ static void test_broken_streams(void **state)
     assert_true(f_log_has(&srv, "payload of 100000 bytes"));
     assert_true(f_log_has(&srv, "protocol version 2"));
     assert_true(f_log_has(&srv, "more than 8 file descriptors"));
+    assert_true(f_log_has(&srv, "payload stopped halfway"));
 }
 
 static void test_bad_chains(void **state)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -44,6 +46,12 @@ int vhost_dev_create(int sock, int epfd, const struct vhost_dev_ops *ops,
         d->vq[i].wake_fd = d->wake_fd;
     }
     int r = d->wake_fd < 0 ? -errno : 0;
+    /* A message arrives whole in one write; one that stops halfway must
+     * not hold the loop (and with it signals and the next VM) forever. */
+    struct timeval tv = { .tv_sec = VHOST_MSG_TIMEOUT_S };
+    if (r == 0 && (setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+                   setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0))
+        r = -errno;
     if (r == 0)
         r = watch(d, sock, vhost_ev(VHOST_EV_SOCK, 0));
     if (r == 0)

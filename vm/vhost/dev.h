@@ -19,6 +19,9 @@
  * request queues). A larger index is refused with a log line. */
 #define VHOST_MAX_VQS 64
 
+/* Seconds the rest of a started message (or a reply) may take. */
+#define VHOST_MSG_TIMEOUT_S 3
+
 struct vhost_dev;
 
 struct vhost_dev_ops {

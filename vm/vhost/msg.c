@@ -121,6 +121,8 @@ int vhu_msg_recv(int sock, struct vhu_msg *m, struct scuse_err *err)
     int r = 0;
     if (n == 0) {
         r = -ECONNRESET;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        r = err_set(err, -ETIMEDOUT, "a message header stopped halfway");
     } else if (n < 0) {
         r = err_set(err, -errno, "reading a message: %s", strerror(errno));
     } else if ((size_t)n < sizeof(hdr)) {
@@ -139,8 +141,10 @@ int vhu_msg_recv(int sock, struct vhu_msg *m, struct scuse_err *err)
             r = err_set(err, -EPROTO, "%s: payload of %u bytes (at most %u)",
                         vhu_request_name(m->request), m->size, VHU_MAX_PAYLOAD);
         else if (m->size && (r = read_full(sock, m->p.raw, m->size)) < 0)
-            r = err_set(err, r == -EPIPE ? -EPROTO : r, "%s: the connection closed inside "
-                        "a %u-byte payload", vhu_request_name(m->request), m->size);
+            r = err_set(err, r == -EPIPE ? -EPROTO : r, "%s: the %u-byte payload %s",
+                        vhu_request_name(m->request), m->size,
+                        r == -EAGAIN ? "stopped halfway" : "was cut by the end of the "
+                        "connection");
     }
     if (r < 0)
         vhu_msg_close_fds(m);

@@ -48,7 +48,6 @@ struct serve {
     struct vscsi_shared shared;
     struct vhost_server *server;
     int sigfd;
-    int exit_code;
 };
 
 /* A start-up failure that is not a usage error (an image, the socket):
@@ -110,20 +109,21 @@ static char *next_item(char **p)
     }
 }
 
-static int lun_fail(const struct serve_lun *l, const char *fmt, const char *a, const char *b)
+static __attribute__((format(printf, 2, 3))) int lun_fail(const struct serve_lun *l,
+                                                         const char *fmt, ...)
 {
     char msg[600];
-    snprintf(msg, sizeof(msg), fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     return cli_fail(EXIT_USAGE, "serve", "--lun %s: %s", l->spec, msg);
 }
 
 static int copy_text(struct serve_lun *l, const char *key, const char *val, char *dst, size_t cap)
 {
-    if (strlen(val) >= cap) {
-        char max[32];
-        snprintf(max, sizeof(max), "%zu", cap - 1);
-        return lun_fail(l, "%s is longer than %s characters", key, max);
-    }
+    if (strlen(val) >= cap)
+        return lun_fail(l, "%s is longer than %zu characters", key, cap - 1);
     memcpy(dst, val, strlen(val) + 1);
     return 0;
 }
@@ -135,8 +135,7 @@ static int parse_wwn(struct serve_lun *l, const char *val)
     errno = 0;
     unsigned long long w = strtoull(h, &end, 16);
     if (!*h || *end || errno || strlen(h) != 16 || ((w >> 60) != 5 && (w >> 60) != 6))
-        return lun_fail(l, "wwn '%s': 16 hex digits starting with 5 or 6 (NAA 5 or 6)%s", val,
-                        "");
+        return lun_fail(l, "wwn '%s': 16 hex digits starting with 5 or 6 (NAA 5 or 6)", val);
     l->cfg.wwn = w;
     return 0;
 }
@@ -150,15 +149,15 @@ static int parse_option(struct serve_lun *l, char *item)
     const char *key = item;
     if (strcmp(key, "readonly") == 0) {
         if (val && strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
-            return lun_fail(l, "readonly takes no value (or on/off), not '%s'%s", val, "");
+            return lun_fail(l, "readonly takes no value (or on/off), not '%s'", val);
         l->readonly = !val || strcmp(val, "on") == 0;
         return 0;
     }
     if (!val)
-        return lun_fail(l, "option '%s' needs a value%s", key, "");
+        return lun_fail(l, "option '%s' needs a value", key);
     if (strcmp(key, "format") == 0) {
         if (strcmp(val, "raw") != 0 && strcmp(val, "qcow2") != 0)
-            return lun_fail(l, "format '%s': raw or qcow2%s", val, "");
+            return lun_fail(l, "format '%s': raw or qcow2", val);
         free(l->fmt);
         l->fmt = strdup(val);
         return 0;
@@ -173,23 +172,23 @@ static int parse_option(struct serve_lun *l, char *item)
         return parse_wwn(l, val);
     if (strcmp(key, "block-size") == 0) {
         if (strcmp(val, "512") != 0 && strcmp(val, "4096") != 0)
-            return lun_fail(l, "block-size '%s': 512 or 4096%s", val, "");
+            return lun_fail(l, "block-size '%s': 512 or 4096", val);
         l->cfg.block_size = (uint32_t)atoi(val);
         return 0;
     }
     if (strcmp(key, "discard") == 0) {
         if (strcmp(val, "unmap") != 0 && strcmp(val, "ignore") != 0)
-            return lun_fail(l, "discard '%s': unmap or ignore%s", val, "");
+            return lun_fail(l, "discard '%s': unmap or ignore", val);
         l->cfg.discard = strcmp(val, "unmap") == 0;
         return 0;
     }
     if (strcmp(key, "cache") == 0) {
         if (strcmp(val, "writeback") != 0 && strcmp(val, "writethrough") != 0)
-            return lun_fail(l, "cache '%s': writeback or writethrough%s", val, "");
+            return lun_fail(l, "cache '%s': writeback or writethrough", val);
         l->cfg.write_cache = strcmp(val, "writeback") == 0;
         return 0;
     }
-    return lun_fail(l, "unknown option '%s'%s", key, "");
+    return lun_fail(l, "unknown option '%s'", key);
 }
 
 static int parse_lun(struct serve *s, const char *arg)
@@ -211,24 +210,22 @@ static int parse_lun(struct serve *s, const char *arg)
     char *end;
     unsigned long id = eq ? strtoul(first, &end, 10) : 0;
     if (!eq || eq == first || end != eq || id > 16383) {
-        rc = lun_fail(l, "expected N=IMAGE with N from 0 to 16383%s%s", "", "");
+        rc = lun_fail(l, "expected N=IMAGE with N from 0 to 16383");
         goto out;
     }
     l->id = (uint16_t)id;
     if (!eq[1]) {
-        rc = lun_fail(l, "no image file%s%s", "", "");
+        rc = lun_fail(l, "no image file");
         goto out;
     }
     l->file = strdup(eq + 1);
     for (unsigned i = 0; i + 1 < s->nluns; i++)
         if (s->luns[i].id == l->id) {
-            char num[16];
-            snprintf(num, sizeof(num), "%u", l->id);
-            rc = lun_fail(l, "LUN %s is given twice%s", num, "");
+            rc = lun_fail(l, "LUN %u is given twice", l->id);
             goto out;
         }
     for (char *item; !rc && (item = next_item(&p));)
-        rc = item[0] ? parse_option(l, item) : lun_fail(l, "an empty option%s%s", "", "");
+        rc = item[0] ? parse_option(l, item) : lun_fail(l, "an empty option");
 out:
     free(copy);
     return rc;

@@ -174,7 +174,8 @@ uint64_t f_alloc(struct front *f, size_t len, size_t align)
 {
     uint64_t a = (f->alloc_next + align - 1) / align * align;
     if (a + len > F_RAM_SIZE) {
-        a = (uint64_t)(1 << 20);    /* wrap: the tests reuse RAM in turns */
+        /* Wrap above the rings: buffers are reused in turns. */
+        a = f->alloc_floor ? f->alloc_floor : (uint64_t)(1 << 20);
         a = (a + align - 1) / align * align;
     }
     f->alloc_next = a + len;
@@ -313,6 +314,8 @@ void f_vq_setup(struct front *f, unsigned i, uint16_t num, uint16_t base, bool k
     q->desc_gpa = f_alloc(f, 16u * num, 4096);
     q->avail_gpa = f_alloc(f, 6 + 2u * num, 2);
     q->used_gpa = f_alloc(f, 6 + 8u * num, 4096);
+    if (f->alloc_next > f->alloc_floor)
+        f->alloc_floor = f->alloc_next;
     memset(f_ptr(f, q->desc_gpa), 0, 16u * num);
     memset(f_ptr(f, q->avail_gpa), 0, 6 + 2u * num);
     memset(f_ptr(f, q->used_gpa), 0, 6 + 8u * num);

@@ -69,6 +69,7 @@ struct front {
     int memfd;
     uint8_t *ram;
     uint64_t alloc_next;            /* bump allocator in guest RAM */
+    uint64_t alloc_floor;           /* where it wraps to: above every ring */
     uint64_t features;              /* offered by the back-end */
     uint64_t protocol_features;
     struct f_vq vq[F_MAX_VQS];
@@ -79,7 +80,8 @@ void f_connect(struct front *f, const struct f_server *s);
 void f_disconnect(struct front *f);
 /* Bytes of guest RAM at gpa (inside RAM). */
 void *f_ptr(struct front *f, uint64_t gpa);
-/* Allocate len bytes of guest RAM above 1 MiB, aligned; never the hole. */
+/* Allocate len bytes of guest RAM above 1 MiB, aligned; never the hole.
+ * When RAM runs out it starts again above the last ring set up. */
 uint64_t f_alloc(struct front *f, size_t len, size_t align);
 
 /* Messages. f_send: header + payload + fds; returns 0 or -errno.

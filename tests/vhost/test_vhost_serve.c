@@ -486,7 +486,7 @@ static void test_boot_cycle(void **state)
     memcpy(&e, f_ptr(f, event_buf[0]), sizeof(e));
     assert_int_equal(le32toh(e.event), VIRTIO_SCSI_T_PARAM_CHANGE);
     assert_int_equal(le32toh(e.reason), 0x2a | 0x09 << 8);
-    static const uint8_t lun1[8] = { 1, 0, 0x40, 1, 0, 0, 0, 0 };
+    static const uint8_t lun1[8] = { 1, 0, 0, 1, 0, 0, 0, 0 };    /* as REPORT LUNS has it */
     assert_memory_equal(e.lun, lun1, 8);
     clear_ua(f, 2, 1, 0x2a, 0x09);
     assert_int_equal(capacity16(f, 3, 1), 16384);

@@ -22,10 +22,12 @@ int vscsi_lun_decode(const uint8_t lun[8], uint16_t *id)
 
 void vscsi_lun_encode(uint16_t id, uint8_t lun[8])
 {
+    /* As REPORT LUNS lists it (peripheral addressing below 256, flat
+     * above): Linux looks the event's LUN up by those bytes, unmasked. */
     memset(lun, 0, 8);
     lun[0] = 1;
     lun[1] = VSCSI_TARGET;
-    lun[2] = (uint8_t)(0x40 | (id >> 8));
+    lun[2] = (uint8_t)(id < 256 ? 0 : 0x40 | (id >> 8));
     lun[3] = (uint8_t)id;
 }
 

@@ -77,6 +77,7 @@ struct vscsi {
 /* vscsi.c: the LUN field. 0 with *id set (VSCSI_NO_LUN for a malformed
  * address on our target), or -1 for another target. */
 int vscsi_lun_decode(const uint8_t lun[8], uint16_t *id);
+/* A LUN field for events (the REPORT LUNS form of the LUN). */
 void vscsi_lun_encode(uint16_t id, uint8_t lun[8]);
 
 /* vscsi_cmd.c */

@@ -14,7 +14,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Debian packages the build and the tests need (qemu-utils is the oracle).
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3
-      qemu-system-x86 cpio kmod xz-utils binutils)  # tests/vm: QEMU, SeaBIOS, the guest build
+      qemu-system-x86 cpio kmod xz-utils binutils)  # tests/vm, tests/vhost: QEMU, SeaBIOS, the guest build
 
 install_deps() {
     local missing=()

@@ -28,6 +28,16 @@ static int raw_open(struct blk_node *bs, struct scuse_err *err)
 
 static void raw_close(struct blk_node *bs) { (void)bs; }
 
+static int raw_refresh_size(struct blk_node *bs)
+{
+    uint64_t size;
+    int r = file_size(bs->fd, &size);
+    if (r < 0)
+        return r;
+    blk_set_size(bs, (size + 511) & ~511ull);
+    return 0;
+}
+
 static int raw_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
 {
     return file_preadv_view(bs->fd, v, off);
@@ -124,4 +134,5 @@ const struct blk_driver blk_driver_raw = {
     .discard = raw_discard,
     .flush = raw_flush,
     .create = raw_create,
+    .refresh_size = raw_refresh_size,
 };

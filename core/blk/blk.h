@@ -109,6 +109,14 @@ int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned f
 int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len);
 int blk_flush(struct blk_node *bs);
 
+/* Re-read the top image's virtual size (for a daemon told that an image
+ * was resized). Sets *changed when bs->size moved. -ENOTSUP for formats
+ * whose size only changes through their own metadata (qcow2). */
+int blk_refresh_size(struct blk_node *bs, bool *changed, struct scuse_err *err);
+/* For drivers' refresh_size: publish a new size (readers on other threads
+ * see either the old or the new value). */
+void blk_set_size(struct blk_node *bs, uint64_t size);
+
 /* For drivers: read [off, off+len) of what lies below bs (its backing
  * chain, zeros where there is none or past its end) into v. */
 int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v);

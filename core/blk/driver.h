@@ -97,6 +97,9 @@ struct blk_driver {
     /* Optional: store one whole, aligned cluster compressed (convert -c);
      * -ENOTSUP where the cluster is already allocated. */
     int (*write_compressed)(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+    /* Optional: re-read the virtual size (the image was grown or shrunk
+     * underneath, e.g. `truncate -s`); store it with blk_set_size(). */
+    int (*refresh_size)(struct blk_node *bs);
 };
 
 extern const struct blk_driver blk_driver_raw;

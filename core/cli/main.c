@@ -22,6 +22,7 @@ static const struct {
     { "check", cmd_check, "check an image's metadata for leaks and corruption, and repair them" },
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
     { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
+    { "serve", cmd_serve, "serve images as SCSI LUNs to a VM over vhost-user-scsi" },
 };
 
 static void usage(FILE *f)

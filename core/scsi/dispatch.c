@@ -45,6 +45,7 @@ struct disp_worker {
      * and whether a reset waits for that done() to return. */
     struct scsi_disp_lun *in_done;
     bool drain;
+    uint64_t done_tag;              /* the tag of that command */
 };
 
 static void ready_push(struct scsi_disp *d, struct scsi_disp_lun *q)
@@ -129,6 +130,7 @@ static void *worker_main(void *arg)
             wake(d, woken);
             w->in_done = ran_q;
             w->drain = fin->state & DISP_DRAIN;
+            w->done_tag = fin->tag;
         }
         ran = NULL;
         struct scsi_disp_lun *next_q = NULL;
@@ -339,36 +341,113 @@ bool scsi_abort(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag)
     return found;
 }
 
+/* Have a reset or an abort wait for c: abort it if it has not started,
+ * and count it until its done() returns (lock held). */
+static unsigned drain_cmd(struct scsi_disp_lun *q, struct scsi_cmd *c)
+{
+    unsigned woken = 0;
+    int ph = disp_phase(c);
+    if (ph == DISP_WAITING || ph == DISP_READY)
+        woken = disp_queue_abort(q, c);
+    if (!(c->state & DISP_DRAIN)) {
+        c->state |= DISP_DRAIN;
+        q->n_drain++;
+    }
+    return woken;
+}
+
+/* The same for commands of q that finished and whose done() is still
+ * running on a worker: all of them, or those with *tag (lock held). */
+static void drain_in_done(struct scsi_disp *d, struct scsi_disp_lun *q, const uint64_t *tag)
+{
+    for (unsigned i = 0; i < d->nworkers; i++) {
+        struct disp_worker *w = &d->workers[i];
+        if (w->in_done == q && !w->drain && (!tag || w->done_tag == *tag)) {
+            w->drain = true;
+            q->n_drain++;
+        }
+    }
+}
+
+static void wait_drained(struct scsi_disp *d, struct scsi_disp_lun *q)
+{
+    d->quiet_waiters++;
+    while (q->n_drain)
+        pthread_cond_wait(&d->quiet, &d->lock);
+    d->quiet_waiters--;
+}
+
+static struct scsi_disp_lun *lun_of(struct scsi_disp *d, struct scsi_lun *lun)
+{
+    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
+    return q && q->disp == d ? q : NULL;
+}
+
+static struct scsi_cmd *find_tag(struct scsi_disp_lun *q, uint64_t tag)
+{
+    for (struct scsi_cmd *c = q->head; c; c = c->next)
+        if (c->tag == tag)
+            return c;
+    return NULL;
+}
+
 void scsi_lun_reset(struct scsi_disp *d, struct scsi_lun *lun)
 {
+    scsi_abort_task_set(d, lun);
+    scsi_lun_raise_ua(lun, SCSI_UA_POWER_ON);
+}
+
+void scsi_abort_task_set(struct scsi_disp *d, struct scsi_lun *lun)
+{
     pthread_mutex_lock(&d->lock);
-    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
-    if (q && q->disp == d) {
+    struct scsi_disp_lun *q = lun_of(d, lun);
+    if (q) {
         unsigned woken = 0;
-        for (struct scsi_cmd *c = q->head; c; c = c->next) {
-            int ph = disp_phase(c);
-            if (ph == DISP_WAITING || ph == DISP_READY)
-                woken += disp_queue_abort(q, c);
-            if (!(c->state & DISP_DRAIN)) {
-                c->state |= DISP_DRAIN;
-                q->n_drain++;
-            }
-        }
-        /* Commands already finished whose done() is still running. */
-        for (unsigned i = 0; i < d->nworkers; i++) {
-            struct disp_worker *w = &d->workers[i];
-            if (w->in_done == q && !w->drain) {
-                w->drain = true;
-                q->n_drain++;
-            }
-        }
+        for (struct scsi_cmd *c = q->head; c; c = c->next)
+            woken += drain_cmd(q, c);
+        drain_in_done(d, q, NULL);
         ready_push(d, q);
         wake(d, woken);
-        d->quiet_waiters++;
-        while (q->n_drain)
-            pthread_cond_wait(&d->quiet, &d->lock);
-        d->quiet_waiters--;
+        wait_drained(d, q);
     }
     pthread_mutex_unlock(&d->lock);
-    scsi_lun_raise_ua(lun, SCSI_UA_POWER_ON);
+}
+
+bool scsi_abort_task(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag)
+{
+    bool found = false;
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = lun_of(d, lun);
+    if (q) {
+        struct scsi_cmd *c = find_tag(q, tag);
+        found = c != NULL;
+        if (c) {
+            wake(d, drain_cmd(q, c));
+            ready_push(d, q);
+        }
+        /* A command already finished whose done() still runs is waited
+         * for too: the initiator must not see the abort answered first. */
+        drain_in_done(d, q, &tag);
+        wait_drained(d, q);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return found;
+}
+
+bool scsi_query_task(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag)
+{
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = lun_of(d, lun);
+    bool found = q && find_tag(q, tag);
+    pthread_mutex_unlock(&d->lock);
+    return found;
+}
+
+bool scsi_query_task_set(struct scsi_disp *d, struct scsi_lun *lun)
+{
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = lun_of(d, lun);
+    bool any = q && q->head;
+    pthread_mutex_unlock(&d->lock);
+    return any;
 }

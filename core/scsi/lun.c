@@ -186,6 +186,7 @@ bool scsi_lun_take_ua(struct scsi_lun *lun, struct scsi_sense *s)
         [SCSI_UA_CAPACITY_CHANGED] = ASC_CAPACITY_DATA_CHANGED,
         [SCSI_UA_MODE_CHANGED] = ASC_MODE_PARAMETERS_CHANGED,
         [SCSI_UA_LUNS_CHANGED] = ASC_REPORTED_LUNS_CHANGED,
+        [SCSI_UA_NEXUS_LOSS] = ASC_I_T_NEXUS_LOSS,
     };
     /* Nothing pending is the common case: no lock on the data path. */
     if (__atomic_load_n(&lun->ua, __ATOMIC_ACQUIRE) == 0)

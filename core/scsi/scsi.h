@@ -154,8 +154,36 @@ enum scsi_ua {
     SCSI_UA_CAPACITY_CHANGED,       /* 2Ah/09h */
     SCSI_UA_MODE_CHANGED,           /* 2Ah/01h */
     SCSI_UA_LUNS_CHANGED,           /* 3Fh/0Eh */
+    SCSI_UA_NEXUS_LOSS,             /* 29h/07h: I_T NEXUS RESET */
 };
 void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
+
+/* The image under the LUN changed size (blk_refresh_size): take the new
+ * capacity in whole blocks and, when it moved, raise CAPACITY DATA HAS
+ * CHANGED. Returns true when the capacity changed. */
+bool scsi_lun_refresh_capacity(struct scsi_lun *lun);
+uint16_t scsi_lun_id(const struct scsi_lun *lun);
+
+/* A target: the LUNs behind one target port (the transport maps its
+ * target address to one). REPORT LUNS through any of its LUNs lists them
+ * all; a command to a LUN it does not have is answered as SPC says for a
+ * logical unit that is not there (standard INQUIRY: peripheral qualifier
+ * 3, type 1Fh; REPORT LUNS: the inventory; REQUEST SENSE: GOOD with
+ * LOGICAL UNIT NOT SUPPORTED as its data; anything else: CHECK CONDITION,
+ * ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED). The set is fixed once
+ * commands flow: add every LUN before the first submit. */
+struct scsi_target;
+int scsi_target_create(struct scsi_target **out, struct scuse_err *err);
+/* Frees the target, not its LUNs (they forget it). */
+void scsi_target_destroy(struct scsi_target *t);
+/* Adds lun under its own id (scsi_lun_create's lun_id); a LUN belongs to
+ * at most one target. */
+int scsi_target_add_lun(struct scsi_target *t, struct scsi_lun *lun, struct scuse_err *err);
+/* The LUN with this id, or NULL. */
+struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id);
+unsigned scsi_target_count(const struct scsi_target *t);
+/* The i-th LUN in id order (i < scsi_target_count). */
+struct scsi_lun *scsi_target_lun_at(const struct scsi_target *t, unsigned i);
 
 /* Emulation: decode and validate cmd (every CDB field). Sets cmd->access
  * and the range; with SCSI_ACCESS_DONE the status, sense and residual are
@@ -191,5 +219,24 @@ bool scsi_abort(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag);
 /* LUN reset: abort what has not started, wait for what runs, raise the
  * reset unit attention. */
 void scsi_lun_reset(struct scsi_disp *d, struct scsi_lun *lun);
+/* Submit to the LUN of t with this id: scsi_submit when it exists, else
+ * answered at once (done() called before this returns). */
+void scsi_target_submit(struct scsi_target *t, struct scsi_disp *d, uint16_t id,
+                        struct scsi_cmd *cmd);
+
+/* Task management as SAM has it, for transports with a TMF channel. Each
+ * returns once the commands it names are out of the task set: those not
+ * started complete with TASK ABORTED, running ones are waited for (their
+ * done() has returned). */
+/* ABORT TASK: true if a command with this tag was in lun's task set. */
+bool scsi_abort_task(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag);
+/* ABORT TASK SET / CLEAR TASK SET (one nexus): every command of lun; no
+ * unit attention. */
+void scsi_abort_task_set(struct scsi_disp *d, struct scsi_lun *lun);
+/* QUERY TASK: is a command with this tag in lun's task set (submitted,
+ * not finished)? */
+bool scsi_query_task(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag);
+/* QUERY TASK SET: does lun's task set hold any command? */
+bool scsi_query_task_set(struct scsi_disp *d, struct scsi_lun *lun);
 
 #endif

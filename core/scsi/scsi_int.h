@@ -40,6 +40,7 @@ struct scsi_lun {
     uint8_t naa[16];                /* VPD 83 NAA designator */
     uint8_t naa_len;                /* 8 or 16 */
     struct scsi_disp_lun *disp;
+    const struct scsi_target *target; /* the target it belongs to, or NULL */
 
     pthread_mutex_t lock;
     /* Under lock. wce and d_sense are also read without it (atomic
@@ -192,6 +193,11 @@ SCSI_HANDLER(sbc_prep_write_same);
 SCSI_HANDLER(sbc_exec_write_same);
 SCSI_HANDLER(sbc_prep_unmap);
 SCSI_HANDLER(sbc_exec_unmap);
+
+/* REPORT LUNS parameter data for a LUN of t (self alone when t is NULL;
+ * none when well_known_only), min(alloc, available) bytes into cmd (target.c). */
+void scsi_target_reply_luns(const struct scsi_target *t, uint16_t self, bool well_known_only,
+                            struct scsi_cmd *cmd, size_t alloc);
 
 /* Mode pages (spc_mode_pages.c): page bytes for pc into out. */
 size_t scsi_mode_page(struct scsi_lun *lun, uint8_t page, int pc, uint8_t *out);

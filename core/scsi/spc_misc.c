@@ -29,46 +29,21 @@ SCSI_HANDLER(spc_prep_request_sense)
     scsi_reply(cmd, b, n, alloc);
 }
 
-/* The LUN number in single-level format: peripheral device addressing up
- * to 255, flat space addressing above. */
-static void put_lun(uint8_t *p, uint16_t id)
-{
-    memset(p, 0, 8);
-    if (id < 256) {
-        p[1] = (uint8_t)id;
-    } else {
-        p[0] = (uint8_t)(0x40 | (id >> 8));
-        p[1] = (uint8_t)id;
-    }
-}
-
-/* This LUN's view: it lists itself. A transport serving several LUNs
- * behind one target answers REPORT LUNS for the target itself. */
+/* The LUN's view of its target: every LUN behind it (scsi_target), or
+ * itself alone when it belongs to none. */
 SCSI_HANDLER(spc_prep_report_luns)
 {
     uint8_t select = cmd->cdb[2];
     size_t alloc = get_be32(cmd->cdb + 6);
-    unsigned n;
-    switch (select) {
-    case 0x00:                      /* every logical unit */
-    case 0x02:                      /* every logical unit, well-known ones too */
-        n = 1;
-        break;
-    case 0x01:                      /* well-known logical units only: none */
-        n = 0;
-        break;
-    default:
+    if (select > 0x02) {
         scsi_fail_cdb(lun, cmd, 2, -1);
         return;
     }
-    uint8_t b[16];
-    memset(b, 0, sizeof(b));
-    put_be32(b, n * 8);
-    if (n)
-        put_lun(b + 8, lun->id);
     /* Reporting the inventory clears REPORTED LUNS DATA HAS CHANGED. */
     __atomic_and_fetch(&lun->ua, ~(1u << SCSI_UA_LUNS_CHANGED), __ATOMIC_RELEASE);
-    scsi_reply(cmd, b, 8 + n * 8, alloc);
+    /* 0x00: every logical unit; 0x02: the same with the well-known ones
+     * (none here); 0x01: well-known logical units only. */
+    scsi_target_reply_luns(lun->target, lun->id, select == 0x01, cmd, alloc);
 }
 
 /* The task management functions the dispatcher implements: ABORT TASK

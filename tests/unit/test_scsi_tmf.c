@@ -1,0 +1,232 @@
+/* Task management through the dispatcher, as a transport's TMF channel
+ * uses it: QUERY TASK / QUERY TASK SET see what is in the task set; ABORT
+ * TASK aborts a command that has not started and returns only after its
+ * done() returned (also for a command whose done() is running); ABORT
+ * TASK SET ends every command of the LUN without a unit attention.
+ *
+ * One worker is held inside a completion (a gate in done()), so commands
+ * submitted meanwhile cannot start and the waits are observable. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "blk/blk.h"
+#include "test_scsi_dispatch_util.h"
+#include "testutil.h"
+
+#define LBS 512
+
+struct env {
+    struct blk_node *bs;
+    struct scsi_lun *lun;
+    struct scsi_disp *d;
+};
+
+static void env_open(struct env *e, const char *name)
+{
+    tu_run("qemu-img create -q -f qcow2 %s 8M && qemu-io -c 'write -P 0x5a 0 1M' %s >/dev/null",
+           name, name);
+    struct scuse_err err = { 0 };
+    if (blk_open(tu_path(name), "qcow2", BLK_OPEN_RW, NULL, &e->bs, &err) < 0)
+        fail_msg("open %s: %s", name, err.msg);
+    struct scsi_lun_config cfg;
+    scsi_lun_config_default(&cfg);
+    if (scsi_lun_create(&cfg, e->bs, 0, &e->lun, &err) < 0)
+        fail_msg("LUN: %s", err.msg);
+    struct scsi_disp_config dc = { .workers = 1 };
+    if (scsi_disp_create(&dc, &e->d, &err) < 0)
+        fail_msg("dispatcher: %s", err.msg);
+    assert_int_equal(td_ready(e->d, e->lun), 0);
+}
+
+static void env_close(struct env *e)
+{
+    scsi_disp_destroy(e->d);
+    scsi_lun_destroy(e->lun);
+    blk_close(e->bs);
+}
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool entered, open;
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false };
+
+static void gate_hook(struct tcmd *t)
+{
+    (void)t;
+    pthread_mutex_lock(&gate.lock);
+    gate.entered = true;
+    pthread_cond_broadcast(&gate.cond);
+    while (!gate.open)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static void gate_close(struct env *e, struct tcmd *t, uint64_t tag)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.entered = gate.open = false;
+    pthread_mutex_unlock(&gate.lock);
+    t->hook = gate_hook;
+    t->cmd.tag = tag;
+    td_tur(t);
+    scsi_submit(e->d, e->lun, &t->cmd);
+    pthread_mutex_lock(&gate.lock);
+    while (!gate.entered)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.open = true;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+/* A TMF run on its own thread, so the test can see that it waits. */
+struct tmf {
+    struct env *e;
+    enum { ABORT_TASK, ABORT_TASK_SET } what;
+    uint64_t tag;
+    bool found;
+    atomic_bool returned;
+    pthread_t th;
+};
+
+static void *tmf_main(void *arg)
+{
+    struct tmf *t = arg;
+    if (t->what == ABORT_TASK)
+        t->found = scsi_abort_task(t->e->d, t->e->lun, t->tag);
+    else
+        scsi_abort_task_set(t->e->d, t->e->lun);
+    atomic_store(&t->returned, true);
+    return NULL;
+}
+
+/* Starts the TMF, checks it is still waiting a while later, lets the held
+ * worker go, and joins. */
+static void tmf_run_held(struct tmf *t)
+{
+    atomic_store(&t->returned, false);
+    pthread_create(&t->th, NULL, tmf_main, t);
+    usleep(100 * 1000);
+    assert_false(atomic_load(&t->returned));
+    gate_open();
+    pthread_join(t->th, NULL);
+    assert_true(atomic_load(&t->returned));
+}
+
+static void test_query_and_abort_task(void **state)
+{
+    (void)state;
+    struct env e;
+    env_open(&e, "abort.qcow2");
+    struct tcmd hold, w, r;
+    td_init(&hold, 0);
+    td_init(&w, LBS);
+    td_init(&r, LBS);
+    gate_close(&e, &hold, 1);
+    memset(w.buf, 0xee, LBS);
+    td_rw16(&w, true, 0, 1, LBS, false);
+    w.cmd.tag = 2;
+    td_rw16(&r, false, 0, 1, LBS, false);
+    r.cmd.tag = 3;
+    scsi_submit(e.d, e.lun, &w.cmd);
+    scsi_submit(e.d, e.lun, &r.cmd);
+
+    assert_true(scsi_query_task(e.d, e.lun, 2));
+    assert_true(scsi_query_task(e.d, e.lun, 3));
+    assert_false(scsi_query_task(e.d, e.lun, 1));  /* finished (its done() runs) */
+    assert_false(scsi_query_task(e.d, e.lun, 99));
+    assert_true(scsi_query_task_set(e.d, e.lun));
+
+    /* The write has not started: aborted, and the abort returns after its
+     * done() did, which needs the held worker. */
+    struct tmf t = { .e = &e, .what = ABORT_TASK, .tag = 2 };
+    tmf_run_held(&t);
+    assert_true(t.found);
+    assert_int_equal(atomic_load(&w.ndone), 1);
+    assert_int_equal(w.cmd.status, SCSI_STATUS_TASK_ABORTED);
+    td_wait(&r);
+    assert_int_equal(r.cmd.status, SCSI_STATUS_GOOD);
+    assert_int_equal(r.buf[0], 0x5a);              /* the write never happened */
+    assert_false(scsi_query_task(e.d, e.lun, 3));
+    assert_false(scsi_query_task_set(e.d, e.lun));
+    assert_false(scsi_abort_task(e.d, e.lun, 3));  /* gone: nothing to wait for */
+
+    /* A command in its done(): not in the task set, but the abort still
+     * waits for that done() to return. */
+    gate_close(&e, &hold, 7);
+    struct tmf t2 = { .e = &e, .what = ABORT_TASK, .tag = 7 };
+    tmf_run_held(&t2);
+    assert_false(t2.found);
+    assert_int_equal(atomic_load(&hold.ndone), 1);
+    env_close(&e);
+    td_free(&hold);
+    td_free(&w);
+    td_free(&r);
+}
+
+static void test_abort_task_set(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    struct env e;
+    env_open(&e, "set.qcow2");
+    struct tcmd hold, t[N];
+    td_init(&hold, 0);
+    gate_close(&e, &hold, 100);
+    for (int i = 0; i < N; i++) {
+        td_init(&t[i], LBS);
+        memset(t[i].buf, 0x20 + i, LBS);
+        td_rw16(&t[i], true, (uint64_t)i, 1, LBS, false);
+        t[i].cmd.tag = (uint64_t)i;
+        scsi_submit(e.d, e.lun, &t[i].cmd);
+    }
+    struct tmf a = { .e = &e, .what = ABORT_TASK_SET };
+    tmf_run_held(&a);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&t[i].ndone), 1);
+        assert_int_equal(t[i].cmd.status, SCSI_STATUS_TASK_ABORTED);
+    }
+    assert_int_equal(atomic_load(&hold.ndone), 1);
+    /* Unlike a LUN reset, no unit attention follows. */
+    struct tcmd rd;
+    td_init(&rd, N * LBS);
+    td_rw16(&rd, false, 0, N, LBS, false);
+    td_run(e.d, e.lun, &rd);
+    assert_int_equal(rd.cmd.status, SCSI_STATUS_GOOD);
+    for (int i = 0; i < N * LBS; i++)
+        if (rd.buf[i] != 0x5a)
+            fail_msg("byte %d is 0x%02x: an aborted write reached the image", i, rd.buf[i]);
+    env_close(&e);
+    for (int i = 0; i < N; i++)
+        td_free(&t[i]);
+    td_free(&hold);
+    td_free(&rd);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return tu_qemu_setup("scsi-tmf", NULL, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_query_and_abort_task, tu_need_qemu),
+        cmocka_unit_test_setup(test_abort_task_set, tu_need_qemu),
+    };
+    return cmocka_run_group_tests(tests, group_setup, tu_teardown);
+}

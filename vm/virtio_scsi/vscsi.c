@@ -73,7 +73,11 @@ static void ring_stop(void *opaque, struct vhost_vq *vq)
 }
 
 const struct vhost_dev_ops vscsi_dev_ops = {
-    .features = 1ull << VIRTIO_SCSI_F_CHANGE,
+    /* HOTPLUG too: the LUN set is fixed and no hotplug event is ever
+     * sent, but Linux posts event buffers only when HOTPLUG is
+     * negotiated, and without them a resize never reaches it as
+     * PARAM_CHANGE. */
+    .features = 1ull << VIRTIO_SCSI_F_CHANGE | 1ull << VIRTIO_SCSI_F_HOTPLUG,
     .set_features = set_features,
     .ring_start = ring_start,
     .ring_kick = ring_kick,

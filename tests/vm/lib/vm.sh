@@ -12,9 +12,6 @@
 #                     virtio-scsi-pci + scsi-hd on the same images
 #   SCUSE_VM_ACCEL    tcg (default) or kvm
 #   SCUSE_VM_TIMEOUT  seconds one boot may take (default 120)
-#   SCUSE_VM_SERVE_GATE=1  vhost path without `scuse serve` in the binary:
-#                     skip (77) instead of failing (ctest sets it until the
-#                     vhost variants are made mandatory, see README.md)
 #   SCUSE_VM_SERVE_ARGS    extra arguments for `scuse serve` (e.g. -v)
 #   SCUSE_VM_KEEP=1   keep the scratch directory of a passing test
 #
@@ -49,16 +46,12 @@ done
 PYTHON=$(command python3 -c 'import sys; print(sys.executable)')
 
 # The disk path. vhost without `scuse serve` in the binary is a failure
-# that says so, unless the gate asks for a skip.
+# that says so.
 vm_require_disk_path() {
     case "$SCUSE_VM_DISK" in
     vhost)
         if [ ! -x "$SCUSE" ] || ! "$SCUSE" serve --help >/dev/null 2>&1; then
             local why="'$SCUSE serve --help' failed: this scuse has no 'serve --vhost-user-scsi'"
-            if [ "${SCUSE_VM_SERVE_GATE:-0}" = 1 ]; then
-                echo "SKIP: $why (SCUSE_VM_SERVE_GATE=1)" >&2
-                exit 77
-            fi
             echo "FAIL: SCUSE_VM_DISK=vhost, but $why." >&2
             echo "      Run with SCUSE_VM_DISK=scsi-hd to use QEMU's own virtio-scsi instead." >&2
             exit 1

@@ -29,6 +29,8 @@ mark PLAN unmap "$L_UNMAP" "$N_UNMAP"
 mark PLAN ws "$L_WS" "$N_WS"
 mark PLAN wsunmap "$L_WSU" "$N_WSU"
 mark PLAN caw "$L_CAW" 1
+mark PLAN data "$L_DATA" 0
+mark PLAN hole "$L_HOLE" 0
 
 section inq sg_inq "$S"
 section inqhex sg_inq --len=96 --hex "$S"

@@ -6,7 +6,7 @@
 #   ./build.sh tsan     the tests that run threads against each other, under ThreadSanitizer
 #   ./build.sh fuzz     build the libFuzzer targets with clang and run each briefly
 #   ./build.sh demo     the main job on a built-in sample
-#   ./build.sh bench    side-by-side benchmarks against qemu-img
+#   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O)
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -14,7 +14,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages the build and the tests need (qemu-utils is the oracle).
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
-      qemu-utils clang libclang-rt-14-dev python3)
+      qemu-utils clang libclang-rt-14-dev python3 time)
 
 install_deps() {
     local missing=()
@@ -86,6 +86,7 @@ bench)
     install_deps
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
     ;;
 *)
     echo "usage: $0 [test|asan|tsan|fuzz|demo|bench]" >&2

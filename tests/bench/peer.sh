@@ -24,6 +24,8 @@
 #      SIZE_MIB   image size (default 512)
 #      STRIDE     stride of the strided patterns, in requests (default 16)
 #      SCALE      multiplies every request count (default 1)
+#      GOAL_ROUNDS rounds for the goal cases, median reported (default 5);
+#                 the table has one round per case
 #      KEEP=1     keep the images afterwards
 set -euo pipefail
 
@@ -33,6 +35,7 @@ BENCH_DIR=${BENCH_DIR:-$top/build/bench}
 SIZE_MIB=${SIZE_MIB:-512}
 STRIDE=${STRIDE:-16}
 SCALE=${SCALE:-1}
+GOAL_ROUNDS=${GOAL_ROUNDS:-5}
 
 die() { echo "peer.sh: $*" >&2; exit 1; }
 [ -x "$SCUSE" ] || die "SCUSE=$SCUSE is not an executable"
@@ -121,39 +124,68 @@ run_qemu() { # img fmt rw bs qd step count
         'BEGIN {printf "%.1f %s\n", (s > 0 ? c / s : 0), t}'
 }
 
-declare -A ratio
-printf '\n%-6s %-7s %-4s %-3s %-5s %7s | %10s %10s %7s | %9s %9s\n' image pattern bs qd rw requests \
-    "scuse IOPS" "qemu IOPS" ratio "scuse s/G" "qemu s/G"
-printf '%s\n' "--------------------------------------------------------------------------------------------"
+median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+# measure KIND PATTERN BS QD RW ROUNDS: runs both tools ROUNDS times
+# (alternating which goes first) and sets M (one table line) and MR (the
+# median of the per-round IOPS ratios).
 flip=0
-for kind in alloc zlib raw; do
+measure() {
+    local kind=$1 pat=$2 bs=$3 qd=$4 rw=$5 rounds=$6 img fmt step cnt r s q
     case $kind in
     alloc) img=$alloc fmt=qcow2 ;;
     zlib)  img=$zlib fmt=qcow2 ;;
     raw)   img=$src fmt=raw ;;
     esac
+    step=$(( ${bs%k} * 1024 ))
+    [ "$pat" = strided ] && step=$(( step * STRIDE ))
+    cnt=$(count_for "$kind" "$bs" "$qd")
+    local si=() qi=() sc=() qc=() rs=()
+    for (( r = 0; r < rounds; r++ )); do
+        flip=$(( 1 - flip ))
+        if [ "$flip" = 1 ]; then
+            s=$(run_scuse "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
+            q=$(run_qemu "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
+        else
+            q=$(run_qemu "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
+            s=$(run_scuse "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
+        fi
+        si+=("${s% *}") sc+=("${s#* }") qi+=("${q% *}") qc+=("${q#* }")
+        rs+=("$(awk -v a="${s% *}" -v b="${q% *}" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}')")
+    done
+    local msi mqi msc mqc gib
+    msi=$(printf '%s\n' "${si[@]}" | median)
+    mqi=$(printf '%s\n' "${qi[@]}" | median)
+    msc=$(printf '%s\n' "${sc[@]}" | median)
+    mqc=$(printf '%s\n' "${qc[@]}" | median)
+    MR=$(printf '%s\n' "${rs[@]}" | median)
+    MR=$(awk -v r="$MR" 'BEGIN {printf "%.2f", r}')
+    gib=$(awk -v c="$cnt" -v b="${bs%k}" 'BEGIN {print c * b / 1048576}')
+    M=$(awk -v k="$kind" -v p="$pat" -v b="$bs" -v d="$qd" -v w="$rw" -v n="$cnt" -v si="$msi" \
+        -v qi="$mqi" -v r="$MR" -v sc="$msc" -v qc="$mqc" -v g="$gib" \
+        'BEGIN {c = sc > 0 ? sprintf("%6.1fx", qc / sc) : "      -";
+                printf "%-6s %-7s %-4s %-3s %-5s %7d | %10.0f %10.0f %6.2fx | %9.2f %9.2f %s\n",
+                k, p, b, d, w, n, si, qi, r, sc / g, qc / g, c}')
+}
+
+header() {
+    printf '%-6s %-7s %-4s %-3s %-5s %7s | %10s %10s %7s | %9s %9s %7s\n' image pattern bs qd rw \
+        requests "scuse IOPS" "qemu IOPS" ratio "scuse s/G" "qemu s/G" "CPU"
+    printf '%s\n' "-----------------------------------------------------------------------------------------------------"
+}
+
+echo
+echo "IOPS: each tool's own measure; ratio: scuse / qemu-img; s/G: CPU seconds (user + sys,"
+echo "whole process) per GiB moved; CPU: qemu-img's CPU per GiB / scuse's (stable on a busy VM)."
+echo
+header
+for kind in alloc zlib raw; do
     for rw in read write; do
         for pat in seq strided; do
             for bs in 4k 64k; do
                 for qd in 1 32; do
-                    step=$(( ${bs%k} * 1024 ))
-                    [ "$pat" = strided ] && step=$(( step * STRIDE ))
-                    cnt=$(count_for "$kind" "$bs" "$qd")
-                    flip=$(( 1 - flip ))
-                    if [ "$flip" = 1 ]; then
-                        s=$(run_scuse "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
-                        q=$(run_qemu "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
-                    else
-                        q=$(run_qemu "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
-                        s=$(run_scuse "$img" "$fmt" "$rw" "$bs" "$qd" "$step" "$cnt")
-                    fi
-                    gib=$(awk -v c="$cnt" -v b="${bs%k}" 'BEGIN {print c * b / 1048576}')
-                    r=$(awk -v a="${s% *}" -v b="${q% *}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-                    ratio[$kind/$pat/$bs/$qd/$rw]=$r
-                    awk -v k="$kind" -v p="$pat" -v b="$bs" -v d="$qd" -v w="$rw" -v n="$cnt" \
-                        -v si="${s% *}" -v qi="${q% *}" -v r="$r" -v sc="${s#* }" -v qc="${q#* }" \
-                        -v g="$gib" 'BEGIN {printf "%-6s %-7s %-4s %-3s %-5s %7d | %10.0f %10.0f %6.2fx | %9.2f %9.2f\n",
-                        k, p, b, d, w, n, si, qi, r, sc / g, qc / g}'
+                    measure "$kind" "$pat" "$bs" "$qd" "$rw" 1
+                    printf '%s\n' "$M"
                 done
             done
         done
@@ -162,12 +194,14 @@ done
 
 verdict() { awk -v r="$1" -v g="$2" 'BEGIN {print ((r >= g) ? "met" : "NOT met")}'; }
 echo
-echo "== goals (ratio of IOPS, scuse / qemu-img)"
-a=${ratio[alloc/seq/4k/32/read]}
-echo "allocated qcow2, 4 KiB QD32 reads (goal >= 2x): sequential ${a}x ($(verdict "$a" 2))," \
-     "strided ${ratio[alloc/strided/4k/32/read]}x"
-z1=${ratio[zlib/seq/4k/1/read]} z32=${ratio[zlib/seq/4k/32/read]}
-echo "compressed qcow2, 4 KiB reads (goal >= 10x): sequential QD1 ${z1}x ($(verdict "$z1" 10))," \
-     "QD32 ${z32}x ($(verdict "$z32" 10)); strided (a new cluster every request, where no" \
-     "cache of decompressed clusters can help) QD1 ${ratio[zlib/strided/4k/1/read]}x," \
-     "QD32 ${ratio[zlib/strided/4k/32/read]}x"
+echo "== goals: median of $GOAL_ROUNDS alternating rounds each (load $(cut -d' ' -f1-3 /proc/loadavg))"
+header
+measure alloc seq 4k 32 read "$GOAL_ROUNDS"; printf '%s\n' "$M"; a=$MR
+measure alloc strided 4k 32 read "$GOAL_ROUNDS"; printf '%s\n' "$M"; as=$MR
+measure zlib seq 4k 1 read "$GOAL_ROUNDS"; printf '%s\n' "$M"; z1=$MR
+measure zlib seq 4k 32 read "$GOAL_ROUNDS"; printf '%s\n' "$M"; z32=$MR
+echo
+echo "allocated qcow2, 4 KiB QD32 reads (goal >= 2x): sequential ${a}x ($(verdict "$a" 2)), strided ${as}x ($(verdict "$as" 2))"
+echo "compressed qcow2, 4 KiB sequential reads (goal >= 10x): QD1 ${z1}x ($(verdict "$z1" 10)), QD32 ${z32}x ($(verdict "$z32" 10))"
+echo "(strided compressed reads, a new cluster per request, are in the table: there no cache of"
+echo " decompressed clusters can help, and the ratio is inflate speed, libdeflate against zlib)"

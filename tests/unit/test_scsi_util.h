@@ -299,12 +299,10 @@ static TS_UNUSED uint64_t ts_get(const uint8_t *p, int n)
     return v;
 }
 
-/* READ/WRITE-style CDB of the opcode's size with lba and length (cdb
- * needs room for that size only). */
+/* READ/WRITE-style CDB of the opcode's size with lba and length. */
 static TS_UNUSED size_t ts_rw_cdb(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t n)
 {
-    static const uint8_t size_of_group[8] = { 6, 10, 10, 16, 16, 12, 16, 16 };
-    memset(cdb, 0, size_of_group[op >> 5]);
+    memset(cdb, 0, 16);
     cdb[0] = op;
     switch (op >> 5) {
     case 0:

@@ -242,6 +242,14 @@ struct cfg {
     uint64_t cache; /* l2_cache_size, 0 = default */
 };
 
+/* Crash images judged per configuration (SCUSE_CRASH_IMAGES: the
+ * sanitizer pass uses fewer). */
+static unsigned images_per_cfg(void)
+{
+    const char *ci = getenv("SCUSE_CRASH_IMAGES");
+    return ci && atoi(ci) > 0 ? (unsigned)atoi(ci) : 22;
+}
+
 static void run_cfg(const struct cfg *c)
 {
     tu_sh("rm -f *.qcow2 *.raw");
@@ -283,10 +291,7 @@ static void run_cfg(const struct cfg *c)
     fclose(f);
     npending = 0;
     target_fd = bs->fd;
-    /* Crash images judged per configuration (SCUSE_CRASH_IMAGES: the
-     * sanitizer pass uses fewer). */
-    const char *ci = getenv("SCUSE_CRASH_IMAGES");
-    evals_left = ci && atoi(ci) > 0 ? atoi(ci) : 22;
+    evals_left = images_per_cfg();
     workload(bs, 400);
     target_fd = -1;
     blk_close(bs);
@@ -318,7 +323,8 @@ static void test_power_loss(void **state)
     for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++)
         run_cfg(&cfgs[i]);
     printf("# %u crash images judged, %u with leaked clusters\n", n_evals, n_leaky);
-    assert_true(n_evals > 100);
+    /* Most configurations must reach their count (a short workload may not). */
+    assert_true(n_evals * 4 >= 3 * images_per_cfg() * (sizeof(cfgs) / sizeof(cfgs[0])));
 }
 
 static int setup(void **state)

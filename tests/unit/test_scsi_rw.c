@@ -283,7 +283,7 @@ static void test_residuals(void **state)
     struct ts_lun t = ts_open("res.raw", "raw", 512);
     uint8_t *b = malloc(16 * 512), *rd = malloc(16 * 512);
     ts_fill(b, 16 * 512, 9);
-    uint8_t cdb[10];
+    uint8_t cdb[16];
     ts_rw_cdb(cdb, 0x2a, 100, 8);
     struct ts_res r = TS_OUT(t.lun, cdb, b, 8 * 512);
     ts_good(&r);

@@ -163,7 +163,7 @@ static void test_write_verify(void **state)
     scsi_lun_config_default(&cfg);
     cfg.read_only = true;
     t = ts_open_cfg(name, "raw", &cfg, false);
-    uint8_t cdb[10];
+    uint8_t cdb[16];
     ts_rw_cdb(cdb, 0x2e, 0, 1);
     struct ts_res r = TS_OUT(t.lun, cdb, d, 512);
     ts_check(&r, 0x7, 0x27, 0x00);

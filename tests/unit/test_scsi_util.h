@@ -299,7 +299,7 @@ static TS_UNUSED uint64_t ts_get(const uint8_t *p, int n)
     return v;
 }
 
-/* READ/WRITE-style CDB of the opcode's size with lba and length. */
+/* READ/WRITE-style CDB of the opcode's size with lba and length (cdb: 16 bytes). */
 static TS_UNUSED size_t ts_rw_cdb(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t n)
 {
     memset(cdb, 0, 16);

@@ -104,6 +104,13 @@ static void record(struct scsi_disp *d, struct disp_worker *w)
     w->drain = false;
 }
 
+/* Set while a worker with nothing else to run calls a done(): the first
+ * command that done() submits to the same dispatcher is left for that
+ * worker, which takes it right after done() returns, instead of waking
+ * another worker for it (a wake-up and a switch per command at QD1).
+ * A done() is expected to return promptly (it may resubmit, not wait). */
+static __thread struct scsi_disp *absorb_for;
+
 static void run(struct scsi_disp_lun *q, struct scsi_cmd *cmd)
 {
     if (disp_phase(cmd) == DISP_ABORTING) {
@@ -146,8 +153,11 @@ static void *worker_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&d->lock);
-        if (fin)
+        if (fin) {
+            absorb_for = next ? NULL : d;
             fin->done(fin);
+            absorb_for = NULL;
+        }
         if (next) {
             run(next_q, next);
             ran = next;
@@ -332,7 +342,10 @@ void scsi_submit(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_cmd *cmd
     q->n_inflight++;
     if (disp_queue_add(q, cmd)) {
         ready_push(d, q);
-        wake(d, 1);
+        if (absorb_for == d)
+            absorb_for = NULL;  /* this worker takes it next */
+        else
+            wake(d, 1);
     }
     pthread_mutex_unlock(&d->lock);
 }

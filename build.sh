@@ -3,9 +3,10 @@
 #   ./build.sh          build into build/
 #   ./build.sh test     install what is missing (Debian), build, run every test
 #   ./build.sh asan     the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   ./build.sh tsan     the tests that run threads against each other, under ThreadSanitizer
 #   ./build.sh fuzz     build the libFuzzer targets with clang and run each briefly
 #   ./build.sh demo     the main job on a built-in sample
-#   ./build.sh bench    side-by-side benchmarks against qemu-img
+#   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O)
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -13,7 +14,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages the build and the tests need (qemu-utils is the oracle).
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
-      qemu-utils clang libclang-rt-14-dev python3
+      qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils)  # tests/vm, tests/vhost: QEMU, SeaBIOS, the guest build
 
 install_deps() {
@@ -64,6 +65,14 @@ asan)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_ctest build-asan -LE 'fuzz|vm-qemu'   # QEMU-only guest runs: once, in test
     ;;
+tsan)
+    install_deps
+    configure_build build-tsan -DSCUSE_TSAN=ON
+    # Label concurrency: the dispatcher, qcow2 and copy-engine tests that
+    # race threads on purpose; any report fails the test.
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+        run_ctest build-tsan -L concurrency
+    ;;
 fuzz)
     install_deps
     CC=clang configure_build build-fuzz -DSCUSE_FUZZ=ON
@@ -78,9 +87,10 @@ bench)
     install_deps
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
     ;;
 *)
-    echo "usage: $0 [test|asan|fuzz|demo|bench]" >&2
+    echo "usage: $0 [test|asan|tsan|fuzz|demo|bench]" >&2
     exit 1
     ;;
 esac

@@ -37,8 +37,8 @@ static void bench_usage(FILE *f)
                "  --qd N            commands in flight (default 32)\n"
                "  --time S          run for S seconds (default 5)\n"
                "  --count N         run N requests instead\n"
-               "  --stride N        sequential patterns: step between requests (default: --bs),\n"
-               "                    wrapping at the end of the image, as qemu-img bench -S\n"
+               "  --stride N        sequential patterns: step between requests (default: --bs);\n"
+               "                    offsets wrap modulo the image size, as qemu-img bench -S\n"
                "  --block-size N    the LUN's logical block size (default 512)\n"
                "  --workers N       dispatcher worker threads (default: chosen by the dispatcher)\n"
                "  --pattern BYTE    byte written by write requests (default 0, as qemu-img bench)\n"
@@ -62,7 +62,7 @@ struct bench {
     struct scsi_lun *lun;
     enum rw rw;
     uint32_t bs, lbs;
-    uint64_t stride, size, count, positions;
+    uint64_t stride, size, count;
     atomic_uint_fast64_t issued;   /* requests handed out (the next request's index) */
     atomic_uint_fast64_t completed, reads, writes;
     atomic_uint live;              /* slots still circulating */
@@ -100,7 +100,11 @@ static void fill(struct bench *b, struct slot *s, uint64_t i)
         write = b->rw == RW_RANDWRITE;
         break;
     default:
-        off = i % b->positions * b->stride;
+        /* i x stride modulo the size, as qemu-img bench -S; a request
+         * that would cross the end starts at 0 instead (qemu-img fails it). */
+        off = (uint64_t)((unsigned __int128)i * b->stride % b->size);
+        if (off > b->size - b->bs)
+            off = 0;
         write = b->rw == RW_WRITE || (b->rw == RW_MIXED && (mix64(i) & 1));
         break;
     }
@@ -466,7 +470,6 @@ int cmd_bench(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
-    b->positions = (b->size - o.bs) / o.stride + 1;
     for (uint64_t i = 0; i < o.qd; i++) {
         struct slot *s = &slots[i];
         if (posix_memalign((void **)&s->buf, 4096, o.bs) != 0) {

@@ -4,8 +4,11 @@
  *
  * Prepare answers everything that needs no I/O and changes no state
  * (INQUIRY, READ CAPACITY, MODE SENSE, REPORT LUNS, RSOC, ...) on the
- * spot: access is SCSI_ACCESS_DONE. Commands that read or write the image
- * or change LUN state (MODE SELECT, START STOP UNIT) are left to execute. */
+ * spot: access stays SCSI_ACCESS_DONE. Commands that read or write the
+ * image or change LUN state (MODE SELECT, START STOP UNIT) are left to
+ * execute: their prepare sets cmd->access as its last step, after every
+ * check. Nothing writes cmd->access after prepare: the dispatcher reads
+ * it, under its lock, while a worker executes the command. */
 #include <string.h>
 
 #include "scsi/scsi_int.h"
@@ -85,7 +88,7 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     cmd->xfer = 0;
     cmd->resid = 0;
     cmd->overflow = false;
-    cmd->access = SCSI_ACCESS_NONE;
+    cmd->access = SCSI_ACCESS_DONE;  /* until a prepare handler defers the command */
     cmd->lba = 0;
     cmd->nblocks = 0;
     cmd->op = NULL;
@@ -141,10 +144,6 @@ void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
 {
     if (cmd->access == SCSI_ACCESS_DONE)
         return;
-    /* The answer helpers mark a command DONE (what prepare needs); after
-     * execute, access must still say what the command touched, because
-     * the dispatcher releases the commands that waited for it by that. */
-    enum scsi_access access = cmd->access;
     const struct scsi_op *op = cmd->op;
     if (!op || !op->execute) {
         /* Not prepared: a caller bug, answered rather than crashed on. */
@@ -152,5 +151,4 @@ void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
     } else {
         op->execute(lun, cmd);
     }
-    cmd->access = access;
 }

@@ -197,8 +197,8 @@ struct scsi_lun *scsi_target_lun_at(const struct scsi_target *t, unsigned i);
 void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd);
 /* Emulation: execute a prepared command synchronously (block I/O from the
  * calling thread), filling status, sense and residual. Does not call
- * done(); does nothing for a DONE command; leaves cmd->access as prepare
- * set it (the dispatcher orders by it). Uses up to about 30 KiB of the
+ * done(); does nothing for a DONE command; never writes cmd->access (the
+ * dispatcher orders by it, reading it while the command runs). Uses up to about 30 KiB of the
  * calling thread's stack (compare and verify chunks, UNMAP list). */
 void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd);
 

@@ -73,7 +73,8 @@ struct scsi_op {
     uint8_t usage[SCSI_CDB_MAX];
     uint8_t ignore[SCSI_CDB_MAX];
     uint8_t cont[SCSI_CDB_MAX];
-    /* Validate the CDB; set access and range, or answer (access DONE). */
+    /* Validate the CDB; answer (access stays DONE), or set the range and,
+     * as the last step after every check, the access execute needs. */
     void (*prepare)(struct scsi_lun *lun, struct scsi_cmd *cmd);
     /* Run it (only when prepare left access other than DONE). */
     void (*execute)(struct scsi_lun *lun, struct scsi_cmd *cmd);
@@ -108,6 +109,9 @@ uint32_t scsi_sense_encode(const struct scsi_sense *s, bool desc, uint8_t *buf);
 /* The LUN's current sense format (control page D_SENSE). */
 bool scsi_lun_desc_sense(struct scsi_lun *lun);
 
+/* The answer helpers below fill status, sense and residual and never
+ * touch cmd->access (they also run inside execute, while the dispatcher
+ * may read it). */
 /* Status GOOD with the residual of a command that wanted `wanted` bytes
  * in direction dir and moved `moved` (a buffer in the other direction
  * counts as none). scsi_good: no direction (commands without data). */

@@ -68,7 +68,6 @@ void scsi_good_xfer(struct scsi_cmd *cmd, enum scsi_dir dir, uint64_t wanted, ui
         cmd->overflow = false;
         cmd->resid = clamp32(cmd->data.len - wanted);
     }
-    cmd->access = SCSI_ACCESS_DONE;
 }
 
 void scsi_good(struct scsi_cmd *cmd, uint64_t wanted, uint64_t moved)
@@ -83,7 +82,6 @@ void scsi_fail(struct scsi_lun *lun, struct scsi_cmd *cmd, const struct scsi_sen
     cmd->xfer = 0;
     cmd->overflow = false;
     cmd->resid = clamp32(cmd->data.len);
-    cmd->access = SCSI_ACCESS_DONE;
 }
 
 void scsi_fail_key(struct scsi_lun *lun, struct scsi_cmd *cmd, uint8_t key, uint16_t asc)
@@ -174,7 +172,6 @@ void scsi_fail_errno(struct scsi_lun *lun, struct scsi_cmd *cmd, int err, bool w
         cmd->xfer = 0;
         cmd->overflow = false;
         cmd->resid = clamp32(cmd->data.len);
-        cmd->access = SCSI_ACCESS_DONE;
         return;
     }
     if (s.key == SK_MEDIUM_ERROR) {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Seed a corpus with small qcow2 images and run a libFuzzer target briefly.
+# Seed a corpus and run a libFuzzer target briefly.
 #   run.sh BINARY CORPUS_DIR
+# A target with its own seed generator, tests/fuzz/seeds_NAME.py for
+# fuzz_NAME, gets its seeds; the others get small qcow2 images.
 # Env: FUZZ_TIME (seconds, default 20).
 # stderr of the target is closed (-close_fd_mask=2): the library logs one
 # line per rejected image; libFuzzer and sanitizer reports still appear.
@@ -84,7 +86,10 @@ open(sys.argv[1], "wb").write(img)
 EOF
 }
 
-if [ "$have_qemu" = 1 ]; then
+seeder="$(cd "$(dirname "$0")" && pwd)/seeds_${name#fuzz_}.py"
+if [ -f "$seeder" ]; then
+    python3 "$seeder" "$corpus"
+elif [ "$have_qemu" = 1 ]; then
     cd "$seed_dir"
     guest_data data.raw 49152
     q() { qemu-io -f qcow2 "$@" >/dev/null; }
@@ -147,9 +152,11 @@ if [ "$have_qemu" = 1 ]; then
 else
     echo "run.sh: qemu-img/qemu-io not found; fuzzing without qcow2 seeds" >&2
 fi
-# Seeds that are not images at all.
-printf 'QFI\xfb' >"$corpus/seed-magic-only"
-printf 'QFI\xfb\0\0\0\3' >"$corpus/seed-v3-stub"
+if [ ! -f "$seeder" ]; then
+    # Seeds that are not images at all.
+    printf 'QFI\xfb' >"$corpus/seed-magic-only"
+    printf 'QFI\xfb\0\0\0\3' >"$corpus/seed-v3-stub"
+fi
 
 echo "run.sh: $name, corpus $corpus ($(ls "$corpus" | wc -l) inputs), ${time_s}s"
 rc=0

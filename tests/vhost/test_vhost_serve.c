@@ -322,7 +322,7 @@ static void test_boot_cycle(void **state)
     assert_true(f->features & (1ull << VIRTIO_RING_F_EVENT_IDX));
     assert_true(f->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC));
     assert_true(f->features & (1ull << VIRTIO_SCSI_F_CHANGE));
-    assert_false(f->features & (1ull << VIRTIO_SCSI_F_HOTPLUG));
+    assert_true(f->features & (1ull << VIRTIO_SCSI_F_HOTPLUG)); /* for Linux to post event buffers */
     assert_true(f->protocol_features & (1ull << VHU_PROTO_CONFIGURE_MEM_SLOTS));
     seabios(f, true);
     linux_start(f, 4);

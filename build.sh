@@ -5,7 +5,9 @@
 #   ./build.sh asan     the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   ./build.sh tsan     the tests that run threads against each other, under ThreadSanitizer
 #   ./build.sh fuzz     build the libFuzzer targets with clang and run each briefly
-#   ./build.sh demo     the main job on a built-in sample
+#   ./build.sh demo     the main job on a built-in sample: a guest boots from a
+#                       qcow2 chain served by scuse serve
+#   ./build.sh demo-tools  info/map/convert on the same kind of chain
 #   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -83,6 +85,11 @@ demo)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/samples/demo.sh"
     ;;
+demo-tools)
+    install_deps
+    configure_build build
+    SCUSE="$top/build/scuse" bash "$top/samples/demo_tools.sh"
+    ;;
 bench)
     install_deps
     configure_build build
@@ -90,7 +97,7 @@ bench)
     SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
     ;;
 *)
-    echo "usage: $0 [test|asan|tsan|fuzz|demo|bench]" >&2
+    echo "usage: $0 [test|asan|tsan|fuzz|demo|demo-tools|bench]" >&2
     exit 1
     ;;
 esac

@@ -13,7 +13,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages the build and the tests need (qemu-utils is the oracle).
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
-      qemu-utils clang libclang-rt-14-dev python3)
+      qemu-utils clang libclang-rt-14-dev python3
+      libnl-3-dev libnl-genl-3-dev)
 
 install_deps() {
     local missing=()

@@ -22,6 +22,7 @@ static const struct {
     { "check", cmd_check, "check an image's metadata for leaks and corruption, and repair them" },
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
     { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
+    { "tcmu", cmd_tcmu, "LIO TCMU backstores for images (vhost-scsi, loopback) and their daemon" },
 };
 
 static void usage(FILE *f)

@@ -23,7 +23,7 @@
 static void kick(void *arg)
 {
     struct tcmu_served *s = arg;
-    int r = tcmu_uio_kick(s->fd);
+    int r = tcmu_uio_kick(s->fd, s->uio.map_size);
     if (r < 0)
         log_debug("tcmu %s: kick: %s", s->label, strerror(-r));
 }
@@ -145,8 +145,13 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     s->ring_up = true;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
     if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
-        r = err_set(err, -errno, "%s: epoll: %s", s->label, strerror(errno));
-        goto fail;
+        if (errno != EPERM) {
+            r = err_set(err, -errno, "%s: epoll: %s", s->label, strerror(errno));
+            goto fail;
+        }
+        /* Not a device that can be polled (a plain file standing in for
+         * one): the loop's tick pumps it. */
+        log_warn("tcmu %s: cannot be polled; pumped every tick", s->label);
     }
     s->next = dm->served;
     dm->served = s;

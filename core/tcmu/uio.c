@@ -188,12 +188,12 @@ void tcmu_uio_close(int fd, void *map, uint64_t size)
         close(fd);
 }
 
-int tcmu_uio_kick(int fd)
+int tcmu_uio_kick(int fd, uint64_t map_size)
 {
     uint32_t one = 1;
     ssize_t w;
     do {
-        w = write(fd, &one, sizeof(one));
+        w = pwrite(fd, &one, sizeof(one), (off_t)map_size);
     } while (w < 0 && errno == EINTR);
     return w == (ssize_t)sizeof(one) ? 0 : w < 0 ? -errno : -EIO;
 }

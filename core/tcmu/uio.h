@@ -52,8 +52,10 @@ int tcmu_uio_open(const char *dev_dir, unsigned minor, uint64_t size, int *fd, v
                   struct scuse_err *err);
 void tcmu_uio_close(int fd, void *map, uint64_t size);
 
-/* Tell the kernel the tail moved (a 4-byte write: its irqcontrol). */
-int tcmu_uio_kick(int fd);
+/* Tell the kernel the tail moved (a 4-byte write: its irqcontrol). The
+ * write goes at map_size: uio ignores the offset, and a plain file that
+ * stands in for the device (tests) keeps the mapped bytes intact. */
+int tcmu_uio_kick(int fd, uint64_t map_size);
 /* Consume the event count after poll said readable. */
 void tcmu_uio_ack(int fd);
 

@@ -35,6 +35,7 @@ struct fk {
     uint32_t cleaned;               /* reaper position (cmdr_last_cleaned) */
     uint16_t next_id;
     uint32_t pads, reaped;
+    bool owned;                     /* map is ours to free */
     struct fk_done done[FK_MAX_ID];
 };
 
@@ -50,14 +51,23 @@ static inline uint32_t *fk_tail_p(struct fk *k)
     return (uint32_t *)(k->map + offsetof(struct tcmu_mailbox, cmd_tail));
 }
 
-/* A mapping with a ring of cmdr_size bytes and a data area of data_size. */
-static inline struct fk *fk_new(uint32_t cmdr_size, uint64_t data_size, uint16_t flags)
+/* The size of a mapping with these ring and data area sizes. */
+static inline uint64_t fk_map_size(uint32_t cmdr_size, uint64_t data_size)
+{
+    return FK_CMDR_OFF + cmdr_size + data_size;
+}
+
+/* Lay out map (fk_map_size bytes; NULL: allocated) with a ring of
+ * cmdr_size bytes and a data area of data_size. */
+static inline struct fk *fk_new_at(void *map, uint32_t cmdr_size, uint64_t data_size,
+                                   uint16_t flags)
 {
     struct fk *k = calloc(1, sizeof(*k));
     k->cmdr_size = cmdr_size;
     k->data_off = FK_CMDR_OFF + cmdr_size;
     k->size = k->data_off + data_size;
-    k->map = aligned_alloc(4096, (k->size + 4095) & ~4095ull);
+    k->owned = !map;
+    k->map = map ? map : aligned_alloc(4096, (k->size + 4095) & ~4095ull);
     memset(k->map, 0, k->size);
     struct tcmu_mailbox *mb = fk_mb(k);
     mb->version = TCMU_MAILBOX_VERSION;
@@ -68,9 +78,15 @@ static inline struct fk *fk_new(uint32_t cmdr_size, uint64_t data_size, uint16_t
     return k;
 }
 
+static inline struct fk *fk_new(uint32_t cmdr_size, uint64_t data_size, uint16_t flags)
+{
+    return fk_new_at(NULL, cmdr_size, data_size, flags);
+}
+
 static inline void fk_free(struct fk *k)
 {
-    free(k->map);
+    if (k->owned)
+        free(k->map);
     free(k);
 }
 

@@ -188,8 +188,6 @@ int tcmu_nl_open(struct tcmu_nl *nl, void (*handler)(struct nlmsghdr *, void *),
     nl_socket_disable_seq_check(nl->sk);
     /* Replies are fire and forget; only refusals come back. */
     nl_socket_disable_auto_ack(nl->sk);
-    nl_socket_modify_cb(nl->sk, NL_CB_VALID, NL_CB_CUSTOM, on_valid, nl);
-    nl_socket_modify_err_cb(nl->sk, NL_CB_CUSTOM, on_error, nl);
     int r = genl_connect(nl->sk);
     if (r < 0) {
         tcmu_nl_close(nl);
@@ -210,6 +208,9 @@ int tcmu_nl_open(struct tcmu_nl *nl, void (*handler)(struct nlmsghdr *, void *),
         return err_set(err, -EIO, "netlink: cannot join " TCMU_GENL_FAMILY "/" TCMU_GENL_GROUP
                        ": %s", nl_geterror(r));
     }
+    /* After the lookups above, which run on copies of these callbacks. */
+    nl_socket_modify_cb(nl->sk, NL_CB_VALID, NL_CB_CUSTOM, on_valid, nl);
+    nl_socket_modify_err_cb(nl->sk, NL_CB_CUSTOM, on_error, nl);
     /* Room for bursts of events (many devices enabled at once). */
     nl_socket_set_buffer_size(nl->sk, 1 << 20, 0);
     return 0;

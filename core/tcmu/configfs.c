@@ -263,9 +263,16 @@ int tcmu_cfs_create(const char *root, const struct tcmu_backstore *b, struct scu
                  "max_data_area_mb=%u,nl_reply_supported=-1",
                  b->config, b->size, b->block_size, b->max_sectors, b->data_area_mb);
         if ((r = write_attr(&c, dev, "control", control, err)) < 0 ||
-            (r = write_attr(&c, dev, "attrib/emulate_write_cache", "1", err)) < 0 ||
-            (r = write_attr(&c, dev, "attrib/tmr_notification", "1", err)) < 0)
+            (r = write_attr(&c, dev, "attrib/emulate_write_cache", "1", err)) < 0)
             return r;
+        /* TMR notifications (5.9 and later): without them aborted commands
+         * simply run to completion. */
+        char p[PATH_MAX];
+        tcmu_pathf(p, sizeof(p), "%s/attrib/tmr_notification", dev);
+        if ((r = tcmu_cfs_write(&c, p, "1")) == -ENOENT)
+            log_warn("tcmu: %s: not in this kernel; aborts are not passed to scuse", p);
+        else if (r < 0)
+            return cfs_fail(err, r, p, NULL);
         if (b->serial[0] && (r = write_attr(&c, dev, "wwn/vpd_unit_serial", b->serial, err)) < 0)
             return r;
         if ((r = write_attr(&c, dev, "enable", "1", err)) < 0)

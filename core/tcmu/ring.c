@@ -210,6 +210,14 @@ static void write_completion(struct tcmu_ring *r, const struct tcmu_req *req, ui
     const size_t body = offsetof(struct tcmu_cmd_entry, rsp);
 
     pthread_mutex_lock(&r->lock);
+    if (r->fifo_first == r->fifo_end) {
+        /* More completions than commands: a caller bug, never a write
+         * into a slot that is not ours. */
+        pthread_mutex_unlock(&r->lock);
+        log_error("tcmu %s: completion of cmd_id %u with no slot outstanding", r->name,
+                  req->cmd_id);
+        return;
+    }
     bool ooo = tcmu_ring_ooo(r);
     struct tcmu_slot *s = &r->fifo[(ooo ? r->fifo_first : req->slot) % r->fifo_cap];
     uint8_t *e = r->map + r->cmdr_off + s->off;

@@ -52,8 +52,9 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
         const char *serial = buf;
         if (strncmp(buf, SERIAL_PREFIX, strlen(SERIAL_PREFIX)) == 0)
             serial += strlen(SERIAL_PREFIX);
-        if (strlen(serial) < sizeof(s->lcfg.serial))
-            snprintf(s->lcfg.serial, sizeof(s->lcfg.serial), "%s", serial);
+        size_t n = strlen(serial);
+        if (n < sizeof(s->lcfg.serial))
+            memcpy(s->lcfg.serial, serial, n + 1);
         else
             log_warn("tcmu %s: unit serial '%s' is longer than %zu characters; serving a "
                      "derived one", s->label, serial, sizeof(s->lcfg.serial) - 1);

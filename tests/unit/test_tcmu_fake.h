@@ -198,7 +198,8 @@ static inline bool fk_tmr(struct fk *k, uint8_t type, const uint16_t *ids, uint3
     t.tmr_type = type;
     t.cmd_cnt = n;
     memcpy(e, &t, sizeof(t));
-    memcpy(e + offsetof(struct tcmu_tmr_entry, cmd_ids), ids, 2 * n);
+    if (n)
+        memcpy(e + offsetof(struct tcmu_tmr_entry, cmd_ids), ids, 2 * n);
     k->head = (k->head + size) % k->cmdr_size;
     fk_publish(k);
     return true;

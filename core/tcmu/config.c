@@ -36,6 +36,15 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
     const char *rest = config + sub + 1;
     if (strlen(config) >= TCMU_CONFIG_MAX)
         return err_set(err, -EINVAL, "dev_config is longer than %d bytes", TCMU_CONFIG_MAX - 1);
+    /* A config written with `echo` into attrib/dev_config keeps its
+     * newline (the kernel stores the write as is): one is dropped. */
+    char buf[TCMU_CONFIG_MAX];
+    size_t n = strlen(rest);
+    if (n && rest[n - 1] == '\n') {
+        memcpy(buf, rest, n - 1);
+        buf[n - 1] = '\0';
+        rest = buf;
+    }
     const char *path = rest;
     if (rest[0] != '/') {
         const char *at = strchr(rest, '@');

@@ -48,7 +48,10 @@ int tcmu_uio_parse_name(const char *s, struct tcmu_uio_name *out, struct scuse_e
         return -ENODEV;
     const char *p = s + strlen(UIO_PREFIX);
     size_t n = strlen(p);
-    if (n && p[n - 1] == '\n')
+    /* sysfs ends the name with a newline; a dev_config written with
+     * `echo` into attrib/dev_config keeps its own (the kernel stores the
+     * write as is), which can make two. */
+    for (int i = 0; i < 2 && n && p[n - 1] == '\n'; i++)
         n--;
     if (!printable(p, n))
         return err_set(err, -EINVAL, "UIO name '%s': control characters", s);

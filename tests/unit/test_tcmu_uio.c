@@ -36,6 +36,9 @@ static void test_parse_name(void **state)
     assert_string_equal(n.config, "");
     assert_int_equal(tcmu_uio_parse_name("tcm-user/0/x/file//path", &n, &err), 0);
     assert_string_equal(n.config, "file//path");
+    /* A config echoed into attrib/dev_config keeps its newline. */
+    assert_int_equal(tcmu_uio_parse_name("tcm-user/0/x/scuse//a\n\n", &n, &err), 0);
+    assert_string_equal(n.config, "scuse//a");
 
     /* Other UIO drivers. */
     assert_int_equal(tcmu_uio_parse_name("uio_pdrv_genirq", &n, &err), -ENODEV);
@@ -45,7 +48,7 @@ static void test_parse_name(void **state)
     static const char *const bad[] = {
         "tcm-user/", "tcm-user/1", "tcm-user/1/", "tcm-user//d", "tcm-user/01/d",
         "tcm-user/+1/d", "tcm-user/-1/d", "tcm-user/4294967296/d", "tcm-user/x/d",
-        "tcm-user/1/d/", "tcm-user/1//cfg", "tcm-user/1/d\x01/c", "tcm-user/1/d/c\n\n",
+        "tcm-user/1/d/", "tcm-user/1//cfg", "tcm-user/1/d\x01/c", "tcm-user/1/d/c\n\n\n", "tcm-user/1/d/c\nx",
         "tcm-user/1 /d", "tcm-user/99999999999/d",
     };
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -156,6 +159,9 @@ static void test_config(void **state)
     assert_int_equal(tcmu_config_parse("scuse//images/a@b:c.raw", &c, &err), 1);
     assert_string_equal(c.fmt, "");
     assert_string_equal(c.path, "/images/a@b:c.raw");
+    assert_int_equal(tcmu_config_parse("scuse/raw@/x\n", &c, &err), 1);
+    assert_string_equal(c.path, "/x");
+    assert_int_equal(tcmu_config_parse("scuse/raw@/x\n\n", &c, &err), -EINVAL);
     assert_int_equal(tcmu_config_parse("scuse/raw@/x@y", &c, &err), 1);
     assert_string_equal(c.fmt, "raw");
     assert_string_equal(c.path, "/x@y");

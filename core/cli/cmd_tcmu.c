@@ -55,7 +55,8 @@ static void tcmu_usage(FILE *f)
 }
 
 /* A failure that is not a usage error: one line, no help hint. */
-static int fail(int code, const char *sub, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(int code, const char *sub, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(int code, const char *sub, const char *fmt, ...)
 {
     char msg[1400];

@@ -232,7 +232,8 @@ int tcmu_fabric_unexport(const struct tcmu_cfs *c, const char *dev_dir, struct s
         if (!tcmu_cfs_is_dir(u->tpgs[i]) || has_entry(lun, "lun_"))
             continue;
         tcmu_pathf(nexus, sizeof(nexus), "%s/nexus", u->tpgs[i]);
-        if (tcmu_read_line(nexus, cur, sizeof(cur)) > 0 && (r = tcmu_cfs_write(c, nexus, "NULL")) < 0) {
+        if (tcmu_read_line(nexus, cur, sizeof(cur)) > 0 &&
+            (r = tcmu_cfs_write(c, nexus, "NULL")) < 0) {
             r = fail(err, r, nexus, r == -EBUSY ? " (a VM still uses this vhost-scsi target: "
                                                    "stop it first)" : NULL);
             break;

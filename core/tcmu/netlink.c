@@ -75,7 +75,8 @@ int tcmu_nl_parse(struct nlmsghdr *nlh, int family, struct tcmu_nl_event *ev,
     if (!tb[TCMU_ATTR_DEVICE] || !tb[TCMU_ATTR_MINOR])
         return err_set(err, -EINVAL, "netlink %s: no %s attribute", cmd_name(cmd),
                        tb[TCMU_ATTR_DEVICE] ? "MINOR" : "DEVICE");
-    if ((r = string(tb[TCMU_ATTR_DEVICE], ev->device, sizeof(ev->device), "DEVICE", cmd, err)) < 0 ||
+    if ((r = string(tb[TCMU_ATTR_DEVICE], ev->device, sizeof(ev->device), "DEVICE", cmd,
+                    err)) < 0 ||
         (r = sized(tb[TCMU_ATTR_MINOR], 4, "MINOR", cmd, err)) < 0)
         return r;
     ev->minor = nla_get_u32(tb[TCMU_ATTR_MINOR]);

@@ -222,7 +222,8 @@ static void write_completion(struct tcmu_ring *r, const struct tcmu_req *req, ui
     struct tcmu_slot *s = &r->fifo[(ooo ? r->fifo_first : req->slot) % r->fifo_cap];
     uint8_t *e = r->map + r->cmdr_off + s->off;
     /* len_op and kflags stay as the kernel wrote them. */
-    memcpy(e + offsetof(struct tcmu_cmd_entry_hdr, cmd_id), &rsp.hdr.cmd_id, sizeof(rsp.hdr.cmd_id));
+    memcpy(e + offsetof(struct tcmu_cmd_entry_hdr, cmd_id), &rsp.hdr.cmd_id,
+           sizeof(rsp.hdr.cmd_id));
     memcpy(e + offsetof(struct tcmu_cmd_entry_hdr, uflags), &rsp.hdr.uflags, 1);
     memcpy(e + body, (const uint8_t *)&rsp + body, sizeof(rsp) - body);
     if (ooo) {

@@ -23,9 +23,10 @@ struct tcmu_uio_name {
     char config[TCMU_CONFIG_MAX];   /* "" when the device has none */
 };
 
-/* Parse a UIO name (up to two trailing newlines are dropped: sysfs adds
- * one, and a dev_config written with `echo` may end with another). Returns 0, -ENODEV when it is not a TCMU device's name, or
- * -EINVAL when it starts like one but is malformed (err says where). */
+/* Parse a UIO name. Up to two trailing newlines are dropped: sysfs adds
+ * one, and a dev_config written with `echo` may end with another.
+ * Returns 0, -ENODEV when it is not a TCMU device's name, or -EINVAL
+ * when it starts like one but is malformed (err says where). */
 int tcmu_uio_parse_name(const char *s, struct tcmu_uio_name *out, struct scuse_err *err);
 
 /* Whether a directory name is "uio" and a minor in canonical decimal. */

@@ -279,7 +279,8 @@ static void test_short_reply(void **state)
         uint16_t b = fk_cmd(e.k, vpd80, 6, &off2, &len, 1);
         pump(&e);
         wait_reaped(&e, 2);
-        uint32_t std_len = data[4] + 5u, vpd_len = ((uint32_t)data[1024 + 2] << 8 | data[1024 + 3]) + 4;
+        uint32_t std_len = data[4] + 5u;
+        uint32_t vpd_len = ((uint32_t)data[1024 + 2] << 8 | data[1024 + 3]) + 4;
         assert_true(std_len >= 36 && std_len < 255);
         assert_int_equal(data[1024 + 1], 0x80);
         struct fk_done *da = &e.k->done[a], *db = &e.k->done[b];

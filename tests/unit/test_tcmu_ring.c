@@ -2,12 +2,10 @@
  * mailbox checks, command entries with many iovecs, PAD at the wrap,
  * completions out of order (the slot-stealing the kernel allows with
  * CAP_OOOC) and in order (without it), READ_LEN on short data-in
- * replies, TMR entries, and hostile entries: each unsound command is
- * answered with CHECK CONDITION, each unfollowable ring is declared
- * broken, and nothing reads or writes outside the mapping (the tests run
- * under ASan in `./build.sh asan`). A random workload finishes the file:
- * thousands of commands through a small ring, completed in random order,
- * each seen by the fake kernel exactly once. */
+ * replies, TMR entries (hostile entries: test_tcmu_ring_hostile.c). A
+ * random workload finishes the file: thousands of commands through a
+ * small ring, completed in random order, each seen by the fake kernel
+ * exactly once. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,63 +16,8 @@
 
 #include <cmocka.h>
 
-#include "tcmu/ring.h"
-#include "test_tcmu_fake.h"
+#include "test_tcmu_ring_env.h"
 #include "testutil.h"
-
-#define ALL_CAPS (TCMU_MAILBOX_FLAG_CAP_OOOC | TCMU_MAILBOX_FLAG_CAP_READ_LEN | \
-                  TCMU_MAILBOX_FLAG_CAP_TMR)
-
-static const uint8_t READ10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
-static const uint8_t WRITE10[10] = { 0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
-static const uint8_t TUR[6] = { 0 };
-
-struct env {
-    struct fk *k;
-    struct tcmu_ring r;
-    int kicks;
-};
-
-static void kick(void *arg)
-{
-    struct env *e = arg;
-    __atomic_add_fetch(&e->kicks, 1, __ATOMIC_RELAXED);
-}
-
-static void env_open(struct env *e, uint32_t ring, uint64_t data, uint16_t flags)
-{
-    memset(e, 0, sizeof(*e));
-    e->k = fk_new(ring, data, flags);
-    struct scuse_err err = { 0 };
-    if (tcmu_ring_init(&e->r, e->k->map, e->k->size, "test", kick, e, &err) < 0)
-        fail_msg("ring init: %s", err.msg);
-}
-
-static void env_close(struct env *e)
-{
-    tcmu_ring_fini(&e->r);
-    fk_free(e->k);
-}
-
-static enum tcmu_next next(struct env *e, struct tcmu_req *req)
-{
-    struct tcmu_tmr tmr;
-    return tcmu_ring_next(&e->r, req, &tmr);
-}
-
-/* The completion the fake kernel saw for id: CHECK CONDITION with this
- * sense key and ASC. */
-static void want_check(struct env *e, uint16_t id, int key, int asc)
-{
-    fk_reap(e->k);
-    struct fk_done *d = &e->k->done[id];
-    assert_int_equal(d->count, 1);
-    assert_int_equal(d->status, 0x02);
-    int k, a, q;
-    fk_sense(d, &k, &a, &q);
-    assert_int_equal(k, key);
-    assert_int_equal(a, asc);
-}
 
 /* ---- the mailbox ---- */
 
@@ -351,178 +294,6 @@ static void test_tmr_entry(void **state)
     env_close(&e);
 }
 
-/* ---- hostile command entries: answered, never followed ---- */
-
-/* Patch bytes of the entry at pos and publish. */
-static void patch(struct env *e, uint32_t pos, size_t field, const void *v, size_t n)
-{
-    memcpy(fk_ring(e->k, pos) + field, v, n);
-    fk_publish(e->k);
-}
-
-static void test_hostile_commands(void **state)
-{
-    (void)state;
-    struct env e;
-    env_open(&e, 16384, 65536, ALL_CAPS);
-    struct tcmu_req req;
-    tcmu_req_init(&req);
-    const uint64_t D = e.k->data_off, END = e.k->size;
-    uint32_t pos = 0;
-    uint16_t id;
-    uint64_t off, len;
-    const size_t IOV0 = offsetof(struct tcmu_cmd_entry, req.iov);
-    const size_t CDB_OFF = offsetof(struct tcmu_cmd_entry, req.cdb_off);
-
-    /* iovecs outside the data area: in the ring, in the mailbox, past the
-     * end, wrapping around 2^64, ending one byte past the mapping. */
-    const uint64_t bad[][2] = {
-        { FK_CMDR_OFF + 64, 512 }, { 0, 64 }, { END, 1 }, { END + 4096, 512 },
-        { D + 4096, UINT64_MAX - 100 }, { END - 100, 101 }, { UINT64_MAX - 10, 20 },
-    };
-    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        off = bad[i][0];
-        len = bad[i][1];
-        id = fk_cmd(e.k, READ10, sizeof(READ10), &off, &len, 1);
-        assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-        want_check(&e, id, 0x4, 0x44);
-    }
-    /* ... while the last byte of the data area is fine. */
-    off = END - 100;
-    len = 100;
-    id = fk_cmd(e.k, READ10, sizeof(READ10), &off, &len, 1);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 100);
-
-    /* cdb_off: into the mailbox, into the ring before the entry, into the
-     * iovec array, just past the entry, past the mapping, near 2^64. */
-    for (int i = 0; i < 6; i++) {
-        off = D;
-        len = 512;
-        id = fk_cmd_ex(e.k, READ10, sizeof(READ10), &off, &len, 1, 0, false, &pos);
-        const uint64_t at = FK_CMDR_OFF + pos;
-        const uint64_t v[6] = { 8, FK_CMDR_OFF, at + IOV0, at + fk_cmd_size(1, 10), END,
-                                UINT64_MAX - 2 };
-        patch(&e, pos, CDB_OFF, &v[i], 8);
-        assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-        want_check(&e, id, 0x4, 0x44);
-    }
-    /* A variable-length CDB whose length runs past the entry. */
-    uint8_t var[16] = { 0x7f, [7] = 200 };
-    id = fk_cmd(e.k, var, sizeof(var), NULL, NULL, 0);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-    want_check(&e, id, 0x4, 0x44);
-    /* iov_cnt larger than the entry holds (and near 2^32). */
-    const uint32_t counts[] = { 5, 0xffffffffu, 0x10000000u };
-    for (unsigned i = 0; i < 3; i++) {
-        id = fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-        patch(&e, pos, offsetof(struct tcmu_cmd_entry, req.iov_cnt), &counts[i], 4);
-        assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-        want_check(&e, id, 0x4, 0x44);
-    }
-    /* iov_cnt + iov_bidi_cnt overflowing 32 bits. */
-    id = fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-    uint32_t two[2] = { 0x80000000u, 0x80000000u };
-    patch(&e, pos, offsetof(struct tcmu_cmd_entry, req.iov_cnt), two, 8);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-    want_check(&e, id, 0x4, 0x44);
-    /* iov_dif_cnt set. */
-    id = fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-    uint32_t one = 1;
-    patch(&e, pos, offsetof(struct tcmu_cmd_entry, req.iov_dif_cnt), &one, 4);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-    want_check(&e, id, 0x4, 0x44);
-    /* A bidirectional command: ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE. */
-    uint64_t boff[2] = { D, D + 4096 }, blen[2] = { 512, 512 };
-    id = fk_cmd_ex(e.k, WRITE10, sizeof(WRITE10), boff, blen, 1, 1, true, NULL);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-    want_check(&e, id, 0x5, 0x20);
-    /* iovecs adding up to more than the data area (overlapping). */
-    uint64_t ooff[3] = { D, D, D }, olen[3] = { END - D, END - D, 8 };
-    id = fk_cmd(e.k, READ10, sizeof(READ10), ooff, olen, 3);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-    want_check(&e, id, 0x4, 0x44);
-    /* An unknown entry opcode: answered with UNKNOWN_OP. */
-    id = fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-    uint32_t len_op;
-    memcpy(&len_op, fk_ring(e.k, pos), 4);
-    tcmu_hdr_set_op(&len_op, 5);
-    patch(&e, pos, 0, &len_op, 4);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_FAILED);
-    fk_reap(e.k);
-    assert_int_equal(e.k->done[id].count, 1);
-    assert_int_equal(e.k->done[id].uflags, TCMU_UFLAG_UNKNOWN_OP);
-    /* After all that, a sound command still runs and the ring is whole. */
-    id = fk_cmd(e.k, TUR, sizeof(TUR), NULL, NULL, 0);
-    assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 0);
-    fk_reap(e.k);
-    assert_int_equal(e.k->done[id].count, 1);
-    assert_int_equal(e.k->done[id].status, 0);
-    assert_int_equal(e.k->cleaned, e.k->head);
-    assert_true(e.r.n_failed >= 20);
-    tcmu_req_fini(&req);
-    env_close(&e);
-}
-
-/* ---- hostile rings: broken, and completions of what was parsed still land ---- */
-
-static void test_broken_rings(void **state)
-{
-    (void)state;
-    for (int c = 0; c < 7; c++) {
-        struct env e;
-        env_open(&e, 4096, 65536, ALL_CAPS);
-        struct tcmu_req good, req;
-        tcmu_req_init(&good);
-        tcmu_req_init(&req);
-        uint16_t gid = fk_cmd(e.k, TUR, sizeof(TUR), NULL, NULL, 0);
-        assert_int_equal(next(&e, &good), TCMU_NEXT_CMD);
-        uint32_t pos = e.k->head;
-        uint32_t v;
-        switch (c) {
-        case 0: /* head outside the ring */
-            __atomic_store_n(fk_head_p(e.k), 4096 + 64, __ATOMIC_RELEASE);
-            break;
-        case 1: /* head not aligned */
-            __atomic_store_n(fk_head_p(e.k), pos + 12, __ATOMIC_RELEASE);
-            break;
-        case 2: /* entry length 0 */
-            fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-            v = TCMU_OP_CMD;
-            patch(&e, pos, 0, &v, 4);
-            break;
-        case 3: /* entry longer than what was produced */
-            fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-            v = 2048 | TCMU_OP_CMD;
-            patch(&e, pos, 0, &v, 4);
-            break;
-        case 4: /* a command slot too short to take a completion */
-            fk_cmd_ex(e.k, TUR, sizeof(TUR), NULL, NULL, 0, 0, false, &pos);
-            v = 64 | TCMU_OP_CMD;
-            patch(&e, pos, 0, &v, 4);
-            break;
-        case 5: /* entry running past the ring's end, though produced */
-            v = 3984 | TCMU_OP_PAD;
-            memcpy(fk_ring(e.k, pos), &v, 4);
-            __atomic_store_n(fk_head_p(e.k), 64, __ATOMIC_RELEASE);
-            break;
-        case 6: /* head jumps a whole lap ahead: stale bytes read as an entry */
-            memset(fk_ring(e.k, pos), 0xff, 4096 - pos);
-            __atomic_store_n(fk_head_p(e.k), (pos + 4088) % 4096, __ATOMIC_RELEASE);
-            break;
-        }
-        assert_int_equal(next(&e, &req), TCMU_NEXT_BROKEN);
-        assert_int_equal(next(&e, &req), TCMU_NEXT_BROKEN);
-        tcmu_ring_complete(&e.r, &good, 0, NULL, 0, 0);
-        fk_reap(e.k);
-        assert_int_equal(e.k->done[gid].count, 1);
-        tcmu_req_fini(&good);
-        tcmu_req_fini(&req);
-        env_close(&e);
-    }
-}
-
 /* ---- random workload ---- */
 
 /* Commands with 1-24 iovecs each through a 6 KiB ring (PADs at every
@@ -627,8 +398,6 @@ int main(void)
         cmocka_unit_test(test_in_order),
         cmocka_unit_test(test_read_len),
         cmocka_unit_test(test_tmr_entry),
-        cmocka_unit_test(test_hostile_commands),
-        cmocka_unit_test(test_broken_rings),
         cmocka_unit_test(test_random_ooo),
         cmocka_unit_test(test_random_in_order),
     };

@@ -48,7 +48,8 @@ static void test_parse_name(void **state)
     static const char *const bad[] = {
         "tcm-user/", "tcm-user/1", "tcm-user/1/", "tcm-user//d", "tcm-user/01/d",
         "tcm-user/+1/d", "tcm-user/-1/d", "tcm-user/4294967296/d", "tcm-user/x/d",
-        "tcm-user/1/d/", "tcm-user/1//cfg", "tcm-user/1/d\x01/c", "tcm-user/1/d/c\n\n\n", "tcm-user/1/d/c\nx",
+        "tcm-user/1/d/", "tcm-user/1//cfg", "tcm-user/1/d\x01/c", "tcm-user/1/d/c\n\n\n",
+        "tcm-user/1/d/c\nx",
         "tcm-user/1 /d", "tcm-user/99999999999/d",
     };
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -174,7 +175,8 @@ static void test_config(void **state)
     /* scuse's, malformed. */
     static const char *const bad[] = { "scuse/", "scuse/qcow2", "scuse/qcow2@", "scuse/@/a",
                                        "scuse/QCOW2@/a", "scuse/qcow2@rel/a", "scuse/q c@/a",
-                                       "scuse//a,b", "scuse//a\tb", "scuse/averyveryverylongfmt@/a" };
+                                       "scuse//a,b", "scuse//a\tb",
+                                       "scuse/averyveryverylongfmt@/a" };
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err_clear(&err);
         if (tcmu_config_parse(bad[i], &c, &err) != -EINVAL)

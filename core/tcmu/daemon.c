@@ -76,10 +76,14 @@ struct tcmu_served *tcmu_daemon_find(struct tcmu_daemon *dm, unsigned minor,
 }
 
 /* Whether the kernel waits for a reply about a device scuse does not
- * serve: unless its nl_reply_supported says it does not (a removed
- * device has no attributes left: then reply, a stray reply is harmless). */
-static bool kernel_waits(struct tcmu_daemon *dm, const struct tcmu_uio_name *n)
+ * serve: unless its nl_reply_supported says it does not. Never asked for
+ * REMOVED_DEVICE: the kernel sends it from the rmdir of the device,
+ * holding the directory locks a lookup below it would wait for, so the
+ * answer is sent blind (a reply nobody waits for is only logged). */
+static bool kernel_waits(struct tcmu_daemon *dm, uint8_t cmd, const struct tcmu_uio_name *n)
 {
+    if (cmd == TCMU_CMD_REMOVED_DEVICE)
+        return true;
     char buf[32];
     long long v;
     return !(tcmu_cfs_dev_read(dm->configfs, n->hba, n->dev, "attrib/nl_reply_supported", buf,
@@ -121,7 +125,7 @@ void tcmu_daemon_event(struct tcmu_daemon *dm, const struct tcmu_nl_event *ev,
         return; /* another daemon's device: its reply, not ours */
     reply->cmd = tcmu_nl_done_cmd(ev->cmd);
     reply->dev_id = ev->dev_id;
-    reply->send = ev->has_dev_id && (s ? s->kernel_waits : kernel_waits(dm, &n));
+    reply->send = ev->has_dev_id && (s ? s->kernel_waits : kernel_waits(dm, ev->cmd, &n));
     switch (ev->cmd) {
     case TCMU_CMD_ADDED_DEVICE:
         if (s)

@@ -197,6 +197,8 @@ int tcmu_uio_kick(int fd, uint64_t map_size)
     ssize_t w;
     do {
         w = pwrite(fd, &one, sizeof(one), (off_t)map_size);
+        if (w < 0 && errno == ESPIPE) /* a device without positional writes */
+            w = write(fd, &one, sizeof(one));
     } while (w < 0 && errno == EINTR);
     return w == (ssize_t)sizeof(one) ? 0 : w < 0 ? -errno : -EIO;
 }

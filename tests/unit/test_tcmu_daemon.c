@@ -238,6 +238,17 @@ static void test_removed(void **state)
     r = handle(&ev);
     assert_true(r.send);
     assert_int_equal(r.status, 0);
+    /* REMOVED comes from the rmdir of the device, with its directories
+     * locked: nothing below them may be looked up (a FIFO stands in for
+     * an attribute whose lookup would wait forever; alarm() catches it). */
+    tu_run("mkdir -p cfs/target/core/user_5300/gone/attrib && "
+           "mkfifo cfs/target/core/user_5300/gone/attrib/nl_reply_supported");
+    ev = ev_make(TCMU_CMD_REMOVED_DEVICE, "gone", cfg_a, 8, 51);
+    alarm(20);
+    r = handle(&ev);
+    alarm(0);
+    assert_true(r.send);
+    assert_int_equal(r.status, 0);
     /* The image is free again: qemu-img can take its write lock. */
     tu_run("qemu-io -c 'write -P 0x33 0 512' a.qcow2");
     kdev_drop(&d);

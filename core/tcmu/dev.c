@@ -32,9 +32,11 @@ int tcmu_dev_init(struct tcmu_dev *d, void *map, uint64_t size, const char *name
         return r;
     d->disp = disp;
     d->lun = lun;
-    /* Commands in flight never outnumber the ring's outstanding slots;
-     * one chunk more covers slots whose completion is being released. */
-    d->max_chunks = (unsigned)((d->ring.fifo_cap + CTX_CHUNK - 1) / CTX_CHUNK) + 1;
+    /* With out-of-order completion a command that runs long gives its
+     * ring slot to one that finished, so the ring does not bound the
+     * commands in flight: the kernel's 16-bit cmd_ids do (one chunk more
+     * covers slots whose completion is being released). */
+    d->max_chunks = 65536 / CTX_CHUNK + 1;
     d->chunks = calloc(d->max_chunks, sizeof(*d->chunks));
     if (!d->chunks) {
         tcmu_ring_fini(&d->ring);

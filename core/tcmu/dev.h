@@ -4,8 +4,9 @@
  * completion is written into the ring by the worker that finished it.
  *
  * Request slots (a scsi_cmd, its copied-out entry, its sense buffer) are
- * allocated in chunks as the number of commands in flight grows, up to
- * what the ring can hold, and reused: a steady workload allocates nothing. */
+ * allocated in chunks as the number of commands in flight grows (up to
+ * the kernel's 65535 cmd_ids), and reused: a steady workload allocates
+ * nothing. */
 #ifndef SCUSE_TCMU_DEV_H
 #define SCUSE_TCMU_DEV_H
 

@@ -252,7 +252,8 @@ int tcmu_daemon_run(const struct tcmu_daemon_config *cfg, volatile sig_atomic_t 
     log_info("tcmu: serving %u devices; %s", dm->n_served,
              dm->have_nl ? "waiting for netlink events" : "no netlink events");
     struct epoll_event evs[64];
-    while (!*stop) {
+    /* Set by a signal handler, or by another thread (tests, an embedder). */
+    while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
         int n = epoll_wait(dm->epfd, evs, 64, TICK_MS);
         if (n < 0 && errno != EINTR) {
             r = err_set(err, -errno, "epoll: %s", strerror(errno));

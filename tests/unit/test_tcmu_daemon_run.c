@@ -131,7 +131,7 @@ static void test_restart_and_run(void **state)
     for (int i = 0; i < 6; i++)
         assert_int_equal(d.k->done[ids[i]].status, 0);
     assert_int_equal(d.k->map[off], 0x11);
-    a->stop = 1;
+    __atomic_store_n(&a->stop, 1, __ATOMIC_RELAXED);
     pthread_join(t, NULL);
     if (a->rc != 0)
         fail_msg("tcmu_daemon_run: %s", a->err.msg);

@@ -23,6 +23,7 @@ static const struct {
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
     { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
     { "serve", cmd_serve, "serve images as SCSI LUNs to a VM over vhost-user-scsi" },
+    { "tcmu", cmd_tcmu, "LIO TCMU backstores for images (vhost-scsi, loopback) and their daemon" },
 };
 
 static void usage(FILE *f)

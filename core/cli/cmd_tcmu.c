@@ -1,0 +1,364 @@
+/* scuse tcmu create|delete|list|serve: images as LIO TCMU backstores,
+ * exported through vhost-scsi or tcm_loop, served by the TCMU daemon. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blk/driver.h"
+#include "cli/cli.h"
+#include "scsi/scsi.h"
+#include "tcmu/config.h"
+#include "tcmu/configfs.h"
+#include "tcmu/daemon.h"
+#include "util/log.h"
+
+#define DEFAULT_CONFIGFS "/sys/kernel/config"
+#define DEFAULT_DATA_AREA_MB 1024u
+#define MAX_XFER_BYTES (32u << 20)  /* what the SCSI core's LUNs take in one command */
+
+static void tcmu_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|none]\n"
+        "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
+        "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
+        "       scuse tcmu delete NAME [--configfs DIR]\n"
+        "       scuse tcmu list [--configfs DIR]\n"
+        "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
+        "\n"
+        "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
+        "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
+        "           SCSI disk); running it again finishes or confirms what is there\n"
+        "delete     remove the exports and the backstore, in reverse order\n"
+        "list       show scuse's backstores and their exports\n"
+        "serve      serve every TCMU device whose dev_config names scuse, until SIGINT/SIGTERM\n"
+        "\n"
+        "  -f, --format FMT     image format (default: probed once, then recorded)\n"
+        "  --wwpn naa.X         vhost/loopback target port, 16 hex digits (default: derived\n"
+        "                       from NAME)\n"
+        "  --block-size N       logical block size (default 512)\n"
+        "  --max-sectors N      hw_max_sectors, blocks per command (default: 32 MiB of blocks)\n"
+        "  --data-area-mb N     the ring's data area (default %u; must hold max-sectors)\n"
+        "  --serial S           unit serial (default: the one scuse derives from the image)\n"
+        "  --configfs DIR       configfs root (default " DEFAULT_CONFIGFS ")\n"
+        "  --sysfs DIR          sysfs root (default /sys)\n"
+        "  --workers N          SCSI dispatcher threads (default: chosen from the CPUs)\n"
+        "  -v                   log every device change and command error (twice: debug)\n",
+        DEFAULT_DATA_AREA_MB);
+}
+
+/* A failure that is not a usage error: one line, no help hint. */
+static int fail(int code, const char *sub, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(int code, const char *sub, const char *fmt, ...)
+{
+    char msg[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "scuse tcmu %s: %s\n", sub, msg);
+    return code;
+}
+
+enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS };
+
+static const struct option longopts[] = {
+    { "format", required_argument, NULL, 'f' },
+    { "fabric", required_argument, NULL, O_FABRIC },
+    { "wwpn", required_argument, NULL, O_WWPN },
+    { "block-size", required_argument, NULL, O_BS },
+    { "max-sectors", required_argument, NULL, O_MAXSEC },
+    { "data-area-mb", required_argument, NULL, O_DATA },
+    { "serial", required_argument, NULL, O_SERIAL },
+    { "configfs", required_argument, NULL, O_CONFIGFS },
+    { "sysfs", required_argument, NULL, O_SYSFS },
+    { "workers", required_argument, NULL, O_WORKERS },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+
+struct opts {
+    const char *fmt, *wwpn, *serial, *configfs, *sysfs;
+    enum tcmu_fabric fabric;
+    uint64_t block_size, max_sectors, data_area_mb, workers;
+    bool have_max_sectors;
+    int verbose;
+};
+
+static int number(const char *sub, const char *opt, const char *arg, uint64_t min, uint64_t max,
+                  uint64_t *out)
+{
+    if (cli_parse_size(arg, out) < 0 || *out < min || *out > max)
+        return cli_fail(EXIT_USAGE, "tcmu", "%s: %s '%s': expected %" PRIu64 "..%" PRIu64, sub,
+                        opt, arg, min, max);
+    return 0;
+}
+
+/* Parse options (any order with the positional arguments); returns
+ * CLI_OPT_NEXT to go on, or an exit code. */
+static int parse(int argc, char **argv, const char *sub, struct opts *o)
+{
+    *o = (struct opts){ .configfs = DEFAULT_CONFIGFS, .fabric = TCMU_FABRIC_VHOST,
+                        .block_size = 512, .data_area_mb = DEFAULT_DATA_AREA_MB };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': o->fmt = optarg; break;
+        case 'v': o->verbose++; break;
+        case O_FABRIC:
+            if (!strcmp(optarg, "vhost"))
+                o->fabric = TCMU_FABRIC_VHOST;
+            else if (!strcmp(optarg, "loopback"))
+                o->fabric = TCMU_FABRIC_LOOPBACK;
+            else if (!strcmp(optarg, "none"))
+                o->fabric = TCMU_FABRIC_NONE;
+            else
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --fabric '%s': expected vhost, loopback "
+                                "or none", sub, optarg);
+            break;
+        case O_WWPN:
+            if (!tcmu_wwn_valid(optarg))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --wwpn '%s': expected naa. and 16 hex "
+                                "digits (NAA 5, 6 or 3)", sub, optarg);
+            o->wwpn = optarg;
+            break;
+        case O_BS:
+            if (cli_parse_size(optarg, &o->block_size) < 0 ||
+                (o->block_size != 512 && o->block_size != 4096))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --block-size '%s': expected 512 or 4096",
+                                sub, optarg);
+            break;
+        case O_MAXSEC:
+            if (number(sub, "--max-sectors", optarg, 1, 1u << 20, &o->max_sectors))
+                return EXIT_USAGE;
+            o->have_max_sectors = true;
+            break;
+        case O_DATA:
+            if (number(sub, "--data-area-mb", optarg, 1, 1u << 20, &o->data_area_mb))
+                return EXIT_USAGE;
+            break;
+        case O_SERIAL: o->serial = optarg; break;
+        case O_CONFIGFS: o->configfs = optarg; break;
+        case O_SYSFS: o->sysfs = optarg; break;
+        case O_WORKERS:
+            if (number(sub, "--workers", optarg, 1, 64, &o->workers))
+                return EXIT_USAGE;
+            break;
+        case 'h': tcmu_usage(stdout); return EXIT_OK;
+        default: tcmu_usage(stderr); return EXIT_USAGE;
+        }
+    }
+    return CLI_OPT_NEXT;
+}
+
+/* The unit serial the SCSI core gives this image (INQUIRY page 80h), so
+ * configfs and the daemon's LUN agree. */
+static void derived_serial(struct blk_node *bs, uint32_t block_size, char *out, size_t len)
+{
+    out[0] = '\0';
+    struct scsi_lun_config cfg;
+    scsi_lun_config_default(&cfg);
+    cfg.block_size = block_size;
+    struct scsi_lun *lun;
+    if (scsi_lun_create(&cfg, bs, 0, &lun, NULL) < 0)
+        return;
+    uint8_t cdb[6] = { 0x12, 0x01, 0x80, 0, 255, 0 }, page[255], sense[SCSI_SENSE_MAX];
+    struct iovec iov;
+    struct scsi_cmd cmd = { .cdb = cdb, .cdb_len = 6, .dir = SCSI_DIR_FROM_DEV, .sense = sense };
+    cmd.data = iov_view_of_buf(&iov, page, sizeof(page));
+    scsi_cmd_prepare(lun, &cmd);
+    scsi_cmd_execute(lun, &cmd);
+    if (cmd.status == SCSI_STATUS_GOOD && cmd.xfer >= 4 && page[1] == 0x80) {
+        size_t n = page[3] < cmd.xfer - 4 ? page[3] : cmd.xfer - 4;
+        while (n && page[4 + n - 1] == ' ')
+            n--;
+        snprintf(out, len, "%.*s", (int)n, (const char *)page + 4);
+    }
+    scsi_lun_destroy(lun);
+}
+
+static int do_create(int argc, char **argv)
+{
+    struct opts o;
+    int r = parse(argc, argv, "create", &o);
+    if (r != CLI_OPT_NEXT)
+        return r;
+    if (optind != argc - 2)
+        return cli_fail(EXIT_USAGE, "tcmu", "create: expected NAME and IMG");
+    const char *name = argv[optind], *img = argv[optind + 1];
+    if (!tcmu_name_valid(name))
+        return cli_fail(EXIT_USAGE, "tcmu", "create: NAME '%s': letters, digits, '_', '-' and "
+                        "'.', at most 64, not starting with '.'", name);
+    uint64_t max_sectors = o.have_max_sectors ? o.max_sectors : MAX_XFER_BYTES / o.block_size;
+    uint64_t need_mb = (max_sectors * o.block_size + (1u << 20) - 1) >> 20;
+    if (need_mb > o.data_area_mb)
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --max-sectors %" PRIu64 " of %" PRIu64
+                        " bytes needs --data-area-mb %" PRIu64 " or more (have %" PRIu64 ")",
+                        max_sectors, o.block_size, need_mb, o.data_area_mb);
+    if (o.serial && (strlen(o.serial) == 0 || strlen(o.serial) > 63 || strchr(o.serial, ',') ||
+                     strchr(o.serial, '\n')))
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --serial: 1 to 63 characters, no comma");
+
+    char abs[PATH_MAX];
+    if (!realpath(img, abs))
+        return fail(EXIT_IMAGE, "create", "'%s': %s", img, strerror(errno));
+    struct tcmu_backstore b;
+    memset(&b, 0, sizeof(b));
+    snprintf(b.name, sizeof(b.name), "%s", name);
+    /* Opened as the daemon will open it, so what fails there fails here. */
+    struct blk_node *bs;
+    if (cli_open("tcmu create", abs, o.fmt, BLK_OPEN_RW, NULL, &bs) < 0)
+        return EXIT_IMAGE;
+    struct scuse_err err = { 0 };
+    if (bs->size < o.block_size) {
+        blk_close(bs);
+        return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
+                    bs->size);
+    }
+    r = tcmu_config_format(bs->drv->name, abs, b.config, sizeof(b.config), &err);
+    b.size = bs->size;
+    if (o.serial)
+        snprintf(b.serial, sizeof(b.serial), "%s", o.serial);
+    else
+        derived_serial(bs, (uint32_t)o.block_size, b.serial, sizeof(b.serial));
+    char fmt[TCMU_FMT_MAX];
+    snprintf(fmt, sizeof(fmt), "%s", bs->drv->name);
+    blk_close(bs);
+    if (r < 0)
+        return fail(EXIT_IMAGE, "create", "%s", err.msg);
+    b.block_size = (uint32_t)o.block_size;
+    b.max_sectors = (uint32_t)max_sectors;
+    b.data_area_mb = (uint32_t)o.data_area_mb;
+    b.fabric = o.fabric;
+    if (o.wwpn)
+        snprintf(b.wwpn, sizeof(b.wwpn), "%s", o.wwpn);
+    else
+        tcmu_wwn_derive(name, 0, b.wwpn, sizeof(b.wwpn));
+    tcmu_wwn_derive(b.wwpn, 1, b.initiator, sizeof(b.initiator));
+    if (tcmu_cfs_create(o.configfs, &b, &err) < 0)
+        return fail(EXIT_USAGE, "create", "%s", err.msg);
+    char human[32];
+    cli_human_size(b.size, human, sizeof(human));
+    printf("backstore user_%u/%s: %s (%s, %s)\n", TCMU_SCUSE_HBA, name, abs, fmt, human);
+    if (b.fabric == TCMU_FABRIC_VHOST) {
+        printf("vhost-scsi target %s, TPG 1, LUN 0\n", b.wwpn);
+        printf("QEMU:    -device vhost-scsi-pci,wwpn=%s\n", b.wwpn);
+        printf("libvirt: <hostdev mode='subsystem' type='scsi_host'><source protocol='vhost' "
+               "wwpn='%s'/></hostdev>\n", b.wwpn);
+    } else if (b.fabric == TCMU_FABRIC_LOOPBACK) {
+        printf("loopback target %s, TPG 1, LUN 0: a local SCSI disk (see lsscsi)\n", b.wwpn);
+    }
+    printf("commands are answered while 'scuse tcmu serve' runs\n");
+    return EXIT_OK;
+}
+
+static int do_delete(int argc, char **argv)
+{
+    struct opts o;
+    int r = parse(argc, argv, "delete", &o);
+    if (r != CLI_OPT_NEXT)
+        return r;
+    if (optind != argc - 1)
+        return cli_fail(EXIT_USAGE, "tcmu", "delete: expected NAME");
+    const char *name = argv[optind];
+    if (!tcmu_name_valid(name))
+        return cli_fail(EXIT_USAGE, "tcmu", "delete: NAME '%s' is not a backstore name", name);
+    struct scuse_err err = { 0 };
+    bool found;
+    if (tcmu_cfs_delete(o.configfs, name, &found, &err) < 0)
+        return fail(EXIT_USAGE, "delete", "%s", err.msg);
+    printf(found ? "deleted %s\n" : "no backstore %s: nothing to delete\n", name);
+    return EXIT_OK;
+}
+
+static int do_list(int argc, char **argv)
+{
+    struct opts o;
+    int r = parse(argc, argv, "list", &o);
+    if (r != CLI_OPT_NEXT)
+        return r;
+    if (optind != argc)
+        return cli_fail(EXIT_USAGE, "tcmu", "list: no arguments expected");
+    struct scuse_err err = { 0 };
+    struct tcmu_cfs_dev *d;
+    size_t n;
+    if (tcmu_cfs_list(o.configfs, &d, &n, &err) < 0)
+        return fail(EXIT_USAGE, "list", "%s", err.msg);
+    if (n)
+        printf("%-20s %-6s %-10s %-9s %-21s %s\n", "NAME", "FORMAT", "SIZE", "FABRIC", "WWPN",
+               "IMAGE");
+    for (size_t i = 0; i < n; i++) {
+        struct tcmu_image_cfg img;
+        if (tcmu_config_parse(d[i].config, &img, NULL) <= 0)
+            snprintf(img.path, sizeof(img.path), "(no dev_config)");
+        char human[32];
+        cli_human_size(d[i].size, human, sizeof(human));
+        printf("%-20s %-6s %-10s %-9s %-21s %s%s\n", d[i].name, img.fmt[0] ? img.fmt : "probe",
+               human, tcmu_fabric_name(d[i].fabric), d[i].fabric ? d[i].wwpn : "-", img.path,
+               d[i].enabled ? "" : " (not enabled)");
+    }
+    free(d);
+    return EXIT_OK;
+}
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static int do_serve(int argc, char **argv)
+{
+    struct opts o;
+    int r = parse(argc, argv, "serve", &o);
+    if (r != CLI_OPT_NEXT)
+        return r;
+    if (optind != argc)
+        return cli_fail(EXIT_USAGE, "tcmu", "serve: no arguments expected");
+    if (!getenv("SCUSE_LOG"))
+        log_set_level(o.verbose >= 2 ? LOG_LVL_DEBUG : o.verbose ? LOG_LVL_INFO : LOG_LVL_WARN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct tcmu_daemon_config cfg = { .configfs = o.configfs, .sysfs = o.sysfs,
+                                      .workers = (unsigned)o.workers };
+    struct scuse_err err = { 0 };
+    if (tcmu_daemon_run(&cfg, &stop_flag, &err) < 0)
+        return fail(EXIT_USAGE, "serve", "%s", err.msg);
+    return EXIT_OK;
+}
+
+int cmd_tcmu(int argc, char **argv)
+{
+    if (argc < 2) {
+        tcmu_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+        tcmu_usage(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(sub, "create"))
+        return do_create(argc - 1, argv + 1);
+    if (!strcmp(sub, "delete"))
+        return do_delete(argc - 1, argv + 1);
+    if (!strcmp(sub, "list"))
+        return do_list(argc - 1, argv + 1);
+    if (!strcmp(sub, "serve"))
+        return do_serve(argc - 1, argv + 1);
+    return cli_fail(EXIT_USAGE, "tcmu", "unknown subcommand '%s'", sub);
+}

@@ -1,0 +1,85 @@
+/* The daemon's insides (daemon.c: events, start-up scan, the loop;
+ * served.c: one device). The unit tests drive these directly, with
+ * sysfs, configfs and /dev trees of their own and no netlink socket. */
+#ifndef SCUSE_TCMU_DAEMON_INT_H
+#define SCUSE_TCMU_DAEMON_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "scsi/scsi.h"
+#include "tcmu/config.h"
+#include "tcmu/daemon.h"
+#include "tcmu/dev.h"
+#include "tcmu/netlink.h"
+#include "tcmu/uio.h"
+
+struct tcmu_daemon;
+
+/* A device scuse serves. */
+struct tcmu_served {
+    struct tcmu_daemon *dm;
+    struct tcmu_uio_dev uio;        /* minor, UIO name (parsed), map size */
+    struct tcmu_image_cfg img;      /* what dev_config names */
+    bool kernel_waits;              /* the kernel waits for *_DONE replies for it */
+    int fd;
+    void *map;
+    struct blk_node *bs;            /* NULL: the image could not be opened */
+    struct scsi_lun *lun;
+    struct scsi_lun_config lcfg;
+    struct tcmu_dev dev;
+    bool ring_up;                   /* dev initialised */
+    time_t last_recovery;
+    char label[TCMU_NAME_MAX + 48]; /* "user_1/vm1 (uio3)" for log lines */
+    struct tcmu_served *next;
+};
+
+struct tcmu_daemon {
+    char configfs[PATH_MAX], sysfs[PATH_MAX], dev_dir[PATH_MAX];
+    struct scsi_disp *disp;
+    struct tcmu_nl nl;
+    bool have_nl;
+    int epfd;
+    struct tcmu_served *served;
+    unsigned n_served;
+};
+
+/* What to tell the kernel after an event. */
+struct tcmu_reply {
+    bool send;
+    uint8_t cmd;                    /* TCMU_CMD_*_DONE */
+    uint32_t dev_id;
+    int32_t status;                 /* 0 or a negative errno */
+};
+
+/* daemon.c */
+int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon **out,
+                       struct scuse_err *err);
+void tcmu_daemon_destroy(struct tcmu_daemon *dm);
+/* Serve the scuse devices sysfs shows that are not served yet (their
+ * rings reset first), and stop serving those that are gone. */
+void tcmu_daemon_scan(struct tcmu_daemon *dm);
+/* Handle one event; *reply says whether and what to answer. */
+void tcmu_daemon_event(struct tcmu_daemon *dm, const struct tcmu_nl_event *ev,
+                       struct tcmu_reply *reply);
+/* The device served at this minor whose UIO name has this HBA and name. */
+struct tcmu_served *tcmu_daemon_find(struct tcmu_daemon *dm, unsigned minor,
+                                     const struct tcmu_uio_name *n);
+/* Pump every device (after a timeout: nothing waits for an event). */
+void tcmu_daemon_pump_all(struct tcmu_daemon *dm);
+
+/* served.c */
+/* Serve the device u. Without the image (missing, unreadable), fails
+ * when medium_required, else serves it without medium (NOT READY). */
+int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
+                     bool medium_required, struct tcmu_served **out, struct scuse_err *err);
+void tcmu_served_close(struct tcmu_served *s);
+/* A RECONFIG_DEVICE event for s: new size, new config, or write cache. */
+int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,
+                         struct scuse_err *err);
+/* Pump s; a broken ring is reset once its commands have drained. */
+void tcmu_served_pump(struct tcmu_served *s);
+
+#endif

@@ -1,0 +1,276 @@
+/* One device the daemon serves: its image opened as a LUN with the
+ * settings its configfs attributes give (block size, write cache, unit
+ * serial), its UIO mapping, its ring (dev.c), and the changes netlink
+ * asks for. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "scsi/dispatch.h"
+#include "tcmu/configfs.h"
+#include "tcmu/daemon_int.h"
+#include "tcmu/fsutil.h"
+#include "util/log.h"
+
+#define SERIAL_PREFIX "T10 VPD Unit Serial Number: "
+#define RECOVERY_INTERVAL 10        /* seconds between resets of a broken ring */
+
+static void kick(void *arg)
+{
+    struct tcmu_served *s = arg;
+    int r = tcmu_uio_kick(s->fd, s->uio.map_size);
+    if (r < 0)
+        log_debug("tcmu %s: kick: %s", s->label, strerror(-r));
+}
+
+static int attr(struct tcmu_served *s, const char *name, char *buf, size_t len)
+{
+    return tcmu_cfs_dev_read(s->dm->configfs, s->uio.name.hba, s->uio.name.dev, name, buf, len);
+}
+
+/* The LUN's settings from the backstore's attributes: what LIO was told
+ * is what the initiator sees. */
+static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
+{
+    char buf[TCMU_NAME_MAX + 64];
+    unsigned long long v;
+    scsi_lun_config_default(&s->lcfg);
+    if (attr(s, "attrib/hw_block_size", buf, sizeof(buf)) > 0) {
+        if (!tcmu_parse_u64(buf, &v) || (v != 512 && v != 4096))
+            return err_set(err, -EINVAL, "%s: attrib/hw_block_size '%s': scuse serves 512 or "
+                           "4096-byte blocks", s->label, buf);
+        s->lcfg.block_size = (uint32_t)v;
+    }
+    if (attr(s, "attrib/emulate_write_cache", buf, sizeof(buf)) > 0 && tcmu_parse_u64(buf, &v))
+        s->lcfg.write_cache = v != 0;
+    if (attr(s, "wwn/vpd_unit_serial", buf, sizeof(buf)) > 0) {
+        const char *serial = buf;
+        if (strncmp(buf, SERIAL_PREFIX, strlen(SERIAL_PREFIX)) == 0)
+            serial += strlen(SERIAL_PREFIX);
+        size_t n = strlen(serial);
+        if (n < sizeof(s->lcfg.serial))
+            memcpy(s->lcfg.serial, serial, n + 1);
+        else
+            log_warn("tcmu %s: unit serial '%s' is longer than %zu characters; serving a "
+                     "derived one", s->label, serial, sizeof(s->lcfg.serial) - 1);
+    }
+    /* -1 (set by `scuse tcmu create`) or 0 (no daemon had asked): the
+     * kernel does not wait for replies about this device. */
+    s->kernel_waits = true;
+    long long w;
+    if (attr(s, "attrib/nl_reply_supported", buf, sizeof(buf)) > 0 &&
+        sscanf(buf, "%lld", &w) == 1 && w <= 0)
+        s->kernel_waits = false;
+    return 0;
+}
+
+/* Open the image and make the LUN (attached to the dispatcher). */
+static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
+                       struct scuse_err *err)
+{
+    if (!s->bs) {
+        int r = blk_open(img->path, img->fmt[0] ? img->fmt : NULL, BLK_OPEN_RW, NULL, &s->bs, err);
+        if (r < 0)
+            return r;
+    }
+    struct scsi_lun *lun;
+    int r = scsi_lun_create(&s->lcfg, s->bs, 0, &lun, err);
+    if (r < 0)
+        return r;
+    if ((r = scsi_disp_attach(s->dm->disp, lun, err)) < 0) {
+        scsi_lun_destroy(lun);
+        return r;
+    }
+    s->lun = lun;
+    if (s->ring_up)
+        tcmu_dev_set_lun(&s->dev, lun);
+    return 0;
+}
+
+/* Drain the ring's commands and drop the LUN (and the image, when it is
+ * to be reopened). The event loop is not pumping meanwhile. */
+static void close_medium(struct tcmu_served *s, bool image_too)
+{
+    if (s->ring_up)
+        tcmu_dev_drain(&s->dev);
+    if (s->lun) {
+        scsi_disp_detach(s->dm->disp, s->lun);
+        if (s->ring_up)
+            tcmu_dev_set_lun(&s->dev, NULL);
+        scsi_lun_destroy(s->lun);
+        s->lun = NULL;
+    }
+    if (image_too && s->bs) {
+        blk_close(s->bs);
+        s->bs = NULL;
+    }
+}
+
+int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
+                     bool medium_required, struct tcmu_served **out, struct scuse_err *err)
+{
+    *out = NULL;
+    struct tcmu_served *s = calloc(1, sizeof(*s));
+    if (!s)
+        return err_set(err, -ENOMEM, "out of memory");
+    s->dm = dm;
+    s->uio = *u;
+    s->fd = -1;
+    snprintf(s->label, sizeof(s->label), "user_%u/%s (uio%u)", u->name.hba, u->name.dev,
+             u->minor);
+    int r = tcmu_config_parse(u->name.config, &s->img, err);
+    if (r == 0)
+        r = err_set(err, -EINVAL, "%s: dev_config '%s' does not name scuse", s->label,
+                    u->name.config);
+    if (r < 0 || (r = lun_settings(s, err)) < 0)
+        goto fail;
+    struct scuse_err merr = { 0 };
+    r = open_medium(s, &s->img, &merr);
+    if (r < 0) {
+        if (medium_required) {
+            err_set(err, r, "%s: %s", s->label, merr.msg);
+            goto fail;
+        }
+        log_error("tcmu %s: %s; serving it without medium (NOT READY)", s->label, merr.msg);
+    }
+    if ((r = tcmu_uio_open(dm->dev_dir, u->minor, u->map_size, &s->fd, &s->map, err)) < 0)
+        goto fail;
+    if ((r = tcmu_dev_init(&s->dev, s->map, u->map_size, s->label, dm->disp, s->lun, kick, s,
+                           err)) < 0)
+        goto fail;
+    s->ring_up = true;
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+    if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
+        if (errno != EPERM) {
+            r = err_set(err, -errno, "%s: epoll: %s", s->label, strerror(errno));
+            goto fail;
+        }
+        /* Not a device that can be polled (a plain file standing in for
+         * one): the loop's tick pumps it. */
+        log_warn("tcmu %s: cannot be polled; pumped every tick", s->label);
+    }
+    s->next = dm->served;
+    dm->served = s;
+    dm->n_served++;
+    log_info("tcmu %s: serving %s (%s, %" PRIu64 " bytes, %u-byte blocks, write cache %s)",
+             s->label, s->img.path,
+             !s->bs ? "no medium" : s->img.fmt[0] ? s->img.fmt : "format probed",
+             s->bs ? s->bs->size : 0, s->lcfg.block_size, s->lcfg.write_cache ? "on" : "off");
+    *out = s;
+    tcmu_dev_pump(&s->dev);
+    return 0;
+fail:
+    if (s->ring_up)
+        tcmu_dev_fini(&s->dev);
+    close_medium(s, true);
+    tcmu_uio_close(s->fd, s->map, u->map_size);
+    free(s);
+    return r;
+}
+
+void tcmu_served_close(struct tcmu_served *s)
+{
+    struct tcmu_daemon *dm = s->dm;
+    for (struct tcmu_served **p = &dm->served; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            dm->n_served--;
+            break;
+        }
+    }
+    epoll_ctl(dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    close_medium(s, true);
+    if (s->ring_up)
+        tcmu_dev_fini(&s->dev);
+    tcmu_uio_close(s->fd, s->map, s->uio.map_size);
+    log_info("tcmu %s: no longer served", s->label);
+    free(s);
+}
+
+int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,
+                         struct scuse_err *err)
+{
+    int r;
+    if (ev->has_wc) {
+        /* The LUN's power-on WCE changes: a new LUN over the same image,
+         * and the initiator is told its mode data changed. */
+        s->lcfg.write_cache = ev->wc;
+        close_medium(s, false);
+        if ((r = open_medium(s, &s->img, err)) < 0)
+            return r;
+        scsi_lun_raise_ua(s->lun, SCSI_UA_MODE_CHANGED);
+        log_info("tcmu %s: write cache %s", s->label, ev->wc ? "on" : "off");
+        return 0;
+    }
+    if (ev->has_size) {
+        /* The size is the image's: reopen it (a raw file may have grown)
+         * and accept the new dev_size only when they agree. */
+        uint64_t old = s->bs ? s->bs->size : 0;
+        close_medium(s, true);
+        if ((r = open_medium(s, &s->img, err)) < 0)
+            return r;
+        if (s->bs->size != old)
+            scsi_lun_raise_ua(s->lun, SCSI_UA_CAPACITY_CHANGED);
+        if (s->bs->size != ev->size)
+            return err_set(err, -EINVAL, "%s: dev_size %" PRIu64 " but %s is %" PRIu64 " bytes "
+                           "(resize the image first)", s->label, ev->size, s->img.path,
+                           s->bs->size);
+        log_info("tcmu %s: %" PRIu64 " bytes", s->label, ev->size);
+        return 0;
+    }
+    struct tcmu_image_cfg img;
+    r = tcmu_config_parse(ev->cfg, &img, err);
+    if (r == 0)
+        return err_set(err, -EINVAL, "%s: dev_config '%s' does not name scuse (a served device "
+                       "cannot be handed to another handler)", s->label, ev->cfg);
+    if (r < 0)
+        return r;
+    close_medium(s, true);
+    if ((r = open_medium(s, &img, err)) < 0) {
+        struct scuse_err back = { 0 };
+        if (open_medium(s, &s->img, &back) < 0)
+            log_error("tcmu %s: cannot reopen %s either: %s; serving without medium", s->label,
+                      s->img.path, back.msg);
+        return r;
+    }
+    s->img = img;
+    snprintf(s->uio.name.config, sizeof(s->uio.name.config), "%s", ev->cfg);
+    scsi_lun_raise_ua(s->lun, SCSI_UA_POWER_ON);
+    log_info("tcmu %s: now serving %s", s->label, img.path);
+    return 0;
+}
+
+/* A broken ring: once its commands are back, reset it in the kernel and
+ * start over (at most every RECOVERY_INTERVAL seconds). */
+static void recover(struct tcmu_served *s)
+{
+    time_t now = time(NULL);
+    if (now - s->last_recovery < RECOVERY_INTERVAL)
+        return;
+    s->last_recovery = now;
+    tcmu_dev_fini(&s->dev);
+    s->ring_up = false;
+    struct scuse_err err = { 0 };
+    if (tcmu_cfs_reset_ring(s->dm->configfs, s->uio.name.hba, s->uio.name.dev, &err) < 0 ||
+        tcmu_dev_init(&s->dev, s->map, s->uio.map_size, s->label, s->dm->disp, s->lun, kick, s,
+                      &err) < 0) {
+        log_error("tcmu %s: cannot reset the broken ring: %s", s->label, err.msg);
+        epoll_ctl(s->dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+        return;
+    }
+    s->ring_up = true;
+    log_warn("tcmu %s: ring reset; commands it held were completed with BUSY", s->label);
+}
+
+void tcmu_served_pump(struct tcmu_served *s)
+{
+    if (!s->ring_up)
+        return;
+    if (tcmu_dev_pump(&s->dev) == -EIO)
+        recover(s);
+}

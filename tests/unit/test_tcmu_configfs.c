@@ -1,0 +1,421 @@
+/* Provisioning on a configfs stand-in (a directory tree of the test's
+ * own): every attribute LIO expects, written with the values asked for,
+ * in LIO's order (watched with inotify); the vhost and loopback exports;
+ * teardown in reverse; create and delete repeated change nothing; a
+ * backstore that is not scuse's is left alone; list; the ring reset. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tcmu/config.h"
+#include "tcmu/configfs.h"
+#include "tcmu/fsutil.h"
+#include "testutil.h"
+
+#define CFS "cfs"
+#define DEV CFS "/target/core/user_5300/"
+
+static void fresh_tree(void)
+{
+    tu_run("rm -rf " CFS " && mkdir -p " CFS "/target/core");
+}
+
+static void backstore(struct tcmu_backstore *b, const char *name, enum tcmu_fabric f)
+{
+    memset(b, 0, sizeof(*b));
+    snprintf(b->name, sizeof(b->name), "%s", name);
+    snprintf(b->config, sizeof(b->config), "scuse/qcow2@/images/%s.qcow2", name);
+    b->size = 10ull << 30;
+    b->block_size = 4096;
+    b->max_sectors = 8192;
+    b->data_area_mb = 256;
+    snprintf(b->serial, sizeof(b->serial), "SER-%s", name);
+    b->fabric = f;
+    tcmu_wwn_derive(name, 0, b->wwpn, sizeof(b->wwpn));
+    tcmu_wwn_derive(b->wwpn, 1, b->initiator, sizeof(b->initiator));
+}
+
+static char *slurp(const char *rel)
+{
+    static char buf[8][1024];
+    static int k;
+    char *b = buf[k++ & 7];
+    int n = tcmu_read_file(tu_path(rel), b, sizeof(buf[0]));
+    if (n < 0)
+        fail_msg("%s: %s", rel, strerror(-n));
+    return b;
+}
+
+/* The whole tree: paths, file contents, link targets. */
+static char *snapshot(void)
+{
+    tu_run("cd " CFS " && find . | sort | while read p; do printf '%%s' \"$p\"; "
+           "if [ -L \"$p\" ]; then printf ' -> %%s' \"$(readlink \"$p\")\"; "
+           "elif [ -f \"$p\" ]; then printf ' = %%s' \"$(cat \"$p\")\"; fi; echo; done > ../snap");
+    FILE *f = fopen(tu_path("snap"), "r");
+    assert_non_null(f);
+    char *s = calloc(1, 1 << 16);
+    size_t n = fread(s, 1, (1 << 16) - 1, f);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+static void test_create_vhost(void **state)
+{
+    (void)state;
+    fresh_tree();
+    struct tcmu_backstore b;
+    backstore(&b, "vm1", TCMU_FABRIC_VHOST);
+    struct scuse_err err = { 0 };
+    if (tcmu_cfs_create(tu_path(CFS), &b, &err) < 0)
+        fail_msg("create: %s", err.msg);
+    assert_string_equal(slurp(DEV "vm1/control"),
+                        "dev_config=scuse/qcow2@/images/vm1.qcow2,dev_size=10737418240,"
+                        "hw_block_size=4096,hw_max_sectors=8192,max_data_area_mb=256,"
+                        "nl_reply_supported=-1");
+    assert_string_equal(slurp(DEV "vm1/attrib/emulate_write_cache"), "1");
+    assert_string_equal(slurp(DEV "vm1/attrib/tmr_notification"), "1");
+    assert_string_equal(slurp(DEV "vm1/wwn/vpd_unit_serial"), "SER-vm1");
+    assert_string_equal(slurp(DEV "vm1/enable"), "1");
+    char tpg[256], link[PATH_MAX], target[PATH_MAX];
+    snprintf(tpg, sizeof(tpg), CFS "/target/vhost/%s/tpgt_1", b.wwpn);
+    snprintf(link, sizeof(link), "%s/lun/lun_0/vm1", tpg);
+    assert_string_equal(slurp(strcat(strcpy(target, tpg), "/nexus")), b.initiator);
+    ssize_t n = readlink(tu_path(link), target, sizeof(target) - 1);
+    assert_true(n > 0);
+    target[n] = '\0';
+    assert_string_equal(target, tu_path(DEV "vm1"));
+    assert_true(tcmu_wwn_valid(b.wwpn) && tcmu_wwn_valid(b.initiator));
+    assert_string_not_equal(b.wwpn, b.initiator);
+
+    /* Again: nothing changes. */
+    char *before = snapshot();
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
+    char *after = snapshot();
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    /* The kernel shows the dev_config it was given; another image under
+     * the same name is refused. */
+    tu_run("echo scuse/qcow2@/images/vm1.qcow2 > " DEV "vm1/attrib/dev_config");
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
+    struct tcmu_backstore other = b;
+    snprintf(other.config, sizeof(other.config), "scuse/raw@/images/other.raw");
+    err_clear(&err);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &other, &err), -EEXIST);
+    assert_non_null(strstr(err.msg, "vm1"));
+}
+
+/* ---- order, watched ---- */
+
+struct watch {
+    int fd;
+    int wd[16];
+    const char *label[16];
+    int n;
+    char log[4096];
+};
+
+static void watch_add(struct watch *w, const char *rel, const char *label, uint32_t mask)
+{
+    assert_true(w->n < 16);
+    int wd = inotify_add_watch(w->fd, tu_path(rel), mask);
+    if (wd < 0)
+        fail_msg("inotify %s: %s", rel, strerror(errno));
+    w->wd[w->n] = wd;
+    w->label[w->n++] = label;
+}
+
+/* Append "label/name:op " for every event so far. */
+static void watch_drain(struct watch *w)
+{
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t len;
+    while ((len = read(w->fd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + len;) {
+            struct inotify_event *e = (struct inotify_event *)p;
+            const char *label = "?";
+            for (int i = 0; i < w->n; i++)
+                if (w->wd[i] == e->wd)
+                    label = w->label[i];
+            const char *op = e->mask & IN_CLOSE_WRITE ? "w" : e->mask & IN_CREATE ? "+" : "-";
+            size_t used = strlen(w->log);
+            snprintf(w->log + used, sizeof(w->log) - used, "%s/%s:%s ", label,
+                     e->len ? e->name : "", op);
+            p += sizeof(*e) + e->len;
+        }
+    }
+}
+
+/* Position of needle in the log, failing when absent. */
+static long at(const struct watch *w, const char *needle)
+{
+    const char *p = strstr(w->log, needle);
+    if (!p)
+        fail_msg("'%s' not in: %s", needle, w->log);
+    return p - w->log;
+}
+
+/* The groups configfs makes with each item are there beforehand, so
+ * every write can be watched: attributes before enable, the export's
+ * nexus before its LUN link, and the teardown the other way round. */
+static void test_order(void **state)
+{
+    (void)state;
+    fresh_tree();
+    struct tcmu_backstore b;
+    backstore(&b, "ord", TCMU_FABRIC_VHOST);
+    char tpg[256];
+    snprintf(tpg, sizeof(tpg), CFS "/target/vhost/%s/tpgt_1", b.wwpn);
+    tu_run("mkdir -p " DEV "ord/attrib " DEV "ord/wwn " DEV "ord/action %s/lun/lun_0", tpg);
+    struct watch w = { .fd = inotify_init1(IN_NONBLOCK) };
+    const uint32_t m = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE;
+    watch_add(&w, DEV "ord", "dev", m);
+    watch_add(&w, DEV "ord/attrib", "attrib", m);
+    watch_add(&w, DEV "ord/wwn", "wwn", m);
+    watch_add(&w, tpg, "tpg", m);
+    char lun[300];
+    snprintf(lun, sizeof(lun), "%s/lun/lun_0", tpg);
+    watch_add(&w, lun, "lun0", m);
+    struct scuse_err err = { 0 };
+    if (tcmu_cfs_create(tu_path(CFS), &b, &err) < 0)
+        fail_msg("create: %s", err.msg);
+    watch_drain(&w);
+    long control = at(&w, "dev/control:w"), enable = at(&w, "dev/enable:w");
+    assert_true(control < at(&w, "attrib/emulate_write_cache:w"));
+    assert_true(at(&w, "attrib/tmr_notification:w") < enable);
+    assert_true(at(&w, "wwn/vpd_unit_serial:w") < enable);
+    assert_true(enable < at(&w, "tpg/nexus:w"));
+    assert_true(at(&w, "tpg/nexus:w") < at(&w, "lun0/ord:+"));
+
+    /* Teardown: watch the parents of what goes. */
+    w.log[0] = '\0';
+    char wwn[256], vhost[64];
+    snprintf(wwn, sizeof(wwn), CFS "/target/vhost/%s", b.wwpn);
+    snprintf(vhost, sizeof(vhost), CFS "/target/vhost");
+    char lund[300];
+    snprintf(lund, sizeof(lund), "%s/lun", tpg);
+    watch_add(&w, lund, "lun", m);
+    watch_add(&w, wwn, "wwn", m);
+    watch_add(&w, vhost, "vhost", m);
+    watch_add(&w, CFS "/target/core/user_5300", "hba", m);
+    bool found;
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "ord", &found, &err), 0);
+    assert_true(found);
+    watch_drain(&w);
+    long unlink_at = at(&w, "lun0/ord:-"), lun_gone = at(&w, "lun/lun_0:-");
+    long nexus = at(&w, "tpg/nexus:w"), tpg_gone = at(&w, "wwn/tpgt_1:-");
+    long wwn_gone = at(&w, "vhost/naa."), dev_gone = at(&w, "hba/ord:-");
+    assert_true(unlink_at < lun_gone);
+    assert_true(lun_gone < nexus);
+    assert_true(nexus < tpg_gone);
+    assert_true(tpg_gone < wwn_gone);
+    assert_true(wwn_gone < dev_gone);
+    close(w.fd);
+    tu_run("test ! -e " CFS "/target/core/user_5300 && test -z \"$(ls " CFS "/target/vhost)\"");
+}
+
+static void test_delete(void **state)
+{
+    (void)state;
+    fresh_tree();
+    struct tcmu_backstore a, l;
+    backstore(&a, "a", TCMU_FABRIC_VHOST);
+    backstore(&l, "l", TCMU_FABRIC_LOOPBACK);
+    struct scuse_err err = { 0 };
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &a, &err), 0);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &l, &err), 0);
+    /* Someone else's backstore of the same name, and a LUN of theirs in
+     * another TPG of our target. */
+    tu_run("mkdir -p " CFS "/target/core/user_0/a/attrib && "
+           "echo file//srv/a.img > " CFS "/target/core/user_0/a/attrib/dev_config");
+    bool found;
+    err_clear(&err);
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "a", &found, &err), -EPERM);
+    assert_non_null(strstr(err.msg, "user_0/a"));
+    tu_run("rm -rf " CFS "/target/core/user_0");
+    char *before = snapshot();
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "a", &found, &err), 0);
+    assert_true(found);
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "a", &found, &err), 0);
+    assert_false(found);
+    char *after = snapshot();
+    /* The loopback backstore is untouched. */
+    assert_non_null(strstr(after, "user_5300/l/enable = 1"));
+    assert_null(strstr(after, "user_5300/a"));
+    assert_null(strstr(after, a.wwpn));
+    assert_non_null(strstr(before, a.wwpn));
+    assert_non_null(strstr(after, l.wwpn));
+    free(before);
+    free(after);
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "l", &found, &err), 0);
+    tu_run("test ! -e " CFS "/target/core/user_5300 && test -z \"$(ls " CFS "/target/loopback)\"");
+}
+
+/* An interrupted create (the device made, nothing written) is finished. */
+static void test_resume(void **state)
+{
+    (void)state;
+    fresh_tree();
+    tu_run("mkdir -p " DEV "half");
+    struct tcmu_backstore b;
+    backstore(&b, "half", TCMU_FABRIC_LOOPBACK);
+    struct scuse_err err = { 0 };
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
+    assert_string_equal(slurp(DEV "half/enable"), "1");
+    char p[256];
+    snprintf(p, sizeof(p), CFS "/target/loopback/%s/tpgt_1/nexus", b.wwpn);
+    assert_string_equal(slurp(p), b.initiator);
+}
+
+static void test_conflicts(void **state)
+{
+    (void)state;
+    struct scuse_err err = { 0 };
+    struct tcmu_backstore b, c;
+    /* No LIO in this "kernel". */
+    tu_run("rm -rf " CFS " && mkdir " CFS);
+    backstore(&b, "x", TCMU_FABRIC_VHOST);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "modprobe target_core_user"));
+    /* A target port whose LUN 0 already serves another backstore. */
+    fresh_tree();
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
+    backstore(&c, "y", TCMU_FABRIC_VHOST);
+    snprintf(c.wwpn, sizeof(c.wwpn), "%s", b.wwpn);
+    err_clear(&err);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &c, &err), -EEXIST);
+    assert_non_null(strstr(err.msg, "already serves"));
+    /* A nexus someone else set is kept. */
+    backstore(&c, "z", TCMU_FABRIC_VHOST);
+    char p[256];
+    snprintf(p, sizeof(p), "mkdir -p " CFS "/target/vhost/%s/tpgt_1 && echo naa.5001405aaaaaaaaa "
+             "> " CFS "/target/vhost/%s/tpgt_1/nexus", c.wwpn, c.wwpn);
+    tu_run("%s", p);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &c, &err), 0);
+    snprintf(p, sizeof(p), CFS "/target/vhost/%s/tpgt_1/nexus", c.wwpn);
+    assert_string_equal(slurp(p), "naa.5001405aaaaaaaaa\n");
+}
+
+static void test_list(void **state)
+{
+    (void)state;
+    fresh_tree();
+    struct tcmu_backstore a, l, n;
+    backstore(&a, "a", TCMU_FABRIC_VHOST);
+    backstore(&l, "l", TCMU_FABRIC_LOOPBACK);
+    backstore(&n, "n", TCMU_FABRIC_NONE);
+    struct scuse_err err = { 0 };
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &a, &err), 0);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &l, &err), 0);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &n, &err), 0);
+    /* What the kernel shows after enable; plus a foreign device, and a
+     * targetcli-made user:scuse one in another HBA. */
+    tu_run("for d in a l n; do echo scuse/qcow2@/images/$d.qcow2 > " DEV "$d/attrib/dev_config; "
+           "echo 10737418240 > " DEV "$d/attrib/dev_size; done; "
+           "mkdir -p " CFS "/target/core/user_0/f/attrib " CFS "/target/core/user_1/t/attrib && "
+           "echo file//srv/f > " CFS "/target/core/user_0/f/attrib/dev_config && "
+           "echo scuse//srv/t.raw > " CFS "/target/core/user_1/t/attrib/dev_config && "
+           "echo 0 > " CFS "/target/core/user_1/t/enable");
+    struct tcmu_cfs_dev *d;
+    size_t cnt;
+    assert_int_equal(tcmu_cfs_list(tu_path(CFS), &d, &cnt, &err), 0);
+    assert_int_equal(cnt, 4);
+    assert_string_equal(d[0].name, "t");
+    assert_int_equal(d[0].hba, 1);
+    assert_false(d[0].enabled);
+    assert_int_equal(d[0].fabric, TCMU_FABRIC_NONE);
+    assert_string_equal(d[1].name, "a");
+    assert_int_equal(d[1].hba, 5300);
+    assert_true(d[1].enabled);
+    assert_int_equal(d[1].size, 10ull << 30);
+    assert_int_equal(d[1].fabric, TCMU_FABRIC_VHOST);
+    assert_string_equal(d[1].wwpn, a.wwpn);
+    assert_int_equal(d[1].tpgt, 1);
+    assert_int_equal(d[1].lun, 0);
+    assert_string_equal(d[1].config, "scuse/qcow2@/images/a.qcow2");
+    assert_int_equal(d[2].fabric, TCMU_FABRIC_LOOPBACK);
+    assert_string_equal(d[2].wwpn, l.wwpn);
+    assert_string_equal(d[3].name, "n");
+    assert_int_equal(d[3].fabric, TCMU_FABRIC_NONE);
+    free(d);
+}
+
+static void test_reset_ring(void **state)
+{
+    (void)state;
+    fresh_tree();
+    tu_run("mkdir -p " DEV "r/action");
+    struct watch w = { .fd = inotify_init1(IN_NONBLOCK) };
+    watch_add(&w, DEV "r/action", "action", IN_CLOSE_WRITE);
+    struct scuse_err err = { 0 };
+    assert_int_equal(tcmu_cfs_reset_ring(tu_path(CFS), 5300, "r", &err), 0);
+    watch_drain(&w);
+    assert_string_equal(w.log, "action/block_dev:w action/reset_ring:w action/block_dev:w ");
+    assert_string_equal(slurp(DEV "r/action/block_dev"), "0");
+    assert_string_equal(slurp(DEV "r/action/reset_ring"), "1");
+    close(w.fd);
+    /* No such device: an error naming the file. */
+    err_clear(&err);
+    assert_true(tcmu_cfs_reset_ring(tu_path(CFS), 5300, "none", &err) < 0);
+    assert_non_null(strstr(err.msg, "none/action/block_dev"));
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_true(tcmu_name_valid("vm-1_a.b"));
+    assert_false(tcmu_name_valid(""));
+    assert_false(tcmu_name_valid(".hidden"));
+    assert_false(tcmu_name_valid("a/b"));
+    assert_false(tcmu_name_valid("a b"));
+    char longname[80];
+    memset(longname, 'a', 65);
+    longname[65] = '\0';
+    assert_false(tcmu_name_valid(longname));
+    assert_true(tcmu_wwn_valid("naa.5001405123456789"));
+    assert_true(tcmu_wwn_valid("naa.6001405123456789"));
+    assert_false(tcmu_wwn_valid("naa.500140512345678"));
+    assert_false(tcmu_wwn_valid("naa.50014051234567890"));
+    assert_false(tcmu_wwn_valid("naa.1001405123456789"));
+    assert_false(tcmu_wwn_valid("iqn.2003-01.org.x"));
+    assert_false(tcmu_wwn_valid("naa.500140512345678g"));
+    char w1[64], w2[64], w3[64];
+    tcmu_wwn_derive("vm1", 0, w1, sizeof(w1));
+    tcmu_wwn_derive("vm1", 0, w2, sizeof(w2));
+    tcmu_wwn_derive("vm2", 0, w3, sizeof(w3));
+    assert_string_equal(w1, w2);
+    assert_string_not_equal(w1, w3);
+    assert_true(tcmu_wwn_valid(w1));
+    assert_memory_equal(w1, "naa.55ac5e0", 11);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return tu_dir_make("tcmu-configfs");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_vhost), cmocka_unit_test(test_order),
+        cmocka_unit_test(test_delete),       cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_conflicts),    cmocka_unit_test(test_list),
+        cmocka_unit_test(test_reset_ring),   cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
+}

@@ -263,7 +263,7 @@ static void print_result(const struct bench_opts *o, const struct bench *b, unsi
         printf("\",\n    \"rw\": \"%s\",\n    \"bs\": %" PRIu64 ",\n    \"qd\": %" PRIu64
                ",\n    \"stride\": %" PRIu64 ",\n    \"block-size\": %u,\n    \"workers\": %u,\n"
                "    \"requests\": %" PRIu64 ",\n    \"reads\": %" PRIu64 ",\n    \"writes\": %" PRIu64
-               ",\n    \"seconds\": %.6f,\n    \"iops\": %.1f,\n    \"mib-per-second\": %.2f,\n"
+               ",\n    \"seconds\": %.9f,\n    \"iops\": %.1f,\n    \"mib-per-second\": %.2f,\n"
                "    \"cpu-seconds\": %.4f,\n    \"cpu-seconds-per-gib\": %.4f\n}\n",
                rw_names[o->rw], o->bs, o->qd, o->stride, o->lbs, workers, done,
                (uint64_t)atomic_load(&b->reads), (uint64_t)atomic_load(&b->writes), secs, iops,

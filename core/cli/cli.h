@@ -21,6 +21,8 @@ int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tcmu(int argc, char **argv);
+/* `scuse tcmu serve` (argv[0] "serve"), also what `scuse serve --tcmu` runs. */
+int cmd_tcmu_serve(int argc, char **argv);
 
 /* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
 int cli_parse_size(const char *s, uint64_t *out);

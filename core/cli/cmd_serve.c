@@ -67,7 +67,10 @@ static void serve_usage(FILE *f)
 {
     fprintf(f,
             "usage: scuse serve --vhost-user-scsi SOCKET --lun N=IMG[,OPT...] [--lun ...]\n"
-            "                   [--pidfile FILE] [--once] [--workers N] [-v]\n"
+"                   [--pidfile FILE] [--once] [--workers N] [-v]\n"
+            "       scuse serve --tcmu [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
+            "  --tcmu                    serve the TCMU backstores made by `scuse tcmu create`\n"
+            "                            (LIO in the kernel; see `scuse tcmu --help`)\n"
             "  --vhost-user-scsi SOCKET  listen there for QEMU's vhost-user-scsi-pci\n"
             "  --lun N=IMG[,OPT...]      serve IMG as LUN N (0..16383) of target 0; options:\n"
             "      format=raw|qcow2      the image format (default: probed)\n"
@@ -452,8 +455,27 @@ static int stop(struct serve *s, bool started)
     return rc;
 }
 
+/* `scuse serve --tcmu [--configfs DIR] [--sysfs DIR] [--workers N] [-v]`:
+ * the kernel path, the same daemon as `scuse tcmu serve`. */
+static int serve_tcmu(int argc, char **argv, int at)
+{
+    char **rest = calloc((size_t)argc, sizeof(*rest));
+    if (!rest)
+        return cli_fail(EXIT_USAGE, "serve", "out of memory");
+    int n = 0;
+    for (int i = 0; i < argc; i++)
+        if (i != at)
+            rest[n++] = argv[i];
+    int rc = cmd_tcmu_serve(n, rest);
+    free(rest);
+    return rc;
+}
+
 int cmd_serve(int argc, char **argv)
 {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--tcmu"))
+            return serve_tcmu(argc, argv, i);
     struct serve *s = calloc(1, sizeof(*s));
     if (!s)
         return cli_fail(EXIT_USAGE, "serve", "out of memory");

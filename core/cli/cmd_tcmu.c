@@ -318,7 +318,7 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-static int do_serve(int argc, char **argv)
+int cmd_tcmu_serve(int argc, char **argv)
 {
     struct opts o;
     int r = parse(argc, argv, "serve", &o);
@@ -359,6 +359,6 @@ int cmd_tcmu(int argc, char **argv)
     if (!strcmp(sub, "list"))
         return do_list(argc - 1, argv + 1);
     if (!strcmp(sub, "serve"))
-        return do_serve(argc - 1, argv + 1);
+        return cmd_tcmu_serve(argc - 1, argv + 1);
     return cli_fail(EXIT_USAGE, "tcmu", "unknown subcommand '%s'", sub);
 }

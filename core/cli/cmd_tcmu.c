@@ -257,7 +257,7 @@ static int do_create(int argc, char **argv)
     } else if (b.fabric == TCMU_FABRIC_LOOPBACK) {
         printf("loopback target %s, TPG 1, LUN 0: a local SCSI disk (see lsscsi)\n", b.wwpn);
     }
-    printf("commands are answered while 'scuse tcmu serve' runs\n");
+    printf("commands are answered while 'scuse serve --tcmu' runs\n");
     return EXIT_OK;
 }
 

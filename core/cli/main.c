@@ -18,11 +18,11 @@ static const struct {
     { "create", cmd_create, "make a new image (qcow2 or raw), optionally over a backing file" },
     { "info", cmd_info, "show an image's format, size, backing chain and format details" },
     { "map", cmd_map, "show which ranges hold data, zeros, or nothing, and in which layer" },
-    { "convert", cmd_convert, "export an image (and its backing chain) to a raw file" },
+    { "convert", cmd_convert, "convert an image (and its backing chain) to raw or qcow2 [-c]" },
     { "check", cmd_check, "check an image's metadata for leaks and corruption, and repair them" },
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
     { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
-    { "serve", cmd_serve, "serve images as SCSI LUNs to a VM over vhost-user-scsi" },
+    { "serve", cmd_serve, "serve images as SCSI LUNs: to QEMU over vhost-user-scsi, or to LIO (--tcmu)" },
     { "tcmu", cmd_tcmu, "LIO TCMU backstores for images (vhost-scsi, loopback) and their daemon" },
 };
 

@@ -74,8 +74,9 @@ asan)
 tsan)
     install_deps
     configure_build build-tsan -DSCUSE_TSAN=ON
-    # Label concurrency: the dispatcher, qcow2 and copy-engine tests that
-    # race threads on purpose; any report fails the test.
+    # Label concurrency: the dispatcher, qcow2, copy-engine, TCMU and
+    # vhost-user tests that race threads on purpose; any report fails the
+    # test (scuse serve's own exit status included).
     TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
         run_ctest build-tsan -L concurrency
     ;;

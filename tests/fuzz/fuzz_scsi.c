@@ -156,7 +156,11 @@ static void fill(const char *path, const char *fmt, int salt)
 static void init(void)
 {
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/scuse-fuzz-scsi-XXXXXX", tmp ? tmp : "/tmp");
+    int n = snprintf(dir, sizeof(dir) - 7, "%s/scuse-fuzz-scsi-", tmp ? tmp : "/tmp");
+    if (n < 0 || (size_t)n >= sizeof(dir) - 7)
+        die("TMPDIR is too long", (uint64_t)n, 0);
+    memset(dir + n, 'X', 6);       /* the part mkdtemp replaces */
+    dir[n + 6] = 0;
     if (!mkdtemp(dir))
         die("mkdtemp failed", (uint64_t)errno, 0);
     snprintf(raw_path, sizeof(raw_path), "%s/lun.raw", dir);

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "scsi/scsi.h"
 
 #define TS_UNUSED __attribute__((unused))
@@ -56,8 +58,7 @@ static TS_UNUSED int ts_setup(void **state)
     (void)state;
     if (system("qemu-img --version >/dev/null 2>&1 && qemu-io --version >/dev/null 2>&1") != 0)
         return 0;
-    snprintf(ts_dir, sizeof(ts_dir), "/tmp/scuse-test-scsi-XXXXXX");
-    return mkdtemp(ts_dir) ? 0 : -1;
+    return tu_mkdtemp(ts_dir, sizeof(ts_dir), "/tmp/scuse-test-scsi-") ? 0 : -1;
 }
 
 static TS_UNUSED int ts_teardown(void **state)

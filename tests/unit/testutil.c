@@ -20,12 +20,25 @@
 
 static char dir[512];
 
+char *tu_mkdtemp(char *buf, size_t size, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (n + 7 > size) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    memcpy(buf, prefix, n);
+    memset(buf + n, 'X', 6);       /* the part mkdtemp replaces */
+    buf[n + 6] = 0;
+    return mkdtemp(buf);
+}
+
 int tu_dir_make(const char *name)
 {
     const char *tmp = getenv("TMPDIR");
-    char tmpl[sizeof(dir)];
-    snprintf(tmpl, sizeof(tmpl), "%s/scuse-test-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
-    if (!mkdtemp(tmpl)) {
+    char prefix[sizeof(dir)], tmpl[sizeof(dir)];
+    snprintf(prefix, sizeof(prefix), "%s/scuse-test-%s-", tmp && *tmp ? tmp : "/tmp", name);
+    if (!tu_mkdtemp(tmpl, sizeof(tmpl), prefix)) {
         fprintf(stderr, "mkdtemp %s: %s\n", tmpl, strerror(errno));
         return -1;
     }

@@ -10,9 +10,11 @@
 
 /* ---- The scratch directory: one per test program, kept in testutil.c ---- */
 
-/* Makes ${TMPDIR:-/tmp}/scuse-test-NAME-XXXXXX (absolute: tests may chdir).
- * Returns 0, or -1 with the reason on stderr. */
+/* Makes a fresh ${TMPDIR:-/tmp}/scuse-test-NAME-<random> (absolute: tests
+ * may chdir). Returns 0, or -1 with the reason on stderr. */
 int tu_dir_make(const char *name);
+/* mkdtemp() of PREFIX followed by six random characters, into buf. */
+char *tu_mkdtemp(char *buf, size_t size, const char *prefix);
 /* The directory; "" until tu_dir_make succeeds. */
 const char *tu_dir(void);
 /* Removes the directory and all in it, unless SCUSE_TEST_KEEP is set (to

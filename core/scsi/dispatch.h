@@ -10,7 +10,16 @@
  * reads and writes underneath once the block layer can suspend a request
  * and resume it on a completion; until then a pool of threads calling
  * scsi_cmd_execute() is the engine, and this file is the one interface
- * an asynchronous engine would sit behind. */
+ * an asynchronous engine would sit behind.
+ *
+ * Measured (fio 3.33, 4 KiB random reads of a 512 MiB file, 2 CPUs):
+ * from the page cache, which is where scuse's images are read (buffered,
+ * cache=writeback), io_uring QD32 gave 0.61M IOPS in one thread and 1.35M
+ * in two, psync 1.47M in two threads and 1.45M in three: io_uring
+ * completes cached reads inline and buys nothing. With O_DIRECT on the
+ * virtual disk, io_uring QD32 in one thread (100k IOPS) matched 32 psync
+ * threads (94k) and beat 3 (26k): an engine for O_DIRECT images would
+ * want io_uring (or many more workers), which this interface allows. */
 #ifndef SCUSE_SCSI_DISPATCH_H
 #define SCUSE_SCSI_DISPATCH_H
 

@@ -31,6 +31,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -117,5 +118,11 @@ void tcmu_ring_complete(struct tcmu_ring *r, const struct tcmu_req *req, uint8_t
                         const uint8_t *sense, uint32_t sense_len, uint64_t data_in);
 
 bool tcmu_ring_ooo(const struct tcmu_ring *r);
+
+/* The mailbox capabilities scuse uses when the kernel offers them. */
+#define TCMU_RING_FLAGS_USED (TCMU_MAILBOX_FLAG_CAP_OOOC | TCMU_MAILBOX_FLAG_CAP_READ_LEN | \
+                              TCMU_MAILBOX_FLAG_CAP_TMR)
+/* " OOOC READ_LEN ..." for flags (" none" for 0), for log lines. */
+void tcmu_ring_flag_names(uint16_t flags, char *out, size_t len);
 
 #endif

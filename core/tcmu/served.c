@@ -88,7 +88,7 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
     }
     s->lun = lun;
     if (s->ring_up)
-        tcmu_dev_set_lun(&s->dev, lun);
+        tcmu_dev_set_lun(&s->dev, lun, s->bs);
     return 0;
 }
 
@@ -101,7 +101,7 @@ static void close_medium(struct tcmu_served *s, bool image_too)
     if (s->lun) {
         scsi_disp_detach(s->dm->disp, s->lun);
         if (s->ring_up)
-            tcmu_dev_set_lun(&s->dev, NULL);
+            tcmu_dev_set_lun(&s->dev, NULL, NULL);
         scsi_lun_destroy(s->lun);
         s->lun = NULL;
     }
@@ -143,6 +143,7 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     if ((r = tcmu_dev_init(&s->dev, s->map, u->map_size, s->label, dm->disp, s->lun, kick, s,
                            err)) < 0)
         goto fail;
+    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
     if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
@@ -263,6 +264,7 @@ static void recover(struct tcmu_served *s)
         epoll_ctl(s->dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
         return;
     }
+    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     log_warn("tcmu %s: ring reset; commands it held were completed with BUSY", s->label);
 }

@@ -15,6 +15,7 @@
 #include "tcmu/configfs.h"
 #include "tcmu/daemon_int.h"
 #include "tcmu/fsutil.h"
+#include "tcmu/uapi.h"
 #include "util/log.h"
 
 #define SERIAL_PREFIX "T10 VPD Unit Serial Number: "
@@ -111,8 +112,31 @@ static void close_medium(struct tcmu_served *s, bool image_too)
     }
 }
 
+/* A device found at start-up: the kernel completes with BUSY whatever an
+ * earlier daemon left on the ring (the initiator retries it) and starts
+ * the ring over; logged with how much was outstanding. */
+static void reset_ring(struct tcmu_served *s)
+{
+    uint32_t head = 0, tail = 0, size = 0;
+    if (s->uio.map_size >= sizeof(struct tcmu_mailbox)) {
+        struct tcmu_mailbox *mb = s->map;
+        head = __atomic_load_n(&mb->cmd_head, __ATOMIC_ACQUIRE);
+        tail = __atomic_load_n(&mb->cmd_tail, __ATOMIC_ACQUIRE);
+        size = mb->cmdr_size;
+    }
+    uint32_t pending = head >= tail ? head - tail : size > tail ? size - tail + head : 0;
+    struct scuse_err err = { 0 };
+    if (tcmu_cfs_reset_ring(s->dm->configfs, s->uio.name.hba, s->uio.name.dev, &err) < 0)
+        log_warn("tcmu %s: ring not reset: %s", s->label, err.msg);
+    else
+        log_info("tcmu %s: found at start-up: ring reset, %u bytes of entries were outstanding "
+                 "(cmd_head %u, cmd_tail %u): the kernel completed their commands with BUSY",
+                 s->label, pending, head, tail);
+}
+
 int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
-                     bool medium_required, struct tcmu_served **out, struct scuse_err *err)
+                     bool medium_required, bool reset, struct tcmu_served **out,
+                     struct scuse_err *err)
 {
     *out = NULL;
     struct tcmu_served *s = calloc(1, sizeof(*s));
@@ -140,6 +164,8 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     }
     if ((r = tcmu_uio_open(dm->dev_dir, u->minor, u->map_size, &s->fd, &s->map, err)) < 0)
         goto fail;
+    if (reset)
+        reset_ring(s);
     if ((r = tcmu_dev_init(&s->dev, s->map, u->map_size, s->label, dm->disp, s->lun, kick, s,
                            err)) < 0)
         goto fail;

@@ -127,7 +127,7 @@ case_end
 case_begin "ABORT TASK from the SCSI error handler reaches the stopped daemon as a TMR"
 [ "$(m TMR | grep '^dd ')" = "dd rc=0" ] || fail "the aborted and retried read: $(m TMR | grep '^dd ')"
 tmr=$(m TMR | sed -n 's/^logged //p')
-[[ $tmr =~ ^1\ commands:\ 1\ in\ flight, ]] || fail "the daemon's TMR line: '$tmr'"
+[[ $tmr =~ ^1\ commands:\ [01]\ in\ flight, ]] || fail "the daemon's TMR line: '$tmr'"
 echo "  ABORT TASK naming $tmr"
 case_end
 

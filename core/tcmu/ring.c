@@ -419,6 +419,7 @@ enum tcmu_next tcmu_ring_next(struct tcmu_ring *r, struct tcmu_req *req, struct 
             return broken(r, "entry at ring offset %u has length %u (%u bytes produced, %u to "
                           "the ring's end)", pos, len, produced, to_end);
         if (op == TCMU_OP_PAD) {
+            r->n_pads++;
             consumed(r, pos, len, false, NULL);
             continue;
         }

@@ -80,6 +80,7 @@ struct tcmu_ring {
     bool broken;
     uint16_t *tmr_ids;              /* the last TMR's command ids */
     uint64_t n_failed;              /* unsound command entries answered (atomic) */
+    uint64_t n_pads;                /* PAD entries passed (the ring wrapped) */
 
     pthread_mutex_t lock;           /* guards what follows (the parser also reads next) */
     uint32_t next;                  /* offset of the next entry to parse */

@@ -212,10 +212,16 @@ void tcmu_served_close(struct tcmu_served *s)
     }
     epoll_ctl(dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     close_medium(s, true);
-    if (s->ring_up)
+    uint64_t cmds = 0, tmrs = 0, pads = 0;
+    if (s->ring_up) {
+        cmds = s->dev.n_cmds;
+        tmrs = s->dev.n_tmrs;
+        pads = s->dev.ring.n_pads;
         tcmu_dev_fini(&s->dev);
+    }
     tcmu_uio_close(s->fd, s->map, s->uio.map_size);
-    log_info("tcmu %s: no longer served", s->label);
+    log_info("tcmu %s: no longer served (%" PRIu64 " commands, %" PRIu64 " TMRs, %" PRIu64
+             " PAD entries)", s->label, cmds, tmrs, pads);
     free(s);
 }
 

@@ -27,6 +27,7 @@ vm_make_chain "$S"
 head -c 4M /dev/urandom >"$S/vh.raw"
 head -c 1M /dev/urandom >"$S/nl.raw"
 head -c 1M /dev/urandom >"$S/nl2.raw"
+{ cat "$S/nl2.raw"; head -c 1M /dev/zero; } >"$T/nl2.want"   # the guest doubles it
 qemu-img convert -O raw "$S/top.qcow2" "$T/want.raw"
 want0=$(sha256sum <"$T/want.raw" | cut -d' ' -f1)
 backing=$(cd "$S" && sha256sum base.qcow2 mid.qcow2 vh.raw)
@@ -98,7 +99,7 @@ case_end
 
 case_begin "kill -9 of the daemon during I/O, restart: the I/O completes"
 kill_t=$(m KILL)
-restart_t=$(m RESTART | awk '$1 == 2 { print $2 }')
+restart_t=$(m START | awk '$1 == 2 { print $2 }')
 [ "$(m KWRITER)" = "rc=0" ] || fail "the writer across the restart: $(m KWRITER)"
 [[ $(m KREADER) =~ ^rc=0\ [1-9] ]] || fail "the reader across the restart: $(m KREADER)"
 outstanding=$(m RESET | awk '$1 == 2 { print $2 }')
@@ -109,7 +110,7 @@ if [ -n "$kill_t" ] && [ -n "$restart_t" ]; then
              awk -v r="$restart_t" '$2 < r && $3 > r { n++ } END { print n + 0 }')
     before=$(join <(m KBEGIN | sort) <(m KDONE | sort) |
              awk -v k="$kill_t" '$2 < k && $3 > k { print $1 }')
-    echo "  kill at $kill_t s, restart at $restart_t s; $outstanding bytes of ring entries reset" \
+    echo "  kill at $kill_t s, restarted at $restart_t s; $outstanding bytes of ring entries reset" \
          "(BUSY); writes issued before the restart and completed after it: $across (in flight" \
          "at the kill: ${before:-none}); reads of 4 MiB: $(m KREADER | cut -d' ' -f2)"
     [ "$across" -ge 1 ] || fail "no write was outstanding across the restart"
@@ -137,10 +138,19 @@ nl() { m NL | awk -v s="$1" '$1 == s' | cut -d' ' -f2-; }
 [ "$(nl reconfig_wc)" = "rc=0 logged=1" ] || fail "emulate_write_cache=1: $(nl reconfig_wc)"
 [ "$(nl reconfig_cfg)" = "rc=0 logged=1" ] || fail "dev_config: $(nl reconfig_cfg)"
 [ "$(nl reconfig_size)" = "rc=0 size=2097152" ] || fail "dev_size grown: $(nl reconfig_size)"
+[ "$(rc turs)" = 0 ] || fail "sg_turs -n 9000: rc $(rc turs)"
+[ "$(m SHA256 | awk '$1 == "nl" { print $3 }')" = "$(sha256sum <"$T/nl2.want" | cut -d' ' -f1)" ] ||
+    fail "the disk read after the ring wrapped is not nl2.raw grown"
+cmp -s "$S/nl2.raw" "$T/nl2.want" || fail "nl2.raw on the host is not its first MiB and zeros"
+[[ $(m NLRING) =~ command\ ring\ 1048448\ bytes\ at\ 128, ]] ||
+    fail "nl0 (cmd_ring_size_mb=1): $(m NLRING)"
 [[ $(nl reconfig_size_bad) =~ ^rc=[1-9] ]] ||
     fail "a dev_size the image does not have was accepted: $(nl reconfig_size_bad)"
 [[ $(nl added_missing) =~ ^rc=[1-9] ]] || fail "enable with a missing image: $(nl added_missing)"
-[ "$(nl removed)" = "rc=0 unserved=1" ] || fail "rmdir: $(nl removed)"
+[[ $(nl removed) =~ ^rc=0\ ([0-9]+)\ commands,\ 0\ TMRs,\ ([0-9]+)\ PAD\ entries$ ]] &&
+    [ "${BASH_REMATCH[1]}" -gt 9000 ] && [ "${BASH_REMATCH[2]}" -ge 1 ] ||
+    fail "rmdir, or no PAD after 9000 commands on a 1 MiB ring: $(nl removed)"
+echo "  nl0 served $(nl removed | cut -d' ' -f2-)"
 [ "$(nl refused)" = 0 ] || fail "the kernel refused $(nl refused) of the daemon's netlink messages"
 echo "  missing image: enable failed with '$(nl added_missing | cut -d' ' -f2-)';" \
      "wrong dev_size: '$(nl reconfig_size_bad | cut -d' ' -f2-)'"

@@ -17,9 +17,11 @@
 #      SCSI error handler's ABORT TASK reaches the daemon as a TMR entry,
 #      and once it runs again the read is retried and succeeds;
 #   5. a backstore made as targetcli makes it (the kernel waits for the
-#      daemon's netlink replies): enable, a missing image, RECONFIG of the
-#      write cache, of dev_config (another image) and of the size (grown,
-#      and one the image does not have), rmdir;
+#      daemon's netlink replies) with a 1 MiB command ring: enable, RECONFIG
+#      of the write cache, of dev_config (another image) and of the size
+#      (grown); exported through tcm_loop by hand, 9000 TEST UNIT READYs
+#      wrap its ring (a PAD entry), the disk is read across the wrap; a
+#      size the image does not have, a missing image, rmdir;
 #   6. vh.raw with 4096-byte blocks behind tcm_loop (capacity, content),
 #      then exported through vhost-scsi: create, configfs, list, delete;
 #   7. the whole disk hashed again, delete, configfs empty, the daemon
@@ -29,13 +31,15 @@
 #   @@ UIO NAME SIZE          the UIO device sysfs shows
 #   @@ SHA256 disk|final direct HEX T0 T1
 #   @@ UNMAP LBA BLOCKS       unmapped (reads as zeros from now on)
-#   @@ KILL T / RESTART N T / RESET N BYTES|missing (BYTES: ring entries outstanding)
+#   @@ START N T / RESTART N T   daemon N started / ready (its start-up scan done)
+#   @@ KILL T / RESET N BYTES|missing (BYTES: ring entries outstanding)
 #   @@ KBEGIN I T, @@ KDONE I T   a kill-phase write started / fsync returned
 #   @@ KWRITER rc=N, @@ KREADER rc=N READS   the kill-phase writer's and reader's status
 #   @@ ACKED I OFF LEN SEED   written, not synced; @@ NOFSYNC fsync=RC data=ok|lost
 #   @@ SERIAL TEXT            wwn/vpd_unit_serial of disk0
 #   @@ TMR stopped|dd rc=N|logged N   the abort while the daemon is stopped
 #   @@ NL STEP rc=N [...]     the targetcli-style backstore's steps
+#   @@ NLRING TEXT, @@ SHA256 nl direct HEX   its mailbox line; its disk read after the wrap
 #   @@ K4 DISK BYTES / SHA256 k4 direct HEX   the 4096-byte-block LUN
 #   @@ VHOST STEP ok|bad ...  the vhost export's checks
 #   @@ CLEAN ok|bad WHAT      after delete; @@ SCUSE exit=N
@@ -55,6 +59,7 @@ N=0
 start_daemon() {
     N=$((N + 1))
     LOG=/tmp/scuse$N.log
+    mark START $N "$(up)"
     scuse serve --tcmu -v >"$LOG" 2>&1 &
     SP=$!
     i=0
@@ -84,6 +89,24 @@ sha_disk() { # WHAT: the whole disk through O_DIRECT
     s=$(dd if="/dev/$DISK" bs=1M iflag=direct 2>/tmp/dd.err | sha256sum) ||
         die "reading /dev/$DISK: $(cat /tmp/dd.err)"
     mark SHA256 "$1" direct "${s%% *}" "$t0" "$(up)"
+}
+# other_disk NAME: wait for a SCSI disk at LUN 0 other than $DISK0 (a
+# second tcm_loop target); sets DISK and SG.
+other_disk() {
+    i=0 DISK= SG=
+    while [ -z "$SG" ] || [ ! -b "/dev/$DISK" ] || [ ! -c "$SG" ]; do
+        for d in /sys/bus/scsi/devices/*:*:*:0/block/*; do
+            [ -e "$d" ] && [ "${d##*/}" != "$DISK0" ] && DISK=${d##*/}
+        done
+        [ -z "$DISK" ] || SG=/dev/$(ls /sys/block/$DISK/device/scsi_generic 2>/dev/null | head -1)
+        [ $i -lt 400 ] || die "no disk for $1 after 20 s"
+        usleep 50000
+        i=$((i + 1))
+    done
+}
+gone() { # wait until /sys/block/$DISK is gone (5 s)
+    i=0
+    while [ -e "/sys/block/$DISK" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i + 1)); done
 }
 readback() { # I OFF LEN SEED -> 0 when the disk holds gen's bytes there
     [ "$(gen "$1" "$2" "$3" "$4" | sha256sum)" = \
@@ -221,10 +244,12 @@ mark TMR logged "$(sed -n 's/.*disk0 (uio[0-9]*): ABORT TASK naming //p' "$LOG")
 # the kernel waits for its replies to ADDED, RECONFIG and REMOVED.
 D=$LIO/core/user_7/nl0
 mkdir -p $D || die "mkdir $D"
-echo "dev_config=scuse/raw@/mnt/nl.raw,dev_size=$(stat -c %s /mnt/nl.raw)" >$D/control
+echo "dev_config=scuse/raw@/mnt/nl.raw,dev_size=$(stat -c %s /mnt/nl.raw),cmd_ring_size_mb=1" \
+    >$D/control
 echo 1 >$D/enable
 mark NL added "rc=$?" "nl_reply_supported=$(cat $D/attrib/nl_reply_supported)" \
     "served=$(grep -c 'user_7/nl0 (uio[0-9]*): serving /mnt/nl.raw' "$LOG")"
+mark NLRING "$(sed -n 's/.*user_7\/nl0 (uio[0-9]*): mailbox //p' "$LOG")"
 echo 1 >$D/attrib/emulate_write_cache
 mark NL reconfig_wc "rc=$?" "logged=$(grep -c 'user_7/nl0 (uio[0-9]*): write cache on' "$LOG")"
 # echo keeps its newline: the kernel passes it on, in the event and the UIO name.
@@ -233,6 +258,17 @@ mark NL reconfig_cfg "rc=$?" "logged=$(grep -c 'user_7/nl0 (uio[0-9]*): now serv
 truncate -s $(($(stat -c %s /mnt/nl2.raw) * 2)) /mnt/nl2.raw
 echo $(stat -c %s /mnt/nl2.raw) >$D/attrib/dev_size
 mark NL reconfig_size "rc=$?" "size=$(cat $D/attrib/dev_size)"
+DISK0=$DISK SG0=$SG
+L=$LIO/loopback/naa.5001405000000077/tpgt_1
+mkdir -p $L && echo naa.5001405000000078 >$L/nexus && mkdir $L/lun/lun_0 &&
+    ln -s $D $L/lun/lun_0/nl0 || die "the tcm_loop export of nl0"
+other_disk nl0
+section turs sg_turs -n 9000 "$SG"
+sha_disk nl
+rm $L/lun/lun_0/nl0 && rmdir $L/lun/lun_0 && echo NULL >$L/nexus && rmdir $L &&
+    rmdir ${L%/tpgt_1} || die "removing the tcm_loop export of nl0"
+gone
+DISK=$DISK0 SG=$SG0
 echo $(($(stat -c %s /mnt/nl2.raw) * 2)) >$D/attrib/dev_size 2>/tmp/nl.err
 mark NL reconfig_size_bad "rc=$?" "$(cat /tmp/nl.err)"
 B=$LIO/core/user_7/nl1
@@ -242,28 +278,19 @@ echo 1 >$B/enable 2>/tmp/nl.err
 mark NL added_missing "rc=$?" "$(cat /tmp/nl.err)"
 rmdir $B
 rmdir $D
-mark NL removed "rc=$?" "unserved=$(grep -c 'user_7/nl0 (uio[0-9]*): no longer served' "$LOG")"
+mark NL removed "rc=$?" \
+    "$(sed -n 's/.*user_7\/nl0 (uio[0-9]*): no longer served (\(.*\))$/\1/p' "$LOG")"
 rmdir $LIO/core/user_7
 mark NL refused "$(grep -c 'the kernel refused' "$LOG")"
 
 # --- 6. 4096-byte blocks, then a vhost-scsi export (configfs only: no nested VM) --
-DISK0=$DISK SG0=$SG
 section k4_create scuse tcmu create k4 /mnt/vh.raw --fabric loopback --block-size 4096 ||
     die "scuse tcmu create k4"
-i=0 DISK=
-while [ -z "$DISK" ] || [ ! -b "/dev/$DISK" ]; do
-    for d in /sys/bus/scsi/devices/*:*:*:0/block/*; do
-        [ -e "$d" ] && [ "${d##*/}" != "$DISK0" ] && DISK=${d##*/}
-    done
-    [ $i -lt 400 ] || die "no disk for k4 after 20 s"
-    usleep 50000
-    i=$((i + 1))
-done
+other_disk k4
 mark K4 "$DISK" "$(($(cat /sys/block/$DISK/size) * 512))" "$(cat /sys/block/$DISK/queue/logical_block_size)"
 sha_disk k4
 section k4_delete scuse tcmu delete k4
-i=0
-while [ -e "/sys/block/$DISK" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i + 1)); done
+gone
 DISK=$DISK0 SG=$SG0
 
 section vhost_create scuse tcmu create vh0 /mnt/vh.raw >/tmp/vh.out 2>&1

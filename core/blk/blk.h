@@ -108,6 +108,10 @@ int blk_pwrite(struct blk_node *bs, uint64_t off, const void *buf, size_t len, u
 int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);
 int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len);
 int blk_flush(struct blk_node *bs);
+/* Whether completed writes changed metadata that so far lives only in
+ * this process's memory: a process that dies before blk_flush() loses
+ * those writes even though their data reached the file. */
+bool blk_meta_pending(struct blk_node *bs);
 
 /* Re-read the top image's virtual size (for a daemon told that an image
  * was resized). Sets *changed when bs->size moved. -ENOTSUP for formats

@@ -86,6 +86,9 @@ struct blk_driver {
     /* Advisory: may do nothing; reads afterwards return zeros or old data. */
     int (*discard)(struct blk_node *bs, uint64_t off, uint64_t len);
     int (*flush)(struct blk_node *bs);
+    /* Optional: whether flush would write metadata that so far lives only
+     * in this process's memory (absent: the format keeps none). */
+    bool (*meta_pending)(struct blk_node *bs);
 
     /* Optional: make a new image at path (the file may exist: replace it).
      * Unknown keys in o->kv are refused naming the key. */

@@ -105,3 +105,8 @@ int blk_flush(struct blk_node *bs)
         return 0;
     return bs->drv->flush(bs);
 }
+
+bool blk_meta_pending(struct blk_node *bs)
+{
+    return !bs->read_only && bs->drv->meta_pending && bs->drv->meta_pending(bs);
+}

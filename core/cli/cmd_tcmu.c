@@ -186,6 +186,16 @@ static void derived_serial(struct blk_node *bs, uint32_t block_size, char *out, 
     scsi_lun_destroy(lun);
 }
 
+/* Whether scuse's backstore name already serves the image at path. */
+static bool exists_for(const char *configfs, const char *name, const char *path)
+{
+    char cur[TCMU_CONFIG_MAX];
+    struct tcmu_image_cfg ic;
+    return tcmu_cfs_dev_read(configfs, TCMU_SCUSE_HBA, name, "attrib/dev_config", cur,
+                             sizeof(cur)) > 0 &&
+           tcmu_config_parse(cur, &ic, NULL) > 0 && strcmp(ic.path, path) == 0;
+}
+
 static int do_create(int argc, char **argv)
 {
     struct opts o;
@@ -214,9 +224,13 @@ static int do_create(int argc, char **argv)
     struct tcmu_backstore b;
     memset(&b, 0, sizeof(b));
     snprintf(b.name, sizeof(b.name), "%s", name);
-    /* Opened as the daemon will open it, so what fails there fails here. */
+    /* Opened as the daemon will open it, so what fails there fails here;
+     * unless the backstore exists for this image already (create run
+     * again): the daemon then holds the image's write lock, and the image
+     * is only looked at. */
     struct blk_node *bs;
-    if (cli_open("tcmu create", abs, o.fmt, BLK_OPEN_RW, NULL, &bs) < 0)
+    unsigned flags = exists_for(o.configfs, name, abs) ? BLK_OPEN_SHARE : BLK_OPEN_RW;
+    if (cli_open("tcmu create", abs, o.fmt, flags, NULL, &bs) < 0)
         return EXIT_IMAGE;
     struct scuse_err err = { 0 };
     if (bs->size < o.block_size) {

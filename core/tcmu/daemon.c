@@ -103,7 +103,7 @@ static int event_added(struct tcmu_daemon *dm, const struct tcmu_nl_event *ev,
         return err_set(err, -ENODEV, "uio%u is '%s', the event names '%s'", ev->minor,
                        u.uio_name, ev->device);
     struct tcmu_served *s;
-    return tcmu_served_open(dm, &u, true, &s, err);
+    return tcmu_served_open(dm, &u, true, false, &s, err);
 }
 
 void tcmu_daemon_event(struct tcmu_daemon *dm, const struct tcmu_nl_event *ev,
@@ -182,11 +182,8 @@ void tcmu_daemon_scan(struct tcmu_daemon *dm)
         }
         /* Whatever a previous daemon left on the ring completes with
          * BUSY; the ring starts empty. */
-        if (tcmu_cfs_reset_ring(dm->configfs, v[i].name.hba, v[i].name.dev, &err) < 0)
-            log_warn("tcmu: uio%u: ring not reset: %s", v[i].minor, err.msg);
-        err_clear(&err);
         struct tcmu_served *s;
-        if (tcmu_served_open(dm, &v[i], false, &s, &err) < 0)
+        if (tcmu_served_open(dm, &v[i], false, true, &s, &err) < 0)
             log_error("tcmu: uio%u: %s", v[i].minor, err.msg);
     }
     free(v);

@@ -72,9 +72,12 @@ void tcmu_daemon_pump_all(struct tcmu_daemon *dm);
 
 /* served.c */
 /* Serve the device u. Without the image (missing, unreadable), fails
- * when medium_required, else serves it without medium (NOT READY). */
+ * when medium_required, else serves it without medium (NOT READY). With
+ * reset (a device found at start-up), what an earlier daemon left on the
+ * ring is completed by the kernel with BUSY before scuse reads the ring. */
 int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
-                     bool medium_required, struct tcmu_served **out, struct scuse_err *err);
+                     bool medium_required, bool reset, struct tcmu_served **out,
+                     struct scuse_err *err);
 void tcmu_served_close(struct tcmu_served *s);
 /* A RECONFIG_DEVICE event for s: new size, new config, or write cache. */
 int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,

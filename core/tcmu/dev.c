@@ -55,10 +55,11 @@ void tcmu_dev_drain(struct tcmu_dev *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun)
+void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun, struct blk_node *bs)
 {
     pthread_mutex_lock(&d->lock);
     d->lun = lun;
+    d->bs = bs;
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -126,6 +127,20 @@ static void on_done(struct scsi_cmd *cmd)
     struct tcmu_ctx *c = cmd->priv;
     struct tcmu_dev *d = c->dev;
     uint64_t in = cmd->dir == SCSI_DIR_FROM_DEV ? cmd->xfer : 0;
+    /* The image stays set while commands are in flight (set_lun drains). */
+    struct blk_node *bs = d->bs;
+    if (c->req.data_out && bs && blk_meta_pending(bs)) {
+        /* Before the kernel hears of it: the metadata this write changed
+         * (see dev.h), in the format's crash-safe order. */
+        int r = blk_flush(bs);
+        if (r < 0) {
+            log_error("tcmu %s: writing back the image's metadata after a write: %s; the "
+                      "write is reported failed", d->ring.name, strerror(-r));
+            cmd->status = SCSI_STATUS_CHECK_CONDITION;
+            cmd->sense_len = TCMU_SENSE_FIXED_LEN;
+            tcmu_sense_fixed(c->sense, 0x03, 0x0c, 0x00); /* MEDIUM ERROR, WRITE ERROR */
+        }
+    }
     tcmu_ring_complete(&d->ring, &c->req, cmd->status, c->sense, cmd->sense_len, in);
     ctx_put(d, c);
 }

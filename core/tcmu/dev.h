@@ -3,6 +3,12 @@
  * the daemon's event loop), run on the dispatcher's workers, and each
  * completion is written into the ring by the worker that finished it.
  *
+ * A command that sends data (writes, UNMAP, ...) completes only once the
+ * image metadata it changed is written to the file: the kernel keeps the
+ * device across a restart of the daemon, so a daemon killed after it
+ * acknowledged a write must not take the write's mapping (a qcow2 L2
+ * entry) with it while the write's data sits in the file.
+ *
  * Request slots (a scsi_cmd, its copied-out entry, its sense buffer) are
  * allocated in chunks as the number of commands in flight grows (up to
  * the kernel's 65535 cmd_ids), and reused: a steady workload allocates
@@ -14,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "blk/blk.h"
 #include "scsi/scsi.h"
 #include "tcmu/ring.h"
 
@@ -23,6 +30,7 @@ struct tcmu_dev {
     struct tcmu_ring ring;
     struct scsi_disp *disp;
     struct scsi_lun *lun;           /* NULL: no medium, commands get NOT READY */
+    struct blk_node *bs;            /* the LUN's image (its metadata written back) */
 
     pthread_mutex_t lock;           /* guards what follows */
     pthread_cond_t idle;            /* signalled when inflight drops to 0 */
@@ -49,7 +57,9 @@ int tcmu_dev_pump(struct tcmu_dev *d);
 
 /* Wait until no command is in flight (the caller stops pumping first). */
 void tcmu_dev_drain(struct tcmu_dev *d);
-/* Swap the LUN (NULL: no medium); only while drained. */
-void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun);
+/* Swap the LUN (NULL: no medium) and the image under it; only while
+ * drained. tcmu_dev_init starts with the LUN it is given and no image:
+ * until one is set, no metadata is written back before completions. */
+void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun, struct blk_node *bs);
 
 #endif

@@ -112,13 +112,27 @@ int tcmu_ring_init(struct tcmu_ring *r, void *map, uint64_t size, const char *na
         return err_set(err, e ? -e : -ENOMEM, "%s: out of memory for the ring's bookkeeping",
                        name);
     }
-    log_debug("tcmu %s: ring %u bytes at %u, data area %" PRIu64 " bytes, flags 0x%x%s%s%s%s",
-              name, r->cmdr_size, r->cmdr_off, size - r->data_off, r->flags,
-              r->flags & TCMU_MAILBOX_FLAG_CAP_OOOC ? " OOOC" : "",
-              r->flags & TCMU_MAILBOX_FLAG_CAP_READ_LEN ? " READ_LEN" : "",
-              r->flags & TCMU_MAILBOX_FLAG_CAP_TMR ? " TMR" : "",
-              r->flags & TCMU_MAILBOX_FLAG_CAP_KEEP_BUF ? " KEEP_BUF" : "");
+    /* What the kernel offers and what scuse makes of it: out-of-order
+     * completion, READ_LEN residuals and TMR entries are used when
+     * offered (TMRs arrive only with attrib/tmr_notification=1);
+     * KEEP_BUF never is (a completion always gives its buffer back). */
+    char offered[48], used[48];
+    tcmu_ring_flag_names(r->flags, offered, sizeof(offered));
+    tcmu_ring_flag_names(r->flags & TCMU_RING_FLAGS_USED, used, sizeof(used));
+    log_info("tcmu %s: mailbox version %u, flags 0x%x (offered:%s; used:%s), map %" PRIu64
+             " bytes, command ring %u bytes at %u, data area %" PRIu64 " bytes at %" PRIu64,
+             name, mb.version, r->flags, offered, used, size, r->cmdr_size, r->cmdr_off,
+             size - r->data_off, r->data_off);
     return 0;
+}
+
+void tcmu_ring_flag_names(uint16_t flags, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s%s%s%s", flags & TCMU_MAILBOX_FLAG_CAP_OOOC ? " OOOC" : "",
+             flags & TCMU_MAILBOX_FLAG_CAP_READ_LEN ? " READ_LEN" : "",
+             flags & TCMU_MAILBOX_FLAG_CAP_TMR ? " TMR" : "",
+             flags & TCMU_MAILBOX_FLAG_CAP_KEEP_BUF ? " KEEP_BUF" : "",
+             flags ? "" : " none");
 }
 
 void tcmu_ring_fini(struct tcmu_ring *r)
@@ -405,6 +419,7 @@ enum tcmu_next tcmu_ring_next(struct tcmu_ring *r, struct tcmu_req *req, struct 
             return broken(r, "entry at ring offset %u has length %u (%u bytes produced, %u to "
                           "the ring's end)", pos, len, produced, to_end);
         if (op == TCMU_OP_PAD) {
+            r->n_pads++;
             consumed(r, pos, len, false, NULL);
             continue;
         }

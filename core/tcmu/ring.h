@@ -31,6 +31,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -79,6 +80,7 @@ struct tcmu_ring {
     bool broken;
     uint16_t *tmr_ids;              /* the last TMR's command ids */
     uint64_t n_failed;              /* unsound command entries answered (atomic) */
+    uint64_t n_pads;                /* PAD entries passed (the ring wrapped) */
 
     pthread_mutex_t lock;           /* guards what follows (the parser also reads next) */
     uint32_t next;                  /* offset of the next entry to parse */
@@ -117,5 +119,11 @@ void tcmu_ring_complete(struct tcmu_ring *r, const struct tcmu_req *req, uint8_t
                         const uint8_t *sense, uint32_t sense_len, uint64_t data_in);
 
 bool tcmu_ring_ooo(const struct tcmu_ring *r);
+
+/* The mailbox capabilities scuse uses when the kernel offers them. */
+#define TCMU_RING_FLAGS_USED (TCMU_MAILBOX_FLAG_CAP_OOOC | TCMU_MAILBOX_FLAG_CAP_READ_LEN | \
+                              TCMU_MAILBOX_FLAG_CAP_TMR)
+/* " OOOC READ_LEN ..." for flags (" none" for 0), for log lines. */
+void tcmu_ring_flag_names(uint16_t flags, char *out, size_t len);
 
 #endif

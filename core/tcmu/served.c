@@ -15,6 +15,7 @@
 #include "tcmu/configfs.h"
 #include "tcmu/daemon_int.h"
 #include "tcmu/fsutil.h"
+#include "tcmu/uapi.h"
 #include "util/log.h"
 
 #define SERIAL_PREFIX "T10 VPD Unit Serial Number: "
@@ -88,7 +89,7 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
     }
     s->lun = lun;
     if (s->ring_up)
-        tcmu_dev_set_lun(&s->dev, lun);
+        tcmu_dev_set_lun(&s->dev, lun, s->bs);
     return 0;
 }
 
@@ -101,7 +102,7 @@ static void close_medium(struct tcmu_served *s, bool image_too)
     if (s->lun) {
         scsi_disp_detach(s->dm->disp, s->lun);
         if (s->ring_up)
-            tcmu_dev_set_lun(&s->dev, NULL);
+            tcmu_dev_set_lun(&s->dev, NULL, NULL);
         scsi_lun_destroy(s->lun);
         s->lun = NULL;
     }
@@ -111,8 +112,31 @@ static void close_medium(struct tcmu_served *s, bool image_too)
     }
 }
 
+/* A device found at start-up: the kernel completes with BUSY whatever an
+ * earlier daemon left on the ring (the initiator retries it) and starts
+ * the ring over; logged with how much was outstanding. */
+static void reset_ring(struct tcmu_served *s)
+{
+    uint32_t head = 0, tail = 0, size = 0;
+    if (s->uio.map_size >= sizeof(struct tcmu_mailbox)) {
+        struct tcmu_mailbox *mb = s->map;
+        head = __atomic_load_n(&mb->cmd_head, __ATOMIC_ACQUIRE);
+        tail = __atomic_load_n(&mb->cmd_tail, __ATOMIC_ACQUIRE);
+        size = mb->cmdr_size;
+    }
+    uint32_t pending = head >= tail ? head - tail : size > tail ? size - tail + head : 0;
+    struct scuse_err err = { 0 };
+    if (tcmu_cfs_reset_ring(s->dm->configfs, s->uio.name.hba, s->uio.name.dev, &err) < 0)
+        log_warn("tcmu %s: ring not reset: %s", s->label, err.msg);
+    else
+        log_info("tcmu %s: found at start-up: ring reset, %u bytes of entries were outstanding "
+                 "(cmd_head %u, cmd_tail %u): the kernel completed their commands with BUSY",
+                 s->label, pending, head, tail);
+}
+
 int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
-                     bool medium_required, struct tcmu_served **out, struct scuse_err *err)
+                     bool medium_required, bool reset, struct tcmu_served **out,
+                     struct scuse_err *err)
 {
     *out = NULL;
     struct tcmu_served *s = calloc(1, sizeof(*s));
@@ -140,9 +164,12 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     }
     if ((r = tcmu_uio_open(dm->dev_dir, u->minor, u->map_size, &s->fd, &s->map, err)) < 0)
         goto fail;
+    if (reset)
+        reset_ring(s);
     if ((r = tcmu_dev_init(&s->dev, s->map, u->map_size, s->label, dm->disp, s->lun, kick, s,
                            err)) < 0)
         goto fail;
+    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
     if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
@@ -185,10 +212,16 @@ void tcmu_served_close(struct tcmu_served *s)
     }
     epoll_ctl(dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     close_medium(s, true);
-    if (s->ring_up)
+    uint64_t cmds = 0, tmrs = 0, pads = 0;
+    if (s->ring_up) {
+        cmds = s->dev.n_cmds;
+        tmrs = s->dev.n_tmrs;
+        pads = s->dev.ring.n_pads;
         tcmu_dev_fini(&s->dev);
+    }
     tcmu_uio_close(s->fd, s->map, s->uio.map_size);
-    log_info("tcmu %s: no longer served", s->label);
+    log_info("tcmu %s: no longer served (%" PRIu64 " commands, %" PRIu64 " TMRs, %" PRIu64
+             " PAD entries)", s->label, cmds, tmrs, pads);
     free(s);
 }
 
@@ -263,6 +296,7 @@ static void recover(struct tcmu_served *s)
         epoll_ctl(s->dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
         return;
     }
+    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     log_warn("tcmu %s: ring reset; commands it held were completed with BUSY", s->label);
 }

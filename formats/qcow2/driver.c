@@ -165,6 +165,7 @@ const struct blk_driver blk_driver_qcow2 = {
     .write_zeroes = qcow2_write_zeroes,
     .discard = qcow2_discard,
     .flush = qcow2_flush,
+    .meta_pending = qcow2_meta_pending,
     .create = qcow2_create,
     .check = qcow2_check,
     .write_compressed = qcow2_write_compressed,

@@ -110,6 +110,22 @@ int qcow2_flush(struct blk_node *bs)
     return r;
 }
 
+bool qcow2_meta_pending(struct blk_node *bs)
+{
+    struct qcow2_state *s = bs->state;
+    if (!s->writable)
+        return false;
+    /* Under the metadata lock: a flush in progress holds it until all it
+     * took is written, so "nothing pending" is never seen half way. */
+    pthread_mutex_lock(&s->w.lock);
+    pthread_mutex_lock(&s->cache.lock);
+    bool pending = s->cache.ndirty != 0;
+    pthread_mutex_unlock(&s->cache.lock);
+    pending = pending || s->w.rc.ndirty || s->w.l1_any_dirty || s->w.ndec;
+    pthread_mutex_unlock(&s->w.lock);
+    return pending;
+}
+
 static int repair_dirty(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err)
 {
     /* check.c's contract: nothing of the writer exists yet (no caches to

@@ -402,6 +402,7 @@ int qcow2_writer_open(struct blk_node *bs, struct qcow2_state *s, struct scuse_e
 /* Flush (when the writer is healthy) and free the writer state. */
 int qcow2_writer_close(struct qcow2_state *s);
 int qcow2_flush(struct blk_node *bs);
+bool qcow2_meta_pending(struct blk_node *bs);
 /* The ordered writeback; callable between operations of a step. */
 int qcow2_flush_locked(struct qcow2_state *s);
 /* Make room: flush if the next step could find the caches full. */

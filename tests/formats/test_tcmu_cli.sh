@@ -34,6 +34,23 @@ fi
 before=$(tree)
 expect_exit 0 "$SCUSE" tcmu create vm1 img.qcow2 --configfs "$CFS" || true
 [ "$(tree)" = "$before" ] || fail "a second create changed the tree"
+# Again while the image is served: the daemon holds its write lock (here
+# qemu-io does). The guest test found a repeated create refused there.
+# (LIO shows the control string's dev_config in attrib/dev_config.)
+echo "scuse/qcow2@$T/img.qcow2" > "$DEV/vm1/attrib/dev_config"
+before=$(tree)
+qemu-io -c 'sleep 20000' img.qcow2 >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 100); do
+    ! qemu-io -c 'write 0 512' img.qcow2 >/dev/null 2>&1 || { sleep 0.05; continue; }
+    break
+done
+expect_exit 0 "$SCUSE" tcmu create vm1 img.qcow2 --configfs "$CFS" || true
+[ "$(tree)" = "$before" ] || fail "create while the image is served changed the tree"
+expect_exit 2 "$SCUSE" tcmu create vm2 img.qcow2 --configfs "$CFS" && stderr_mentions "in use" || true
+[ ! -e "$DEV/vm2" ] || fail "a create of another backstore on a served image went ahead"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
 case_end
 
 case_begin "create: loopback, 4096-byte blocks, explicit WWPN, serial and sizes; raw given with -f"

@@ -4,8 +4,9 @@
  * qcow2 made by qemu-img, and qemu-io / qemu-img compare judge what
  * reached the image. Covers many commands in flight with scattered
  * iovecs, READ_LEN on short replies (INQUIRY), TMR abort and reset, an
- * unsound entry among sound ones, a device without medium, and a
- * producer thread racing the pump and the workers. */
+ * unsound entry among sound ones, a device without medium, writes whose
+ * qcow2 metadata is in the file when they complete (what a restarted
+ * daemon finds), and a producer thread racing the pump and the workers. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -97,6 +98,7 @@ static void env_open(struct env *e, const char *img, uint16_t flags, unsigned wo
         fail_msg("dispatcher: %s", err.msg);
     if (tcmu_dev_init(&e->dev, e->k->map, e->k->size, "test", e->disp, e->lun, kick, e, &err) < 0)
         fail_msg("device: %s", err.msg);
+    tcmu_dev_set_lun(&e->dev, e->lun, e->bs);
 }
 
 static void env_close(struct env *e)
@@ -296,6 +298,40 @@ static void test_short_reply(void **state)
         }
         env_close(&e);
     }
+}
+
+/* Writes that allocate clusters (and one into an allocated cluster), no
+ * SYNCHRONIZE CACHE: once the kernel has their completions, a copy of
+ * the file, as a daemon killed now would leave it, holds them (the L2
+ * entries were written before the completions) and is consistent. */
+static void test_acked_writes_in_file(void **state)
+{
+    (void)state;
+    make_image("a.qcow2");
+    struct env e;
+    env_open(&e, "a.qcow2", ALL_CAPS, 4, true);
+    enum { N = 12, BLK = 24 };
+    uint16_t id[N];
+    uint8_t buf[BLK * LBS];
+    for (int i = 0; i < N; i++) {
+        memset(buf, 0x60 + i, sizeof(buf));
+        scatter(e.k, (uint64_t)i * 65536, buf, sizeof(buf), 2);
+        /* i = 0 lands in the first MiB, which qemu-io allocated */
+        id[i] = post_rw(e.k, true, 1000 + (uint64_t)i * 2500, BLK, (uint64_t)i * 65536, 2);
+    }
+    pump(&e);
+    wait_reaped(&e, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(e.k->done[id[i]].status, 0);
+    assert_false(blk_meta_pending(e.bs));
+    tu_run("cp a.qcow2 a-killed.qcow2 && qemu-img check -q a-killed.qcow2");
+    char cmd[4096];
+    int n = 0;
+    for (int i = 0; i < N; i++)
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " -c 'read -P 0x%02x %d %d'", 0x60 + i,
+                      (1000 + i * 2500) * LBS, BLK * LBS);
+    qio_check("a-killed.qcow2", cmd, N);
+    env_close(&e);
 }
 
 /* ---- task management ---- */
@@ -501,6 +537,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_writes_in_flight, tu_need_qemu),
         cmocka_unit_test_setup(test_short_reply, tu_need_qemu),
+        cmocka_unit_test_setup(test_acked_writes_in_file, tu_need_qemu),
         cmocka_unit_test_setup(test_tmr_abort_and_reset, tu_need_qemu),
         cmocka_unit_test_setup(test_bad_entry_among_good, tu_need_qemu),
         cmocka_unit_test(test_no_medium),

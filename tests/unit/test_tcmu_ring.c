@@ -122,6 +122,7 @@ static void test_pad_at_wrap(void **state)
     }
     assert_int_equal(done, 40);
     assert_true(e.k->pads >= 3);
+    assert_int_equal(e.r.n_pads, e.k->pads);
     tcmu_req_fini(&req);
     env_close(&e);
 }

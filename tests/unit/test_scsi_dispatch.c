@@ -18,90 +18,12 @@
 
 #include <cmocka.h>
 
-#include "blk/blk.h"
-#include "test_scsi_dispatch_util.h"
-#include "testutil.h"
+#include "test_scsi_env.h"
 
-#define LBS 512
-#define IMG_BLOCKS 16384 /* 8 MiB */
+#define LBS TE_LBS
+#define IMG_BLOCKS TE_IMG_BLOCKS
 
 static uint64_t seed;
-
-struct env {
-    struct blk_node *bs;
-    struct scsi_lun *lun;
-    struct scsi_disp *d;
-};
-
-static void env_open(struct env *e, const char *name, unsigned workers)
-{
-    tu_run("qemu-img create -f qcow2 -o cluster_size=65536 %s %d && "
-           "qemu-io -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 3M 1M' %s",
-           name, IMG_BLOCKS * LBS, name);
-    struct scuse_err err = { 0 };
-    if (blk_open(tu_path(name), "qcow2", BLK_OPEN_RW, NULL, &e->bs, &err) < 0)
-        fail_msg("open %s: %s", name, err.msg);
-    struct scsi_lun_config cfg;
-    scsi_lun_config_default(&cfg);
-    cfg.block_size = LBS;
-    if (scsi_lun_create(&cfg, e->bs, 0, &e->lun, &err) < 0)
-        fail_msg("LUN: %s", err.msg);
-    struct scsi_disp_config dc = { .workers = workers };
-    if (scsi_disp_create(&dc, &e->d, &err) < 0)
-        fail_msg("dispatcher: %s", err.msg);
-    assert_int_equal(scsi_disp_workers(e->d), workers);
-    assert_int_equal(td_ready(e->d, e->lun), 0);
-}
-
-static void env_close(struct env *e)
-{
-    scsi_disp_destroy(e->d);
-    scsi_lun_destroy(e->lun);
-    blk_close(e->bs);
-}
-
-/* Holds the worker that completes a command inside its done(). */
-struct gate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool entered, open;
-};
-
-static struct gate gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false };
-
-static void gate_hook(struct tcmd *t)
-{
-    (void)t;
-    pthread_mutex_lock(&gate.lock);
-    gate.entered = true;
-    pthread_cond_broadcast(&gate.cond);
-    while (!gate.open)
-        pthread_cond_wait(&gate.cond, &gate.lock);
-    pthread_mutex_unlock(&gate.lock);
-}
-
-/* Submit t with the gate hook and return once a worker is held in it. */
-static void gate_close(struct env *e, struct tcmd *t)
-{
-    pthread_mutex_lock(&gate.lock);
-    gate.entered = gate.open = false;
-    pthread_mutex_unlock(&gate.lock);
-    t->hook = gate_hook;
-    td_tur(t);
-    scsi_submit(e->d, e->lun, &t->cmd);
-    pthread_mutex_lock(&gate.lock);
-    while (!gate.entered)
-        pthread_cond_wait(&gate.cond, &gate.lock);
-    pthread_mutex_unlock(&gate.lock);
-}
-
-static void gate_open(void)
-{
-    pthread_mutex_lock(&gate.lock);
-    gate.open = true;
-    pthread_cond_broadcast(&gate.cond);
-    pthread_mutex_unlock(&gate.lock);
-}
 
 static void fill_random(uint64_t *rng, uint8_t *p, size_t n)
 {
@@ -118,8 +40,8 @@ static void test_submission_order(void **state)
 {
     (void)state;
     enum { N = 600, WINDOW = 64, MAXB = 24 };
-    struct env e;
-    env_open(&e, "order.qcow2", 4);
+    struct te_env e;
+    te_open(&e, "order.qcow2", 4);
     uint64_t rng = seed;
     uint8_t shadow[WINDOW * LBS];
     struct tcmd rd;
@@ -164,7 +86,7 @@ static void test_submission_order(void **state)
     td_rw16(&rd, false, 0, WINDOW, LBS, false);
     td_run(e.d, e.lun, &rd);
     assert_memory_equal(rd.buf, shadow, sizeof(shadow));
-    env_close(&e);
+    te_close(&e);
     for (int i = 0; i < N; i++) {
         assert_int_equal(atomic_load(&t[i].ndone), 1);
         td_free(&t[i]);
@@ -178,7 +100,7 @@ static void test_submission_order(void **state)
 enum { CTR_BLOCKS = 4, CTR_THREADS = 4, CTR_INCS = 120 };
 
 struct ctr_ctx {
-    struct env *e;
+    struct te_env *e;
     int id;
     unsigned wins[CTR_BLOCKS];
     unsigned miscompares;
@@ -237,8 +159,8 @@ static void *ctr_thread(void *arg)
 static void test_compare_and_write_atomic(void **state)
 {
     (void)state;
-    struct env e;
-    env_open(&e, "caw.qcow2", 4);
+    struct te_env e;
+    te_open(&e, "caw.qcow2", 4);
     struct tcmd t;
     td_init(&t, LBS);
     for (uint64_t b = 0; b < CTR_BLOCKS; b++) {
@@ -277,7 +199,7 @@ static void test_compare_and_write_atomic(void **state)
     print_message("# %u miscompares (lost races) among %d increments\n", miscompares,
                   CTR_THREADS * CTR_INCS);
     td_free(&t);
-    env_close(&e);
+    te_close(&e);
 }
 
 /* ---- abort, HEAD OF QUEUE and reset, one worker held in a done() ---- */
@@ -285,8 +207,8 @@ static void test_compare_and_write_atomic(void **state)
 static void test_abort_before_start(void **state)
 {
     (void)state;
-    struct env e;
-    env_open(&e, "abort.qcow2", 1);
+    struct te_env e;
+    te_open(&e, "abort.qcow2", 1);
     struct tcmd hold, w, r;
     td_init(&hold, 0);
     td_init(&w, LBS);
@@ -294,7 +216,7 @@ static void test_abort_before_start(void **state)
     hold.cmd.tag = 1;
     w.cmd.tag = 2;
     r.cmd.tag = 3;
-    gate_close(&e, &hold);
+    te_gate_close(&e, &hold, hold.cmd.tag);
     memset(w.buf, 0xee, LBS);
     td_rw16(&w, true, 0, 1, LBS, false);
     td_rw16(&r, false, 0, 1, LBS, false);
@@ -305,7 +227,7 @@ static void test_abort_before_start(void **state)
     assert_true(scsi_abort(e.d, e.lun, 2));
     assert_false(scsi_abort(e.d, e.lun, 2));   /* already aborted */
     assert_int_equal(atomic_load(&w.ndone), 0); /* completed by a worker, not here */
-    gate_open();
+    te_gate_open();
     td_wait(&r);
     td_wait(&w);
     assert_int_equal(w.cmd.status, SCSI_STATUS_TASK_ABORTED);
@@ -314,7 +236,7 @@ static void test_abort_before_start(void **state)
     for (int i = 0; i < LBS; i++)
         if (r.buf[i] != 0x5a)
             fail_msg("byte %d is 0x%02x: the aborted write reached the image", i, r.buf[i]);
-    env_close(&e);
+    te_close(&e);
     assert_int_equal(atomic_load(&hold.ndone), 1);
     assert_int_equal(atomic_load(&w.ndone), 1);
     assert_int_equal(atomic_load(&r.ndone), 1);
@@ -326,14 +248,14 @@ static void test_abort_before_start(void **state)
 static void test_head_of_queue_first(void **state)
 {
     (void)state;
-    struct env e;
-    env_open(&e, "hoq.qcow2", 1);
+    struct te_env e;
+    te_open(&e, "hoq.qcow2", 1);
     struct tcmd hold, s1, s2, h;
     td_init(&hold, 0);
     td_init(&s1, LBS);
     td_init(&s2, LBS);
     td_init(&h, LBS);
-    gate_close(&e, &hold);
+    te_gate_close(&e, &hold, hold.cmd.tag);
     td_rw16(&s1, false, 0, 1, LBS, false);
     td_rw16(&s2, false, 8, 1, LBS, false);
     td_rw16(&h, false, 16, 1, LBS, false);
@@ -341,13 +263,13 @@ static void test_head_of_queue_first(void **state)
     scsi_submit(e.d, e.lun, &s1.cmd);
     scsi_submit(e.d, e.lun, &s2.cmd);
     scsi_submit(e.d, e.lun, &h.cmd);
-    gate_open();
+    te_gate_open();
     td_wait(&s1);
     td_wait(&s2);
     td_wait(&h);
     assert_true(atomic_load(&h.order) < atomic_load(&s1.order));
     assert_true(atomic_load(&s1.order) < atomic_load(&s2.order));
-    env_close(&e);
+    te_close(&e);
     td_free(&hold);
     td_free(&s1);
     td_free(&s2);
@@ -355,7 +277,7 @@ static void test_head_of_queue_first(void **state)
 }
 
 struct reset_arg {
-    struct env *e;
+    struct te_env *e;
     atomic_bool returned;
 };
 
@@ -371,11 +293,11 @@ static void test_reset_drains(void **state)
 {
     (void)state;
     enum { N = 12 };
-    struct env e;
-    env_open(&e, "reset.qcow2", 1);
+    struct te_env e;
+    te_open(&e, "reset.qcow2", 1);
     struct tcmd hold, t[N];
     td_init(&hold, 0);
-    gate_close(&e, &hold);
+    te_gate_close(&e, &hold, hold.cmd.tag);
     for (int i = 0; i < N; i++) {
         td_init(&t[i], LBS);
         memset(t[i].buf, 0x11 + i, LBS);
@@ -389,7 +311,7 @@ static void test_reset_drains(void **state)
     usleep(100 * 1000);
     /* The held command's done() has not returned: the reset waits. */
     assert_false(atomic_load(&ra.returned));
-    gate_open();
+    te_gate_open();
     pthread_join(th, NULL);
     assert_true(atomic_load(&ra.returned));
     for (int i = 0; i < N; i++) {
@@ -417,7 +339,7 @@ static void test_reset_drains(void **state)
     for (int i = 0; i < 4 * LBS; i++)
         if (rd.buf[i] != 0x5a)
             fail_msg("byte %d is 0x%02x: an aborted write reached the image", i, rd.buf[i]);
-    env_close(&e);
+    te_close(&e);
     for (int i = 0; i < N; i++)
         td_free(&t[i]);
     td_free(&hold);
@@ -429,8 +351,8 @@ static void test_reset_drains(void **state)
 static void test_two_luns_detach(void **state)
 {
     (void)state;
-    struct env e;
-    env_open(&e, "lun0.qcow2", 3);
+    struct te_env e;
+    te_open(&e, "lun0.qcow2", 3);
     tu_run("qemu-img create -f qcow2 lun1.qcow2 1M");
     struct blk_node *bs1;
     struct scsi_lun *lun1;
@@ -465,7 +387,7 @@ static void test_two_luns_detach(void **state)
     assert_int_equal(buf[0], 3);
     assert_int_equal(buf[LBS - 1], 3);
     blk_close(bs1);
-    env_close(&e);
+    te_close(&e);
 }
 
 static int group_setup(void **state)

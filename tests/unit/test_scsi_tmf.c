@@ -16,85 +16,13 @@
 
 #include <cmocka.h>
 
-#include "blk/blk.h"
-#include "test_scsi_dispatch_util.h"
-#include "testutil.h"
+#include "test_scsi_env.h"
 
-#define LBS 512
-
-struct env {
-    struct blk_node *bs;
-    struct scsi_lun *lun;
-    struct scsi_disp *d;
-};
-
-static void env_open(struct env *e, const char *name)
-{
-    tu_run("qemu-img create -q -f qcow2 %s 8M && qemu-io -c 'write -P 0x5a 0 1M' %s >/dev/null",
-           name, name);
-    struct scuse_err err = { 0 };
-    if (blk_open(tu_path(name), "qcow2", BLK_OPEN_RW, NULL, &e->bs, &err) < 0)
-        fail_msg("open %s: %s", name, err.msg);
-    struct scsi_lun_config cfg;
-    scsi_lun_config_default(&cfg);
-    if (scsi_lun_create(&cfg, e->bs, 0, &e->lun, &err) < 0)
-        fail_msg("LUN: %s", err.msg);
-    struct scsi_disp_config dc = { .workers = 1 };
-    if (scsi_disp_create(&dc, &e->d, &err) < 0)
-        fail_msg("dispatcher: %s", err.msg);
-    assert_int_equal(td_ready(e->d, e->lun), 0);
-}
-
-static void env_close(struct env *e)
-{
-    scsi_disp_destroy(e->d);
-    scsi_lun_destroy(e->lun);
-    blk_close(e->bs);
-}
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool entered, open;
-} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false };
-
-static void gate_hook(struct tcmd *t)
-{
-    (void)t;
-    pthread_mutex_lock(&gate.lock);
-    gate.entered = true;
-    pthread_cond_broadcast(&gate.cond);
-    while (!gate.open)
-        pthread_cond_wait(&gate.cond, &gate.lock);
-    pthread_mutex_unlock(&gate.lock);
-}
-
-static void gate_close(struct env *e, struct tcmd *t, uint64_t tag)
-{
-    pthread_mutex_lock(&gate.lock);
-    gate.entered = gate.open = false;
-    pthread_mutex_unlock(&gate.lock);
-    t->hook = gate_hook;
-    t->cmd.tag = tag;
-    td_tur(t);
-    scsi_submit(e->d, e->lun, &t->cmd);
-    pthread_mutex_lock(&gate.lock);
-    while (!gate.entered)
-        pthread_cond_wait(&gate.cond, &gate.lock);
-    pthread_mutex_unlock(&gate.lock);
-}
-
-static void gate_open(void)
-{
-    pthread_mutex_lock(&gate.lock);
-    gate.open = true;
-    pthread_cond_broadcast(&gate.cond);
-    pthread_mutex_unlock(&gate.lock);
-}
+#define LBS TE_LBS
 
 /* A TMF run on its own thread, so the test can see that it waits. */
 struct tmf {
-    struct env *e;
+    struct te_env *e;
     enum { ABORT_TASK, ABORT_TASK_SET } what;
     uint64_t tag;
     bool found;
@@ -121,7 +49,7 @@ static void tmf_run_held(struct tmf *t)
     pthread_create(&t->th, NULL, tmf_main, t);
     usleep(100 * 1000);
     assert_false(atomic_load(&t->returned));
-    gate_open();
+    te_gate_open();
     pthread_join(t->th, NULL);
     assert_true(atomic_load(&t->returned));
 }
@@ -129,13 +57,13 @@ static void tmf_run_held(struct tmf *t)
 static void test_query_and_abort_task(void **state)
 {
     (void)state;
-    struct env e;
-    env_open(&e, "abort.qcow2");
+    struct te_env e;
+    te_open(&e, "abort.qcow2", 1);
     struct tcmd hold, w, r;
     td_init(&hold, 0);
     td_init(&w, LBS);
     td_init(&r, LBS);
-    gate_close(&e, &hold, 1);
+    te_gate_close(&e, &hold, 1);
     memset(w.buf, 0xee, LBS);
     td_rw16(&w, true, 0, 1, LBS, false);
     w.cmd.tag = 2;
@@ -166,12 +94,12 @@ static void test_query_and_abort_task(void **state)
 
     /* A command in its done(): not in the task set, but the abort still
      * waits for that done() to return. */
-    gate_close(&e, &hold, 7);
+    te_gate_close(&e, &hold, 7);
     struct tmf t2 = { .e = &e, .what = ABORT_TASK, .tag = 7 };
     tmf_run_held(&t2);
     assert_false(t2.found);
     assert_int_equal(atomic_load(&hold.ndone), 1);
-    env_close(&e);
+    te_close(&e);
     td_free(&hold);
     td_free(&w);
     td_free(&r);
@@ -181,11 +109,11 @@ static void test_abort_task_set(void **state)
 {
     (void)state;
     enum { N = 8 };
-    struct env e;
-    env_open(&e, "set.qcow2");
+    struct te_env e;
+    te_open(&e, "set.qcow2", 1);
     struct tcmd hold, t[N];
     td_init(&hold, 0);
-    gate_close(&e, &hold, 100);
+    te_gate_close(&e, &hold, 100);
     for (int i = 0; i < N; i++) {
         td_init(&t[i], LBS);
         memset(t[i].buf, 0x20 + i, LBS);
@@ -209,7 +137,7 @@ static void test_abort_task_set(void **state)
     for (int i = 0; i < N * LBS; i++)
         if (rd.buf[i] != 0x5a)
             fail_msg("byte %d is 0x%02x: an aborted write reached the image", i, rd.buf[i]);
-    env_close(&e);
+    te_close(&e);
     for (int i = 0; i < N; i++)
         td_free(&t[i]);
     td_free(&hold);

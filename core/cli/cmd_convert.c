@@ -267,8 +267,12 @@ int cmd_convert(int argc, char **argv)
             return cli_fail(EXIT_IMAGE, "convert", "%s", err.msg);
         }
     }
-    /* A fresh sparse file reads as zeros, so zero ranges need no writes. */
-    if (regular && (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)src->size) < 0)) {
+    /* A fresh sparse file reads as zeros, so zero ranges need no writes.
+     * An empty file is not truncated: on ext4 a truncation to 0 makes the
+     * close write back the whole output (auto_da_alloc), 0.45 s per GiB
+     * measured, which qemu-img does not pay either. */
+    if (regular && ((dst.st_size && ftruncate(fd, 0) < 0) ||
+                    ftruncate(fd, (off_t)src->size) < 0)) {
         int e = errno;
         close(fd);
         blk_close(src);

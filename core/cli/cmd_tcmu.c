@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "scsi/scsi.h"
 #include "tcmu/config.h"
@@ -238,14 +238,14 @@ static int do_create(int argc, char **argv)
         return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
                     bs->size);
     }
-    r = tcmu_config_format(bs->drv->name, abs, b.config, sizeof(b.config), &err);
+    r = tcmu_config_format(blk_format_name(bs), abs, b.config, sizeof(b.config), &err);
     b.size = bs->size;
     if (o.serial)
         snprintf(b.serial, sizeof(b.serial), "%s", o.serial);
     else
         derived_serial(bs, (uint32_t)o.block_size, b.serial, sizeof(b.serial));
     char fmt[TCMU_FMT_MAX];
-    snprintf(fmt, sizeof(fmt), "%s", bs->drv->name);
+    snprintf(fmt, sizeof(fmt), "%s", blk_format_name(bs));
     blk_close(bs);
     if (r < 0)
         return fail(EXIT_IMAGE, "create", "%s", err.msg);

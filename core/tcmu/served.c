@@ -41,6 +41,9 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
     char buf[TCMU_NAME_MAX + 64];
     unsigned long long v;
     scsi_lun_config_default(&s->lcfg);
+    /* The kernel keeps the device when this daemon dies: a write it was
+     * told is done must not leave its mapping in this process (dev.h). */
+    s->lcfg.meta_write_through = true;
     if (attr(s, "attrib/hw_block_size", buf, sizeof(buf)) > 0) {
         if (!tcmu_parse_u64(buf, &v) || (v != 512 && v != 4096))
             return err_set(err, -EINVAL, "%s: attrib/hw_block_size '%s': scuse serves 512 or "
@@ -89,7 +92,7 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
     }
     s->lun = lun;
     if (s->ring_up)
-        tcmu_dev_set_lun(&s->dev, lun, s->bs);
+        tcmu_dev_set_lun(&s->dev, lun);
     return 0;
 }
 
@@ -102,7 +105,7 @@ static void close_medium(struct tcmu_served *s, bool image_too)
     if (s->lun) {
         scsi_disp_detach(s->dm->disp, s->lun);
         if (s->ring_up)
-            tcmu_dev_set_lun(&s->dev, NULL, NULL);
+            tcmu_dev_set_lun(&s->dev, NULL);
         scsi_lun_destroy(s->lun);
         s->lun = NULL;
     }
@@ -169,7 +172,6 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     if ((r = tcmu_dev_init(&s->dev, s->map, u->map_size, s->label, dm->disp, s->lun, kick, s,
                            err)) < 0)
         goto fail;
-    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
     if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
@@ -296,7 +298,6 @@ static void recover(struct tcmu_served *s)
         epoll_ctl(s->dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
         return;
     }
-    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     log_warn("tcmu %s: ring reset; commands it held were completed with BUSY", s->label);
 }

@@ -21,6 +21,7 @@ int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tcmu(int argc, char **argv);
+int cmd_domain(int argc, char **argv);
 /* `scuse tcmu serve` (argv[0] "serve"), also what `scuse serve --tcmu` runs. */
 int cmd_tcmu_serve(int argc, char **argv);
 

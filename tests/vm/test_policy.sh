@@ -4,15 +4,17 @@
 #   --lun 0=a.raw,deny=UNMAP:WRITE_SAME_16
 #   --lun 1=b.qcow2,policy-file=POLICY   (an allow list: reads, writes, identity)
 #   --lun 2=c.raw                        (no policy: the reference)
+#   --lun 3=d.raw,deny=INQUIRY           (Linux must not find it)
 # and the guest (guest/tests/policy.sh) asks with sg3_utils. Judged here:
 # REPORT SUPPORTED OPERATION CODES (sg_raw's bytes and sg_opcodes' text)
 # lists LUN 2's commands less the two for LUN 0 and exactly the allow
-# list for LUN 1; each refused command (sg_unmap, sg_write_same,
-# sg_verify, sg_get_lba_status, sg_sync --16, and raw CDBs) ends with
-# sg3_utils' "invalid opcode" status and sense ILLEGAL REQUEST / INVALID
-# COMMAND OPERATION CODE (05/20/00, read from the sense bytes sg_raw
-# dumps); the served ones work; the images show that refused commands
-# changed nothing and that the writes landed (qemu-img compare, check).
+# list for LUN 1; LUN 3 is not found; each refused command (sg_unmap,
+# sg_write_same, sg_verify, sg_get_lba_status, sg_sync --16, and raw
+# CDBs) ends with sg3_utils' "invalid opcode" status and sense ILLEGAL
+# REQUEST / INVALID COMMAND OPERATION CODE (05/20/00, read from the sense
+# bytes sg_raw dumps); the served ones work; the images show that refused
+# commands changed nothing and that the writes landed (byte for byte;
+# qemu-img check for the qcow2).
 . "$(dirname "$0")/lib/vm.sh"
 if [ "$SCUSE_VM_DISK" != vhost ]; then
     echo "SKIP: the command policy is scuse's (SCUSE_VM_DISK=vhost); scsi-hd has none" >&2
@@ -50,7 +52,9 @@ REPORT SUPPORTED OPERATION CODES
 EOF
 vm_lun 0 "$T/a.raw" "format=raw,discard=unmap,deny=UNMAP:WRITE_SAME_16"
 vm_lun 1 "$T/b.qcow2" "format=qcow2,discard=unmap,policy-file=$T/allow.policy"
+qemu-img create -q -f raw "$T/d.raw" 1M
 vm_lun 2 "$T/c.raw" "format=raw,discard=unmap"
+vm_lun 3 "$T/d.raw" "format=raw,deny=INQUIRY"
 SCUSE_VM_SERVE_ARGS="${SCUSE_VM_SERVE_ARGS:-} -v"
 vm_boot policy policy
 if vm_check_boot policy policy; then
@@ -180,6 +184,8 @@ ok(b1 == bytes(want_b), "LUN 1 image: only the write changed it")
 want_c = bytearray(c0)
 want_c[2048 * blk:2056 * blk] = bytes(8 * blk)
 ok(c1 == bytes(want_c), "LUN 2 image: the UNMAP it served left zeros")
+ok(any(l.startswith("@@ NOLUN 3 ") for l in lines),
+   "LUN 3 (deny=INQUIRY): not found by Linux, whose scan stops there")
 import hashlib
 sums = dict(l.split()[2:4] for l in lines if l.startswith("@@ SHA256 "))
 ok(sums.get("lun0_w1") == hashlib.sha256(w1).hexdigest(), "LUN 0: the write read back")

@@ -3,7 +3,9 @@
 # commands they refuse:
 #   LUN 0  deny=UNMAP:WRITE_SAME_16
 #   LUN 1  an allow list from a policy file (reads, writes, identity)
-#   LUN 2  no policy (what the other two are compared with)
+#   LUN 2  no policy (what the others are compared with)
+#   LUN 3  deny=INQUIRY: Linux must not find it (and stops its scan there,
+#          so it is the last one)
 # Every output is printed between @@ BEGIN/END markers for the host; the
 # data written is announced as
 #   @@ WRITE LUN I OFF LEN SEED
@@ -18,6 +20,16 @@ wait_lun 1
 S1=$SG D1=/dev/$DISK
 wait_lun 2
 S2=$SG
+# LUN 3's INQUIRY is refused: the scan says so in the kernel log, and
+# there is no device.
+i=0
+until dmesg | grep -q "Unexpected response from lun 3 while scanning"; do
+    [ $i -lt 200 ] || die "no word from the kernel about LUN 3 after 10 s"
+    usleep 50000
+    i=$((i + 1))
+done
+ls -d /sys/bus/scsi/devices/*:*:*:3 >/dev/null 2>&1 && die "LUN 3 refuses INQUIRY, yet Linux found it"
+mark NOLUN 3 "$(dmesg | grep -m1 'Unexpected response from lun 3' | sed 's/^\[[^]]*\] //')"
 
 # What each LUN says it serves: sg_opcodes decoded, and the raw bytes.
 for n in 0 1 2; do

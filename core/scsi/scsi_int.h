@@ -49,6 +49,11 @@ struct scsi_lun {
     bool wce, d_sense;
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */
+
+    /* I/O error logging, limited per LUN (atomics; sense.c). */
+    uint64_t errlog_window;         /* second the current window started */
+    unsigned errlog_count;          /* lines logged in it */
+    unsigned errlog_dropped;        /* lines left out since the last note */
 };
 
 /* Command table entry. usage[] is the CDB usage data RSOC reports: the
@@ -124,9 +129,11 @@ void scsi_fail_key(struct scsi_lun *lun, struct scsi_cmd *cmd, uint8_t key, uint
  * pointer to byte (and bit, or -1 when the field is whole bytes). */
 void scsi_fail_cdb(struct scsi_lun *lun, struct scsi_cmd *cmd, unsigned byte, int bit);
 void scsi_fail_param(struct scsi_lun *lun, struct scsi_cmd *cmd, unsigned byte, int bit);
-/* A block-layer error (negative errno) on a read or a write at lba. */
+/* A block-layer error (negative errno) on a read or a write at lba; why
+ * is the reason the block call recorded (logged, a few per LUN per
+ * second, when the failure is the medium's or the target's). */
 void scsi_fail_errno(struct scsi_lun *lun, struct scsi_cmd *cmd, int err, bool write,
-                     uint64_t lba);
+                     uint64_t lba, const struct scuse_err *why);
 /* Map a negative errno to sense (or to a status without sense: BUSY). */
 uint8_t scsi_errno_sense(int err, bool write, struct scsi_sense *s);
 

@@ -132,10 +132,11 @@ static void on_done(struct scsi_cmd *cmd)
     if (c->req.data_out && bs && blk_meta_pending(bs)) {
         /* Before the kernel hears of it: the metadata this write changed
          * (see dev.h), in the format's crash-safe order. */
-        int r = blk_flush(bs);
+        struct scuse_err err = { 0 };
+        int r = blk_flush(bs, &err);
         if (r < 0) {
             log_error("tcmu %s: writing back the image's metadata after a write: %s; the "
-                      "write is reported failed", d->ring.name, strerror(-r));
+                      "write is reported failed", d->ring.name, err.msg[0] ? err.msg : strerror(-r));
             cmd->status = SCSI_STATUS_CHECK_CONDITION;
             cmd->sense_len = TCMU_SENSE_FIXED_LEN;
             tcmu_sense_fixed(c->sense, 0x03, 0x0c, 0x00); /* MEDIUM ERROR, WRITE ERROR */

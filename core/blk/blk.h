@@ -30,6 +30,9 @@ struct blk_kv {
 
 struct blk_opts {
     unsigned max_depth;      /* backing chain depth limit; 0 = default */
+    /* Formats of the caller's own (an embedder's, a test's), looked up and
+     * probed before the registry's; NULL-terminated, or NULL. */
+    const struct blk_driver *const *drivers;
     /* Options for the top image's driver (checked against its open_opts;
      * backing files get none). Strings are the caller's. */
     struct blk_kv fmt;

@@ -121,9 +121,14 @@ struct blk_driver {
     int (*refresh_size)(struct blk_node *bs, struct scuse_err *err);
 };
 
-/* The registry (core/blk/registry.c). */
+/* The registry (core/blk/registry.c); extra (NULL-terminated, may be
+ * NULL) is consulted first: blk_opts.drivers. */
 const struct blk_driver *blk_driver_find(const char *name);
+const struct blk_driver *blk_driver_find_in(const struct blk_driver *const *extra,
+                                            const char *name);
 const struct blk_driver *blk_driver_probe(const struct blk_probe *p);
+const struct blk_driver *blk_driver_probe_in(const struct blk_driver *const *extra,
+                                             const struct blk_probe *p);
 
 /* For drivers: the value of a per-format open option, or NULL. */
 const char *blk_open_opt(const struct blk_node *bs, const char *key);

@@ -40,7 +40,7 @@ int blk_probe_guard(struct blk_node *bs, uint64_t off, const struct iov_view *v,
     }
     struct blk_probe p = { .head = head, .head_len = hlen, .tail = tail, .tail_len = tlen,
                            .file_size = size };
-    const struct blk_driver *d = blk_driver_probe(&p);
+    const struct blk_driver *d = blk_driver_probe_in(bs->opts.drivers, &p);
     if (d && d != bs->drv)
         return err_set(err, -EPERM, "'%s': refused a write that would make this probed raw image "
                        "look like a %s image; give the format explicitly (-f raw, format=raw)",

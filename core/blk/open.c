@@ -95,7 +95,7 @@ static int choose_driver(struct blk_node *bs, const char *fmt, off_t file_size,
 {
     const char *path = bs->path;
     if (fmt) {
-        bs->drv = blk_driver_find(fmt);
+        bs->drv = blk_driver_find_in(bs->opts.drivers, fmt);
         if (!bs->drv) {
             char list[256];
             blk_format_list(BLK_FMT_OPEN, list, sizeof(list));
@@ -119,7 +119,7 @@ static int choose_driver(struct blk_node *bs, const char *fmt, off_t file_size,
             return err_set(err, -errno, "'%s': cannot read: %s", path, strerror(errno));
         p.tail_len = (size_t)t;
     }
-    bs->drv = blk_driver_probe(&p);
+    bs->drv = blk_driver_probe_in(bs->opts.drivers, &p);
     bs->probed = true;
     if (!bs->drv)
         return err_set(err, -EINVAL, "'%s': no format recognises it", path);

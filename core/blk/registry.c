@@ -38,20 +38,38 @@ static bool named(const struct blk_driver *d, const char *name)
     return false;
 }
 
-const struct blk_driver *blk_driver_find(const char *name)
+const struct blk_driver *blk_driver_find_in(const struct blk_driver *const *extra,
+                                            const char *name)
 {
+    for (; extra && *extra; extra++)
+        if (named(*extra, name))
+            return *extra;
     for (size_t i = 0; i < N_DRIVERS; i++)
         if (named(drivers[i], name))
             return drivers[i];
     return NULL;
 }
 
-/* Highest score wins; raw answers 1 for anything, so it is only chosen
- * when no format (served or only recognised) claims the bytes. */
-const struct blk_driver *blk_driver_probe(const struct blk_probe *p)
+const struct blk_driver *blk_driver_find(const char *name)
+{
+    return blk_driver_find_in(NULL, name);
+}
+
+/* Highest score wins (the caller's formats first on a tie); raw answers 1
+ * for anything, so it is only chosen when no format (served or only
+ * recognised) claims the bytes. */
+const struct blk_driver *blk_driver_probe_in(const struct blk_driver *const *extra,
+                                             const struct blk_probe *p)
 {
     const struct blk_driver *best = NULL;
     int best_score = 0;
+    for (; extra && *extra; extra++) {
+        int s = (*extra)->probe ? (*extra)->probe(p) : 0;
+        if (s > best_score) {
+            best_score = s;
+            best = *extra;
+        }
+    }
     for (size_t i = 0; i < N_DRIVERS; i++) {
         int s = drivers[i]->probe ? drivers[i]->probe(p) : 0;
         if (s > best_score) {
@@ -60,6 +78,11 @@ const struct blk_driver *blk_driver_probe(const struct blk_probe *p)
         }
     }
     return best;
+}
+
+const struct blk_driver *blk_driver_probe(const struct blk_probe *p)
+{
+    return blk_driver_probe_in(NULL, p);
 }
 
 static bool matches(const struct blk_driver *d, enum blk_fmt_filter what)

@@ -39,18 +39,26 @@ expect_exit 0 "$SCUSE" tcmu create vm1 img.qcow2 --configfs "$CFS" || true
 # (LIO shows the control string's dev_config in attrib/dev_config.)
 echo "scuse/qcow2@$T/img.qcow2" > "$DEV/vm1/attrib/dev_config"
 before=$(tree)
-qemu-io -c 'sleep 20000' img.qcow2 >/dev/null 2>&1 &
-holder=$!
-for _ in $(seq 100); do
+# The holder and the probe race for the lock: a holder that starts while a
+# probe has the image open fails at once, so it is started again until a
+# probe finds the image held.
+hold() { qemu-io -c 'sleep 300000' img.qcow2 >/dev/null 2>&1 & holder=$!; }
+holding() { kill -0 "$holder" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$holder/status"; }
+hold
+trap 'kill "$holder" 2>/dev/null || true' EXIT
+for _ in $(seq 400); do
+    holding || hold
     ! qemu-io -c 'write 0 512' img.qcow2 >/dev/null 2>&1 || { sleep 0.05; continue; }
     break
 done
+holding || fail "qemu-io could not hold img.qcow2's lock"
 expect_exit 0 "$SCUSE" tcmu create vm1 img.qcow2 --configfs "$CFS" || true
 [ "$(tree)" = "$before" ] || fail "create while the image is served changed the tree"
 expect_exit 2 "$SCUSE" tcmu create vm2 img.qcow2 --configfs "$CFS" && stderr_mentions "in use" || true
 [ ! -e "$DEV/vm2" ] || fail "a create of another backstore on a served image went ahead"
 kill "$holder"
 wait "$holder" 2>/dev/null || true
+trap - EXIT
 case_end
 
 case_begin "create: loopback, 4096-byte blocks, explicit WWPN, serial and sizes; raw given with -f"

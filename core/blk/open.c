@@ -134,6 +134,7 @@ struct chain_ctx {
     ino_t ino[BLK_MAX_DEPTH_DEFAULT * 4];
     unsigned n;
     unsigned max_depth;
+    bool blamed;        /* a backing failure already names its overlay */
 };
 
 static int open_node(const char *filename, const char *path, const char *fmt, bool rw,
@@ -207,8 +208,10 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
 
     r = bs->drv->open(bs, err);
     if (r < 0) {
-        if (err && err->msg[0] && strncmp(err->msg, "'", 1) != 0)
-            err_prefix(err, "'%s': ", path);
+        /* Drivers name the image in their reasons; one that gave none
+         * still gets a line that names it. */
+        if (err && !err->msg[0])
+            err_set(err, r, "'%s': cannot open as %s: %s", path, bs->drv->name, strerror(-r));
         goto fail;
     }
     if (bs->align == 0)
@@ -227,6 +230,8 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     }
 
     if (bs->backing_name && !(depth == 0 && (flags & BLK_OPEN_NO_BACKING))) {
+        /* The reasons below name this overlay and its backing file already. */
+        cc->blamed = true;
         if (depth + 1 >= cc->max_depth) {
             r = err_set(err, -EMLINK, "'%s': backing chain is deeper than %u images",
                         path, cc->max_depth);
@@ -244,6 +249,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
                         "are supported", path, bs->backing_name);
             goto fail;
         }
+        cc->blamed = false;
         char *bpath = resolve_backing(path, bs->backing_name);
         if (!bpath) {
             r = err_set(err, -ENOMEM, "out of memory");
@@ -253,10 +259,11 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
                       &bs->backing, err);
         free(bpath);
         if (r < 0) {
-            /* Only the innermost failure adds this, so a deep chain says
+            /* Only the innermost overlay adds this, so a deep chain says
              * which overlay named the file that could not be opened. */
-            if (err && strstr(err->msg, "backing file") == NULL)
+            if (!cc->blamed)
                 err_prefix(err, "'%s': cannot open its backing file: ", path);
+            cc->blamed = true;
             goto fail;
         }
     }

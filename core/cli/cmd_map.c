@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/blk.h"
 #include "cli/cli.h"
 
 struct map_row {

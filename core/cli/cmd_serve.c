@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "blk/format.h"
 #include "cli/cli.h"
 #include "scsi/dispatch.h"
 #include "scsi/scsi.h"
+#include "util/daemon_sig.h"
 #include "util/log.h"
 #include "vhost/server.h"
 #include "virtio_scsi/vscsi.h"
@@ -380,13 +380,14 @@ static void rescan(struct serve *s)
 static void on_signal(void *arg)
 {
     struct serve *s = arg;
-    struct signalfd_siginfo si;
-    while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGHUP) {
-            log_info("SIGHUP: re-reading image sizes");
+    const char *name;
+    enum daemon_sig sig;
+    while ((sig = daemon_sig_next(s->sigfd, &name)) != DAEMON_SIG_NONE) {
+        if (sig == DAEMON_SIG_HUP) {
+            log_info("%s: re-reading image sizes", name);
             rescan(s);
         } else {
-            log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_info("%s: stopping", name);
             vhost_server_stop(s->server);
         }
     }
@@ -432,16 +433,9 @@ static int start(struct serve *s)
         return rc;
     /* Signals go to the signalfd: blocked in every thread, so block them
      * before the dispatcher starts its workers. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    s->sigfd = daemon_sig_open();
     if (s->sigfd < 0)
-        return start_fail("signalfd: %s", strerror(errno));
+        return start_fail("signalfd: %s", strerror(-s->sigfd));
 
     struct scuse_err err = { 0 };
     struct scsi_disp_config dc = { .workers = s->workers };

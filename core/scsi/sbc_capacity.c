@@ -2,7 +2,7 @@
  * the block layer's block status, run in execute. */
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/blk.h"
 #include "scsi/scsi_int.h"
 
 SCSI_HANDLER(sbc_prep_read_capacity10)

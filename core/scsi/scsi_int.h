@@ -66,6 +66,8 @@ enum {
     OPF_NO_UA = 1u << 0,            /* served with a unit attention pending */
     OPF_MEDIUM = 1u << 1,           /* NOT READY while the unit is stopped */
     OPF_NEEDS_DISCARD = 1u << 2,    /* served only with discard on */
+    OPF_DATA_IN = 1u << 3,          /* its data, if any, flows to the initiator */
+    OPF_DATA_OUT = 1u << 4,         /* its data, if any, flows to the device */
 };
 
 struct scsi_op {
@@ -93,6 +95,11 @@ const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa);
 bool scsi_opcode_has_sa(uint8_t opcode);
 /* The service action of a CDB whose opcode has them, else SCSI_NO_SA. */
 uint16_t scsi_cdb_sa(const uint8_t *cdb);
+/* The table entry of a CDB (its opcode, and its service action when the
+ * opcode has them and the CDB holds it), or NULL. */
+const struct scsi_op *scsi_cdb_op(const uint8_t *cdb, uint32_t cdb_len);
+/* SCSI_DIR_BY_CDB becomes the direction of op (NONE without op). */
+void scsi_cmd_resolve_dir(struct scsi_cmd *cmd, const struct scsi_op *op);
 /* Whether this LUN serves op: its policy and its settings (UNMAP needs
  * discard). Refused commands are absent from RSOC. */
 bool scsi_lun_serves(const struct scsi_lun *lun, const struct scsi_op *op);

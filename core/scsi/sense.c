@@ -50,6 +50,24 @@ uint32_t scsi_sense_encode(const struct scsi_sense *s, bool desc, uint8_t *buf)
     return len;
 }
 
+uint32_t scsi_sense_answer(enum scsi_answer a, uint8_t *buf)
+{
+    struct scsi_sense s = { .key = SK_HARDWARE_ERROR, .asc = ASC_INTERNAL_TARGET_FAILURE };
+    switch (a) {
+    case SCSI_ANSWER_INVALID_OPCODE:
+        s.key = SK_ILLEGAL_REQUEST;
+        s.asc = ASC_INVALID_COMMAND_OPCODE;
+        break;
+    case SCSI_ANSWER_NO_MEDIUM:
+        s.key = SK_NOT_READY;
+        s.asc = ASC_MEDIUM_NOT_PRESENT;
+        break;
+    case SCSI_ANSWER_TARGET_FAILURE:
+        break;
+    }
+    return scsi_sense_encode(&s, false, buf);
+}
+
 bool scsi_lun_desc_sense(struct scsi_lun *lun)
 {
     return __atomic_load_n(&lun->d_sense, __ATOMIC_RELAXED);

@@ -381,7 +381,7 @@ static void test_metadata(void **state)
         "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
         "      <scuse:transport type='vhost-user-scsi' socket-dir='/run/scuse'/>\n"
         "      <scuse:controller index='2' wwpn='naa.5001405df3e54061'/>\n"
-        "      <scuse:lun dev='sdb' deny='0x42,0x93'>\n"
+        "      <scuse:lun dev='sdb' deny='UNMAP:write-same-16'>\n"
         "        <scuse:option name='l2-cache-size' value='4M'/>\n"
         "      </scuse:lun>\n"
         "      <controller type='scsi' index='2' model='virtio-scsi'><driver queues='2'/></controller>\n"
@@ -412,8 +412,12 @@ static void test_metadata(void **state)
               "dev='sdq': no disk");
     parse_bad(CTRL0 "    <disk><source file='/a'/><target dev='sda'/></disk>\n",
               "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
-              "      <scuse:lun dev='sda' deny='0x1ff'/>\n    </scuse:domain>\n", 11, "scuse:lun",
-              "command policy");
+              "      <scuse:lun dev='sda' deny='UNMAP:FROB'/>\n    </scuse:domain>\n", 11, "scuse:lun",
+              "FROB");
+    parse_bad(CTRL0 "    <disk><source file='/a'/><target dev='sda'/></disk>\n",
+              "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
+              "      <scuse:lun dev='sda' policy-file='/nonexistent/p'/>\n    </scuse:domain>\n",
+              11, "scuse:lun", "/nonexistent/p");
     parse_bad(CTRL0 "    <disk><source file='/a'/><target dev='sda'/></disk>\n",
               "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
               "      <scuse:lun dev='sda' deny='0x42' allow='0x28'/>\n    </scuse:domain>\n", 11,

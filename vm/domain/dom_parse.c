@@ -6,7 +6,7 @@
  *     <scuse:domain xmlns:scuse='urn:scuse:domain:1'>
  *       <scuse:transport type='vhost-user-scsi' socket-dir='/run/scuse'/>
  *       <scuse:controller index='0' wwpn='naa.5001405...'/>
- *       <scuse:lun dev='sda' deny='UNMAP'>
+ *       <scuse:lun dev='sda' deny='UNMAP:WRITE_SAME_16'>  (or allow=, policy-file=)
  *         <scuse:option name='l2-cache-size' value='4M'/>
  *       </scuse:lun>
  *       <controller .../> <disk .../>   (moved, in libvirt's syntax)
@@ -184,14 +184,18 @@ static int apply_lun(const struct dom_ctx *c, struct domain *d, const xmlNode *n
         return dom_fail(c, n, "dev='%s': no disk on a virtio-scsi controller has that target",
                         dev);
     const char *allow = dom_attr(n, "allow"), *deny = dom_attr(n, "deny");
-    if (allow && deny)
-        return dom_fail(c, n, "allow= and deny=: a LUN has one command policy");
+    const char *file = dom_attr(n, "policy-file");
+    if (!!allow + !!deny + !!file > 1)
+        return dom_fail(c, n, "%s: a LUN has one command policy",
+                        allow && deny ? "allow= and deny=" : "policy-file= and a list");
+    struct scuse_err perr = { 0 };
+    if (file && scsi_policy_load(file, &disk->cfg, &perr) < 0)
+        return dom_fail(c, n, "%s", perr.msg);
     if (allow || deny) {
         char spec[2048];
         if (snprintf(spec, sizeof(spec), "%s=%s", allow ? "allow" : "deny",
                      allow ? allow : deny) >= (int)sizeof(spec))
             return dom_fail(c, n, "the command policy is too long");
-        struct scuse_err perr = { 0 };
         if (scsi_policy_parse(spec, &disk->cfg, &perr) < 0)
             return dom_fail(c, n, "%s", perr.msg);
     }

@@ -102,6 +102,28 @@ const char *dom_format_from_libvirt(const char *libvirt_name);
 /* The names dom_format_from_libvirt knows, for messages. */
 const char *dom_format_libvirt_names(void);
 
+/* ---- Conversion (dom_convert.c): the domain libvirt runs with scuse ---- */
+
+enum dom_transport { DOM_VHOST_USER_SCSI, DOM_VHOST_SCSI };
+#define DOM_SOCKET_DIR "/run/scuse"
+
+/* Rewrite d's document for the transport and serialize it (*out malloc'd,
+ * no XML declaration): every scuse controller with disks moves, with its
+ * disks, verbatim into scuse's <metadata> element; vhost-user-scsi adds a
+ * chardev and a JSON -device per controller in <qemu:commandline> and
+ * shared memory; vhost-scsi adds a <hostdev> per controller. Everything
+ * else is left as it was, and converting the output again gives it back.
+ * socket_dir: NULL for the one the domain records, else DOM_SOCKET_DIR. */
+int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir, char **out,
+                size_t *len, struct scuse_err *err);
+/* The socket of controller k: DIR/<name>-scsi<index>.sock, DIR as
+ * dom_convert chooses it. -ENAMETOOLONG when it does not fit. */
+int dom_socket_path(const struct domain *d, const struct dom_controller *k, const char *dir,
+                    char *buf, size_t len);
+/* Controller k's vhost-scsi WWPN: the one scuse's element gives, else
+ * derived from the domain's UUID (its name without one) and the index. */
+void dom_controller_wwpn(const struct domain *d, const struct dom_controller *k, char out[24]);
+
 /* blk_open for a disk: its chain and options. */
 int dom_disk_open(const struct dom_disk *disk, struct blk_node **out, struct scuse_err *err);
 

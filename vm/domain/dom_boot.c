@@ -17,8 +17,9 @@
  *     boot (<os><kernel>) QEMU takes 0 itself, and the kernel boots first
  *     anyway: every scuse controller comes after libvirt's.
  * The same input always gives the same numbers, and so does the output:
- * the scuse disks keep their boot orders inside scuse's element and take
- * part in the next run's renumbering in the same place. */
+ * the scuse disks keep their boot orders inside scuse's element (renumbered
+ * with the rest) and take part in the next run's renumbering in the same
+ * place. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,13 @@ int dom_boot_plan(struct domain *d, xmlNode *root, const bool *served, unsigned 
             if (list[i].ctrl >= 0) {
                 bootindex[list[i].ctrl] = i + 1;
                 has_index[list[i].ctrl] = true;
+                /* Its disks keep the new number too, so that the next run
+                 * finds them in the same place among the renumbered. */
+                for (unsigned k = 0; k < d->n_disks; k++) {
+                    xmlNode *b = dom_child(d->disks[k].node, "boot");
+                    if (d->disks[k].controller == d->ctrl[list[i].ctrl].index && node_order(b))
+                        xmlSetProp(b, BAD_CAST "order", BAD_CAST num);
+                }
             } else {
                 xmlSetProp(list[i].boot, BAD_CAST "order", BAD_CAST num);
             }

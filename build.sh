@@ -18,11 +18,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # qemu-system-x86, cpio, kmod, xz-utils and binutils make and boot the test
 # guests (tests/vm, tests/vhost); libnl-genl talks to the kernel's TCMU;
 # libvirt-clients brings virt-xml-validate and libvirt's schemas; libxml2
-# parses and writes domain XML.
+# parses and writes domain XML; libvirt-daemon(-driver-qemu) is the real
+# libvirtd tests/vm/test_libvirt.sh runs (a session daemon of its own).
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
-      libnl-3-dev libnl-genl-3-dev libvirt-clients libxml2-dev)
+      libnl-3-dev libnl-genl-3-dev libvirt-clients libxml2-dev
+      libvirt-daemon libvirt-daemon-driver-qemu util-linux)
 
 install_deps() {
     local missing=()

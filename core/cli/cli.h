@@ -23,6 +23,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tcmu(int argc, char **argv);
 int cmd_domain(int argc, char **argv);
+int cmd_libvirt_hook(int argc, char **argv);
 /* `scuse serve --domain FILE` (cmd_serve_domain.c). */
 int cmd_serve_domain(int argc, char **argv);
 

@@ -9,7 +9,10 @@
  *     unit, a unit above 16383, a block size other than 512 or 4096, a
  *     chain deeper than DOM_MAX_CHAIN or a link without a file or format,
  *     a format name the table does not give, per-disk counts that do not
- *     add up to the controllers'.
+ *     add up to the controllers';
+ *   - a domain that parses but whose conversion (either transport, from
+ *     the byte 0 of the input) does not parse back, lists other disks,
+ *     or changes when converted again (the conversion is idempotent).
  * tests/fuzz/seeds_domain.py writes the seeds. */
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +58,31 @@ static void check_disks(const struct domain *d)
     }
 }
 
+/* Convert, parse the result, convert it again: the same bytes. */
+static void check_convert(struct domain *d, enum dom_transport t)
+{
+    char *out = NULL, *again = NULL;
+    size_t len, len2;
+    struct scuse_err err = { 0 };
+    unsigned n_disks = d->n_disks;
+    if (dom_convert(d, t, "/run/s", &out, &len, &err) < 0)
+        return;                     /* a socket path too long: refused, fine */
+    struct domain *d2 = NULL;
+    err_clear(&err);
+    if (dom_parse(out, len, "fuzz.xml", &d2, &err) < 0)
+        die("the conversion does not parse back", err.msg);
+    if (d2->n_disks != n_disks)
+        die("the conversion lists other disks", d2->name);
+    check_disks(d2);
+    if (dom_convert(d2, t, "/run/s", &again, &len2, &err) < 0)
+        die("the conversion cannot be converted again", err.msg);
+    if (len2 != len || memcmp(out, again, len) != 0)
+        die("converting the conversion again changes it", d2->name);
+    free(out);
+    free(again);
+    dom_free(d2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct domain *d = NULL;
@@ -74,6 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!d || !d->name)
         die("success without a domain", "");
     check_disks(d);
+    check_convert(d, size && (data[0] & 1) ? DOM_VHOST_SCSI : DOM_VHOST_USER_SCSI);
     dom_free(d);
     return 0;
 }

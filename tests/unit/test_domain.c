@@ -458,6 +458,11 @@ static void test_bad_input(void **state)
     if (!strstr(err.msg, "e.xml:1: <!DOCTYPE>"))
         fail_msg("%s", err.msg);
     err_clear(&err);
+    x = "<domain>\n<name>a</name>\n<qemu:commandline/>\n</domain>\n";
+    assert_int_equal(dom_parse(x, strlen(x), "ns.xml", &d, &err), -EINVAL);
+    if (strncmp(err.msg, "ns.xml:3: malformed XML: ", 25) != 0 || !strstr(err.msg, "qemu"))
+        fail_msg("%s", err.msg);
+    err_clear(&err);
     x = "<network><name>n</name></network>";
     assert_int_equal(dom_parse(x, strlen(x), "n.xml", &d, &err), -EINVAL);
     assert_non_null(strstr(err.msg, "n.xml:1: <network>: not a libvirt domain"));

@@ -60,24 +60,45 @@ static xmlNode *ws_node(const char *indent)
     return xmlNewText(BAD_CAST buf);
 }
 
-static void remove_node(xmlNode *n)
+static void strip_trailing_ws(xmlNode *w)
 {
-    if (is_ws(n->prev)) {
-        xmlNode *w = n->prev;
+    char *t = (char *)xmlNodeGetContent(w);
+    if (!t)
+        return;
+    size_t len = strlen(t);
+    while (len && (t[len - 1] == ' ' || t[len - 1] == '\t' || t[len - 1] == '\n' ||
+                   t[len - 1] == '\r'))
+        t[--len] = '\0';
+    xmlNodeSetContent(w, NULL);
+    xmlNodeAddContent(w, BAD_CAST t);
+    xmlFree(t);
+}
+
+/* The white space that put n on its line goes with it (other text
+ * before it stays, without its trailing white space). */
+static void drop_ws_before(xmlNode *n)
+{
+    xmlNode *w = n->prev;
+    if (!w || w->type != XML_TEXT_NODE)
+        return;
+    if (is_ws(w)) {
         xmlUnlinkNode(w);
         xmlFreeNode(w);
+        return;
     }
+    strip_trailing_ws(w);
+}
+
+static void remove_node(xmlNode *n)
+{
+    drop_ws_before(n);
     xmlUnlinkNode(n);
     xmlFreeNode(n);
 }
 
 static void detach(xmlNode *n)
 {
-    if (is_ws(n->prev)) {
-        xmlNode *w = n->prev;
-        xmlUnlinkNode(w);
-        xmlFreeNode(w);
-    }
+    drop_ws_before(n);
     xmlUnlinkNode(n);
 }
 
@@ -93,6 +114,10 @@ static void append_indented(xmlNode *parent, xmlNode *child)
     if (is_ws(parent->last)) {
         xmlAddPrevSibling(parent->last, child);
     } else {
+        /* Other text last: its trailing white space makes way for ours
+         * (the same text comes out whatever white space it had). */
+        if (parent->last && parent->last->type == XML_TEXT_NODE)
+            strip_trailing_ws(parent->last);
         xmlAddChild(parent, child);
         xmlAddNextSibling(child, ws_node(pin));
     }
@@ -230,10 +255,18 @@ static bool ours(const char *v, const char *prefix)
     return v && strncmp(v, prefix, strlen(prefix)) == 0;
 }
 
+/* libvirt's QEMU namespace on the root: the one declared, else "qemu"
+ * (or "qemu2"... when that prefix is bound to something else). */
 static xmlNs *qemu_ns(xmlNode *root)
 {
     xmlNs *ns = xmlSearchNsByHref(root->doc, root, BAD_CAST QEMU_NS);
-    return ns ? ns : xmlNewNs(root, BAD_CAST QEMU_NS, BAD_CAST "qemu");
+    for (unsigned i = 1; !ns && i < 100; i++) {
+        char prefix[16] = "qemu";
+        if (i > 1)
+            snprintf(prefix, sizeof(prefix), "qemu%u", i);
+        ns = xmlNewNs(root, BAD_CAST QEMU_NS, BAD_CAST prefix);
+    }
+    return ns;
 }
 
 static xmlNode *qemu_child(xmlNode *parent, const char *name)
@@ -304,6 +337,20 @@ static void remove_ours(xmlNode *root)
     }
 }
 
+/* Controller slots in index order: what scuse adds follows the indexes,
+ * not where the controllers stood (converted again, they stand elsewhere). */
+static void by_index(const struct domain *d, unsigned *order)
+{
+    for (unsigned i = 0; i < d->n_ctrl; i++)
+        order[i] = i;
+    for (unsigned i = 1; i < d->n_ctrl; i++)
+        for (unsigned j = i; j > 0 && d->ctrl[order[j - 1]].index > d->ctrl[order[j]].index; j--) {
+            unsigned t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+}
+
 /* -------------------------------------------------------------- transports */
 
 static void ensure_shared_memory(xmlNode *root)
@@ -346,13 +393,24 @@ static void add_arg(xmlNode *cl, xmlNs *ns, const char *value)
 static int add_vhost_user(struct domain *d, xmlNode *root, const char *dir, const bool *served,
                           const unsigned *bootindex, const bool *has_index, struct scuse_err *err)
 {
+    bool any = false;
+    for (unsigned c = 0; c < d->n_ctrl; c++)
+        any = any || served[c];
+    if (!any)
+        return 0;                   /* nothing to serve: nothing to add */
+    /* First: a <memoryBacking> made here goes before the commandline that
+     * is made (and, converted again, made anew) at the end. */
+    ensure_shared_memory(root);
     xmlNs *ns = qemu_ns(root);
     xmlNode *cl = qemu_child(root, "commandline");
     if (!cl) {
         cl = xmlNewNode(ns, BAD_CAST "commandline");
         append_indented(root, cl);
     }
-    for (unsigned c = 0; c < d->n_ctrl; c++) {
+    unsigned order[DOM_MAX_CONTROLLERS];
+    by_index(d, order);
+    for (unsigned o = 0; o < d->n_ctrl; o++) {
+        unsigned c = order[o];
         if (!served[c])
             continue;
         const struct dom_controller *k = &d->ctrl[c];
@@ -381,7 +439,6 @@ static int add_vhost_user(struct domain *d, xmlNode *root, const char *dir, cons
         add_arg(cl, ns, "-device");
         add_arg(cl, ns, dev);
     }
-    ensure_shared_memory(root);
     return 0;
 }
 
@@ -394,7 +451,10 @@ static void add_vhost_scsi(struct domain *d, xmlNode *root, xmlNode *mine, xmlNs
         append_indented(root, devices);
     }
     xmlNode *ov = NULL;
-    for (unsigned c = 0; c < d->n_ctrl; c++) {
+    unsigned order[DOM_MAX_CONTROLLERS];
+    by_index(d, order);
+    for (unsigned o = 0; o < d->n_ctrl; o++) {
+        unsigned c = order[o];
         if (!served[c])
             continue;
         const struct dom_controller *k = &d->ctrl[c];
@@ -442,6 +502,7 @@ static void add_vhost_scsi(struct domain *d, xmlNode *root, xmlNode *mine, xmlNs
 }
 
 /* ------------------------------------------------------------------ whole */
+
 
 int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir, char **out,
                 size_t *len, struct scuse_err *err)

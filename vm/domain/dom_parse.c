@@ -344,6 +344,16 @@ int dom_parse(const char *buf, size_t len, const char *file, struct domain **out
             dom_one_line(msg);
         }
         r = err_set(err, -EINVAL, "%s:%d: malformed XML: %s", file, e ? e->line : 0, msg);
+    } else if (!pc->nsWellFormed) {
+        /* A prefix bound nowhere: libvirt would not read this either. */
+        const xmlError *e = xmlCtxtGetLastError(pc);
+        char msg[256] = "namespace error";
+        if (e && e->message) {
+            snprintf(msg, sizeof(msg), "%s", e->message);
+            msg[strcspn(msg, "\n")] = '\0';
+            dom_one_line(msg);
+        }
+        r = err_set(err, -EINVAL, "%s:%d: malformed XML: %s", file, e ? e->line : 0, msg);
     } else if (doc->intSubset || doc->extSubset) {
         r = err_set(err, -EINVAL, "%s:%u: <!DOCTYPE>: a domain has no document type "
                     "declaration", file, doctype_line(buf, len));

@@ -100,6 +100,7 @@ struct blk_node {
     bool check_only;          /* opened with BLK_OPEN_CHECK */
     bool no_flush;            /* opened with BLK_OPEN_NO_FLUSH */
     bool probed;              /* format was guessed, not given */
+    bool share;               /* BLK_OPEN_SHARE: take no image locks (drivers' extra files too) */
     unsigned depth;           /* 0 = top of the chain */
     struct blk_opts opts;
 

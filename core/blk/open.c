@@ -149,6 +149,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     bs->read_only = !rw;
     bs->check_only = rw && depth == 0 && (flags & BLK_OPEN_CHECK);
     bs->no_flush = rw && depth == 0 && (flags & BLK_OPEN_NO_FLUSH);
+    bs->share = flags & BLK_OPEN_SHARE;
     bs->depth = depth;
     bs->opts = *opts;
     bs->align = 1;
@@ -258,6 +259,11 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             if (err && strstr(err->msg, "backing file") == NULL)
                 err_prefix(err, "'%s': cannot open its backing file: ", path);
             goto fail;
+        }
+        if (bs->drv->backing_opened) {
+            r = bs->drv->backing_opened(bs, err);
+            if (r < 0)
+                goto fail;
         }
     }
     *out = bs;

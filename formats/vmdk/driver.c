@@ -30,6 +30,8 @@ static void state_free(struct vmdk_state *s)
     if (!s)
         return;
     vmdk_extents_close(s);
+    if (s->cid_lock_ready)
+        pthread_mutex_destroy(&s->cid_lock);
     vmdk_desc_free(&s->desc);
     free(s);
 }
@@ -129,10 +131,22 @@ static int vmdk_open(struct blk_node *bs, struct scuse_err *err)
         if (!bs->backing_name || !bs->backing_fmt)
             r = err_set(err, -ENOMEM, "out of memory");
     }
+    /* Writers for the sparse extents scuse can write: RW, uncompressed. */
+    bool rw = !bs->read_only && !bs->check_only;
+    for (size_t i = 0; r == 0 && rw && i < s->n_ext; i++) {
+        struct vmdk_extent *x = &s->ext[i];
+        if (x->sp && x->access == VMDK_RW && !x->sp->compressed)
+            r = vmdk_writer_open(x->sp, err);
+    }
+    if (r == 0) {
+        pthread_mutex_init(&s->cid_lock, NULL);
+        s->cid_lock_ready = true;
+    }
     if (r < 0) {
         state_free(s);
         return r;
     }
+    s->no_flush = bs->no_flush;
     bs->size = s->size;
     bs->align = VMDK_SECTOR;
     if (s->ext[0].sp)
@@ -143,6 +157,12 @@ static int vmdk_open(struct blk_node *bs, struct scuse_err *err)
 
 static void vmdk_close(struct blk_node *bs)
 {
+    /* Grain tables still in memory reach the file in the safe order; a
+     * failure here has nobody to tell, and loses only unflushed writes. */
+    if (bs->state && !bs->read_only && vmdk_meta_pending(bs)) {
+        struct scuse_err err = { 0 };
+        (void)vmdk_flush(bs, &err);
+    }
     state_free(bs->state);
     bs->state = NULL;
 }
@@ -211,4 +231,9 @@ const struct blk_driver blk_driver_vmdk = {
     .preadv = vmdk_preadv,
     .block_status = vmdk_block_status,
     .info = vmdk_info,
+    .pwritev = vmdk_pwritev,
+    .write_zeroes = vmdk_write_zeroes,
+    .discard = vmdk_discard,
+    .flush = vmdk_flush,
+    .meta_pending = vmdk_meta_pending,
 };

@@ -135,7 +135,18 @@ struct vmdk_sparse {
     struct vmdk_range meta[6]; /* header, footer, descriptor, GD, RGD */
     int n_meta;
     struct vmdk_dpool *dpool; /* decompressors, compressed extents only */
+
+    /* Writer (write.c), on read-write opens of uncompressed extents. */
+    bool writer;
+    pthread_mutex_t wlock;    /* allocation and every grain-table change */
+    uint64_t alloc_end;       /* where the next grain or table goes */
+    uint8_t *gt_state;        /* per GD entry: VMDK_GT_* */
+    bool meta_dirty;          /* some gt_state is not clean */
+    uint8_t *wbuf;            /* one grain, for allocating writes (under wlock) */
 };
+
+/* Grain-table states kept by the writer until flush. */
+enum { VMDK_GT_CLEAN = 0, VMDK_GT_DIRTY = 1, VMDK_GT_NEW = 2 /* its GD entry too */ };
 
 /* Open the sparse extent in fd (header at 0, or the footer's). */
 int vmdk_sparse_open(int fd, const char *path, struct vmdk_sparse **out, struct scuse_err *err);
@@ -193,6 +204,11 @@ struct vmdk_file {
 
 struct vmdk_state {
     const char *path;         /* bs->path */
+    bool no_flush;            /* BLK_OPEN_NO_FLUSH */
+    /* The first write gives the image a new CID (write.c). */
+    pthread_mutex_t cid_lock;
+    bool cid_lock_ready;
+    bool cid_updated;
     struct vmdk_desc desc;
     bool embedded;            /* the descriptor lives in a KDMV file */
     struct vmdk_extent *ext;
@@ -211,6 +227,17 @@ int vmdk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                 struct scuse_err *err);
 int vmdk_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                       struct blk_status *st, struct scuse_err *err);
+
+/* Writer (write.c) */
+int vmdk_writer_open(struct vmdk_sparse *sp, struct scuse_err *err);
+void vmdk_writer_close(struct vmdk_sparse *sp);
+int vmdk_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,
+                 struct scuse_err *err);
+int vmdk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags,
+                      struct scuse_err *err);
+int vmdk_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err);
+int vmdk_flush(struct blk_node *bs, struct scuse_err *err);
+bool vmdk_meta_pending(struct blk_node *bs);
 
 static inline uint16_t vmdk_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t vmdk_le32(const uint8_t *p)

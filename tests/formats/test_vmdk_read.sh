@@ -150,6 +150,9 @@ sec_chains() {
     pcid=$(sed -n 's/^CID=//p' <(strings p.vmdk) | head -n 1)
     ccid=$(sed -n 's/^parentCID=//p' <(strings c.vmdk) | head -n 1)
     [ "$pcid" != "$ccid" ] || { echo "SETUP ERROR: qemu-io did not change the parent's CID" >&2; exit 1; }
+    # (QEMU writes CIDs without leading zeros; scuse names them with 8 digits)
+    pcid=$(printf '%08x' "0x$pcid")
+    ccid=$(printf '%08x' "0x$ccid")
     case_begin "child whose parent changed: refused with both CIDs"
     for cmd in "map" "convert -O raw" "info --backing-chain"; do
         local -a extra=()

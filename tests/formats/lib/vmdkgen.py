@@ -28,6 +28,9 @@ any VMDK reader).
       set a KDMV header field (or the footer copy's).
   vmdkgen.py gd FILE INDEX VALUE / gt FILE GDINDEX INDEX VALUE
       set a grain directory / grain table entry.
+  vmdkgen.py rgdcheck FILE
+      the redundant grain directory and tables say what the primary ones
+      say (exit 1 naming the first difference; 0 when there is none).
 """
 import random
 import struct
@@ -295,7 +298,32 @@ def getgt(argv):
         print(struct.unpack("<I", f.read(4))[0])
 
 
+def rgdcheck(argv):
+    path = argv[0]
+    with open(path, "rb") as f:
+        h = f.read(SECTOR)
+        cap, grain, gtes, rgd, gd = (struct.unpack_from("<Q", h, 12)[0], struct.unpack_from("<Q", h, 20)[0],
+                                    struct.unpack_from("<I", h, 44)[0], struct.unpack_from("<Q", h, 48)[0],
+                                    struct.unpack_from("<Q", h, 56)[0])
+        flags = struct.unpack_from("<I", h, 8)[0]
+        if not (flags & 2) or not rgd:
+            return
+        ngd = (cap + grain * gtes - 1) // (grain * gtes)
+
+        def table(sector, n):
+            f.seek(sector * SECTOR)
+            return struct.unpack(f"<{n}I", f.read(4 * n))
+        d, r = table(gd, ngd), table(rgd, ngd)
+        for i in range(ngd):
+            if (d[i] == 0) != (r[i] == 0):
+                sys.exit(f"{path}: GD[{i}] = {d[i]}, RGD[{i}] = {r[i]}")
+            if d[i] and table(d[i], gtes) != table(r[i], gtes):
+                a, b = table(d[i], gtes), table(r[i], gtes)
+                j = next(k for k in range(gtes) if a[k] != b[k])
+                sys.exit(f"{path}: GT {i} entry {j} = {a[j]}, redundant copy {b[j]}")
+
+
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
     {"stream": stream, "sparse": sparse, "extent": lambda a: sparse(a, embedded=False),
-     "rawfile": rawfile, "set": setfield, "gd": setgd, "gt": setgt, "getgt": getgt}[cmd](rest)
+     "rawfile": rawfile, "set": setfield, "gd": setgd, "gt": setgt, "getgt": getgt, "rgdcheck": rgdcheck}[cmd](rest)

@@ -113,6 +113,9 @@ struct blk_node {
     uint64_t max_transfer;    /* largest request handed to the driver, 0 = any */
     bool dirty;               /* the image says it was not closed cleanly */
     bool discard_zeroes;      /* what discard deallocates reads back as zeros (LBPRZ) */
+    /* The image takes data only as whole compressed clusters (VMDK
+     * streamOptimized): copies into it use write_compressed. */
+    bool compressed_only;
 
     struct blk_node *backing; /* opened by the block layer */
     /* With align > 1: writes that cover whole blocks share it, a

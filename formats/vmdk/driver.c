@@ -66,9 +66,14 @@ static int open_kdmv(struct blk_node *bs, struct vmdk_state *s, struct scuse_err
     r = vmdk_sparse_read_desc(x->sp, &text, &len, err);
     if (r < 0)
         return r;
+    if (text && (len == 0 || text[0] == '\0')) { /* an empty descriptor area */
+        free(text);
+        text = NULL;
+    }
     if (!text) {
         /* An extent of a split disk opened on its own has no descriptor. */
         static const char none[] = "CID=ffffffff\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\n";
+        s->no_desc = true;
         return vmdk_desc_parse(none, sizeof(none) - 1, bs->path, &s->desc, err);
     }
     r = vmdk_desc_parse(text, len, bs->path, &s->desc, err);
@@ -137,6 +142,11 @@ static int vmdk_open(struct blk_node *bs, struct scuse_err *err)
         struct vmdk_extent *x = &s->ext[i];
         if (x->sp && x->access == VMDK_RW && !x->sp->compressed)
             r = vmdk_writer_open(x->sp, err);
+        else if (x->sp && x->access == VMDK_RW)
+            r = vmdk_stream_writer_open(x->sp, err);
+        /* copies into it go through write_compressed, whole grains */
+        if (x->sp && x->sp->stream)
+            bs->compressed_only = true;
     }
     if (r == 0) {
         pthread_mutex_init(&s->cid_lock, NULL);
@@ -223,7 +233,7 @@ static int vmdk_info(struct blk_node *bs, struct blk_info *info, struct scuse_er
 const struct blk_driver blk_driver_vmdk = {
     .name = "vmdk",
     .description = "VMware disk",
-    .caps = 0,
+    .caps = BLK_DRV_BACKING,
     .probe = vmdk_probe,
     .open = vmdk_open,
     .close = vmdk_close,
@@ -236,4 +246,8 @@ const struct blk_driver blk_driver_vmdk = {
     .discard = vmdk_discard,
     .flush = vmdk_flush,
     .meta_pending = vmdk_meta_pending,
+    .write_compressed = vmdk_write_compressed,
+    .create = vmdk_create,
+    .check = vmdk_check,
+    .create_opts = vmdk_create_opts,
 };

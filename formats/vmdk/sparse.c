@@ -69,6 +69,7 @@ void vmdk_sparse_close(struct vmdk_sparse *sp)
         pthread_mutex_destroy(&sp->gt_lock);
     }
     vmdk_dpool_free(sp->dpool);
+    vmdk_stream_writer_close(sp);
     vmdk_writer_close(sp);
     free(sp->gd);
     free(sp->rgd);

@@ -143,6 +143,10 @@ struct vmdk_sparse {
     uint8_t *gt_state;        /* per GD entry: VMDK_GT_* */
     bool meta_dirty;          /* some gt_state is not clean */
     uint8_t *wbuf;            /* one grain, for allocating writes (under wlock) */
+    /* Stream writer (stream.c): grains appended compressed, once each;
+     * the tables, footer and end-of-stream marker follow them at flush. */
+    bool stream;
+    struct vmdk_cpool *cpool;
 };
 
 /* Grain-table states kept by the writer until flush. */
@@ -209,6 +213,7 @@ struct vmdk_state {
     pthread_mutex_t cid_lock;
     bool cid_lock_ready;
     bool cid_updated;
+    bool no_desc;             /* an extent file opened itself: no descriptor to update */
     struct vmdk_desc desc;
     bool embedded;            /* the descriptor lives in a KDMV file */
     struct vmdk_extent *ext;
@@ -227,6 +232,31 @@ int vmdk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                 struct scuse_err *err);
 int vmdk_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                       struct blk_status *st, struct scuse_err *err);
+
+/* Stream writer (stream.c) */
+int vmdk_stream_writer_open(struct vmdk_sparse *sp, struct scuse_err *err);
+void vmdk_stream_writer_close(struct vmdk_sparse *sp);
+/* Store grain g (len bytes, a whole grain or the extent's last) compressed. */
+int vmdk_stream_write_grain(struct vmdk_sparse *sp, uint64_t g, const struct iov_view *v,
+                            struct scuse_err *err);
+/* Write the grain tables, directory, footer and end-of-stream marker
+ * after the last grain. */
+int vmdk_stream_flush(struct vmdk_sparse *sp, bool sync, struct scuse_err *err);
+/* The tail of a stream whose grain tables gt[0..n_gd) (NULL: none) end
+ * at data_end: written, and the file cut after it. */
+int vmdk_stream_write_tail(int fd, const char *path, const struct vmdk4_header *h,
+                           uint32_t *const *gt, uint64_t n_gd, uint32_t gtes, uint64_t data_end,
+                           uint32_t *gd_out, struct scuse_err *err);
+int vmdk_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                          struct scuse_err *err);
+
+/* check.c */
+int vmdk_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res,
+               struct scuse_err *err);
+
+/* create.c */
+int vmdk_create(const char *path, const struct blk_create_opts *o, struct scuse_err *err);
+extern const struct blk_opt_desc vmdk_create_opts[];
 
 /* Writer (write.c) */
 int vmdk_writer_open(struct vmdk_sparse *sp, struct scuse_err *err);

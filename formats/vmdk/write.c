@@ -112,7 +112,7 @@ static int update_cid(struct blk_node *bs, struct vmdk_state *s, struct scuse_er
     pthread_mutex_lock(&s->cid_lock);
     int r = 0;
     /* An extent file opened on its own has no descriptor to update. */
-    bool has_desc = s->desc.cid_len && (!s->embedded || s->ext[0].sp->h.desc_offset);
+    bool has_desc = s->desc.cid_len && !s->no_desc;
     if (!s->cid_updated && has_desc) {
         uint32_t cid;
         do {
@@ -360,6 +360,39 @@ static int zero_sparse(struct blk_node *bs, struct vmdk_extent *x, uint64_t at, 
 
 enum op { OP_WRITE, OP_ZERO, OP_DISCARD };
 
+/* A stream being written takes whole grains, once each; zeros are what
+ * it holds where no grain was written. */
+static int stream_op(struct blk_node *bs, struct vmdk_extent *x, enum op op, uint64_t at,
+                     uint64_t n, struct iov_view part, struct scuse_err *err)
+{
+    struct vmdk_state *s = bs->state;
+    struct vmdk_sparse *sp = x->sp;
+    for (uint64_t done = 0; done < n;) {
+        uint64_t in = at - x->start + done;
+        uint64_t g = in >> sp->grain_shift;
+        uint64_t glen = x->len - (g << sp->grain_shift);
+        if (glen > sp->grain_bytes)
+            glen = sp->grain_bytes;
+        uint64_t gin = in & (sp->grain_bytes - 1);
+        uint64_t k = glen - gin < n - done ? glen - gin : n - done;
+        struct vmdk_run run;
+        int r = vmdk_gt_map(sp, in, k, &run, err);
+        if (r < 0)
+            return r;
+        if (op == OP_WRITE && gin == 0 && k == glen && run.kind == VMDK_K_UNALLOC) {
+            struct iov_view g_view = iov_view_sub(&part, (size_t)done, (size_t)k);
+            r = vmdk_stream_write_grain(sp, g, &g_view, err);
+        } else if (op == OP_WRITE || (op == OP_ZERO && run.kind != VMDK_K_UNALLOC)) {
+            r = err_set(err, -ENOTSUP, "'%s': a streamOptimized image is written whole grains "
+                        "at a time, each once (offset %" PRIu64 ")", s->path, at + done);
+        }
+        if (r < 0)
+            return r;
+        done += k;
+    }
+    return 0;
+}
+
 static int each_extent(struct blk_node *bs, enum op op, uint64_t off, uint64_t len,
                        const struct iov_view *v, unsigned flags, struct scuse_err *err)
 {
@@ -372,7 +405,9 @@ static int each_extent(struct blk_node *bs, enum op op, uint64_t off, uint64_t l
         uint64_t n = len - done < left ? len - done : left;
         bool sparse_w = x->type == VMDK_SPARSE && x->sp->writer;
         bool flat_w = (x->type == VMDK_FLAT || x->type == VMDK_VMFS) && x->access == VMDK_RW;
-        if (!sparse_w && !flat_w) {
+        if (sparse_w && x->sp->stream) {
+            r = stream_op(bs, x, op, at, n, v ? iov_view_sub(v, (size_t)done, (size_t)n) : (struct iov_view){ 0 }, err);
+        } else if (!sparse_w && !flat_w) {
             if (op != OP_DISCARD)
                 r = refuse(s, x, err);
         } else if (op == OP_WRITE) {
@@ -496,9 +531,11 @@ int vmdk_flush(struct blk_node *bs, struct scuse_err *err)
 {
     struct vmdk_state *s = bs->state;
     int r = 0;
-    for (size_t i = 0; r == 0 && i < s->n_ext; i++)
-        if (s->ext[i].sp && s->ext[i].sp->writer)
-            r = flush_sparse(s, s->ext[i].sp, err);
+    for (size_t i = 0; r == 0 && i < s->n_ext; i++) {
+        struct vmdk_sparse *sp = s->ext[i].sp;
+        if (sp && sp->writer)
+            r = sp->stream ? vmdk_stream_flush(sp, !s->no_flush, err) : flush_sparse(s, sp, err);
+    }
     /* Flat data written in place, and the last directory entries. */
     for (size_t i = 0; r == 0 && i < s->n_files; i++)
         if (s->files[i].rw)

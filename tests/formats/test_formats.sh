@@ -97,11 +97,11 @@ if expect_exit 1 "$SCUSE" create -f raw -b img1.vpc -F vpc n.raw 1M; then
     stderr_mentions "raw images cannot have a backing file" || true
 fi
 if expect_exit 1 "$SCUSE" convert -O vpc img1.vpc x.vhd; then
-    stderr_mentions "output format 'vpc' is not supported \(qcow2, raw\)" || true
+    stderr_mentions "output format 'vpc' is not supported \(qcow2, raw, vmdk\)" || true
 fi
 qemu-img create -q -f qcow2 src.qcow2 1M
 if expect_exit 1 "$SCUSE" convert -c -O raw src.qcow2 x.raw; then
-    stderr_mentions "-c needs an output format that stores compressed clusters \(qcow2\)" || true
+    stderr_mentions "-c needs an output format that stores compressed clusters \(qcow2, vmdk\)" || true
 fi
 case_end
 

@@ -28,6 +28,14 @@ any VMDK reader).
       set a KDMV header field (or the footer copy's).
   vmdkgen.py gd FILE INDEX VALUE / gt FILE GDINDEX INDEX VALUE
       set a grain directory / grain table entry.
+  vmdkgen.py streamcheck FILE
+      FILE is a stream in VMware's layout: header with gdOffset GD_AT_END
+      and the compressed+markers flags; after the overhead only grain
+      markers (each followed by its data), GT markers and tables, one GD
+      marker and the directory, the footer marker and header copy, and the
+      end-of-stream marker last; every grain-table entry points at a grain
+      marker holding that grain's LBA, every directory entry at a table
+      right after a GT marker. Prints a summary; exit 1 naming the fault.
   vmdkgen.py rgdcheck FILE
       the redundant grain directory and tables say what the primary ones
       say (exit 1 naming the first difference; 0 when there is none).
@@ -298,6 +306,76 @@ def getgt(argv):
         print(struct.unpack("<I", f.read(4))[0])
 
 
+def streamcheck(argv):
+    path = argv[0]
+    b = open(path, "rb").read()
+
+    def bad(msg):
+        sys.exit(f"{path}: {msg}")
+    if b[:4] != b"KDMV":
+        bad("no KDMV header")
+    flags, cap, grain, gtes, gd, over = (struct.unpack_from("<I", b, 8)[0], struct.unpack_from("<Q", b, 12)[0],
+                                         struct.unpack_from("<Q", b, 20)[0], struct.unpack_from("<I", b, 44)[0],
+                                         struct.unpack_from("<Q", b, 56)[0], struct.unpack_from("<Q", b, 64)[0])
+    if gd != GD_AT_END:
+        bad(f"header gdOffset is {gd}, not GD_AT_END")
+    if flags & 0x30000 != 0x30000:
+        bad(f"flags 0x{flags:x} lack compressed grains with markers")
+    if len(b) % SECTOR:
+        bad("file size is not whole sectors")
+    pos = over * SECTOR
+    grains, gts, gd_at, footer = {}, {}, None, None
+    while pos < len(b):
+        val, size, typ = struct.unpack_from("<QII", b, pos)
+        if size:  # grain marker
+            if gd_at is not None:
+                bad(f"grain marker at {pos} after the grain directory")
+            grains[pos // SECTOR] = val
+            pos += (12 + size + SECTOR - 1) // SECTOR * SECTOR
+            continue
+        if typ == 1:
+            gts[pos // SECTOR + 1] = val
+            pos += SECTOR + val * SECTOR
+        elif typ == 2:
+            gd_at = pos // SECTOR + 1
+            pos += SECTOR + val * SECTOR
+        elif typ == 3:
+            footer = pos + SECTOR
+            pos += 2 * SECTOR
+        elif typ == 0:
+            if pos + SECTOR != len(b):
+                bad(f"end-of-stream marker at {pos}, not at the end")
+            pos += SECTOR
+            break
+        else:
+            bad(f"unknown marker type {typ} at {pos}")
+    else:
+        bad("no end-of-stream marker")
+    if footer is None or b[footer:footer + 4] != b"KDMV":
+        bad("no footer header")
+    if struct.unpack_from("<Q", b, footer + 56)[0] != gd_at:
+        bad("the footer's gdOffset is not where the GD marker put the directory")
+    ngd = (cap + grain * gtes - 1) // (grain * gtes)
+    d = struct.unpack_from(f"<{ngd}I", b, gd_at * SECTOR)
+    used = 0
+    for i, t in enumerate(d):
+        if not t:
+            continue
+        if t not in gts:
+            bad(f"GD[{i}] = {t} is not right after a GT marker")
+        for k, e in enumerate(struct.unpack_from(f"<{gtes}I", b, t * SECTOR)):
+            if not e:
+                continue
+            if e not in grains:
+                bad(f"GT {i} entry {k} = {e} is not a grain marker")
+            if grains[e] != (i * gtes + k) * grain:
+                bad(f"grain marker at sector {e} says LBA {grains[e]}, the table {(i * gtes + k) * grain}")
+            used += 1
+    if used != len(grains):
+        bad(f"{len(grains)} grain markers, {used} referenced")
+    print(f"VMware stream layout: {len(grains)} grains, {len(gts)} grain tables, footer, end-of-stream marker")
+
+
 def rgdcheck(argv):
     path = argv[0]
     with open(path, "rb") as f:
@@ -326,4 +404,5 @@ def rgdcheck(argv):
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
     {"stream": stream, "sparse": sparse, "extent": lambda a: sparse(a, embedded=False),
-     "rawfile": rawfile, "set": setfield, "gd": setgd, "gt": setgt, "getgt": getgt, "rgdcheck": rgdcheck}[cmd](rest)
+     "rawfile": rawfile, "set": setfield, "gd": setgd, "gt": setgt, "getgt": getgt, "rgdcheck": rgdcheck,
+     "streamcheck": streamcheck}[cmd](rest)

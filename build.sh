@@ -101,6 +101,7 @@ bench)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
     SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/vmdk.sh"
     ;;
 *)
     echo "usage: $0 [test|asan|tsan|fuzz|demo|demo-tools|bench]" >&2

@@ -262,8 +262,11 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
         }
         if (bs->drv->backing_opened) {
             r = bs->drv->backing_opened(bs, err);
-            if (r < 0)
+            if (r < 0) {
+                blk_close(bs->backing);
+                bs->backing = NULL;
                 goto fail;
+            }
         }
     }
     *out = bs;

@@ -309,14 +309,17 @@ char *vmdk_desc_with_cid(const struct vmdk_desc *d, uint32_t cid, size_t *out_le
 }
 
 /* Text whose lines carry the marker comment or a createType key. QEMU
- * pads a descriptor file it rewrote with NULs to a whole sector, so NULs
- * may end the text; any other byte after a NUL makes it binary data. */
+ * rewrites a descriptor file in place (new CID) as its text, a NUL and
+ * NUL padding to a whole sector; when the new text is shorter (CIDs are
+ * written without leading zeros), up to 8 bytes of the old text's end
+ * remain after the NUL. Beyond that, data after a NUL makes it binary. */
 bool vmdk_desc_looks_like(const uint8_t *buf, size_t len)
 {
     const uint8_t *nul = memchr(buf, 0, len);
     if (nul) {
+        unsigned stray = 0;
         for (const uint8_t *p = nul; p < buf + len; p++)
-            if (*p)
+            if (*p && ++stray > 16)
                 return false;
         len = (size_t)(nul - buf);
     }

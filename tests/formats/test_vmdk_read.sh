@@ -251,6 +251,15 @@ PY
     # vmfs: a descriptor with one VMFS extent, which QEMU reads too
     printf '# Disk DescriptorFile\nversion=1\nCID=00000007\nparentCID=ffffffff\ncreateType="vmfs"\nRW 6144 VMFS "f1.bin"\n' >vmfs.vmdk
     vcase "createType vmfs" vmfs.vmdk
+    # as QEMU leaves a descriptor file it rewrote with a shorter CID: the
+    # text, a NUL, the old text's last bytes, NULs to the sector's end
+    python3 - vmfs.vmdk vmfs-rw.vmdk <<'PY'
+import sys
+t = open(sys.argv[1], "rb").read()
+b = t + b"\0" + t[-2:]
+open(sys.argv[2], "wb").write(b + bytes(-len(b) % 512))
+PY
+    vcase "descriptor rewritten in place by QEMU (stray bytes after its NUL)" vmfs-rw.vmdk
 
     # an extent of a split disk opened on its own (no descriptor in it)
     case_begin "a sparse extent with no descriptor, opened itself"

@@ -15,6 +15,7 @@
 #             the rest are refused with a message naming the extent
 #   cid       the first write gives the image a new CID: a child made before
 #             is then refused (by scuse and by QEMU)
+#   locks     extent files are locked as QEMU locks them, both directions
 #   crash     kill -9 of a long `scuse io` run with periodic flushes
 # Discards: whole grains read 0 where the image has zeroed grains (strict);
 # elsewhere discard is advisory (each byte 0 or its old value, never the
@@ -206,6 +207,44 @@ sec_cid() {
 }
 
 # ---------------------------------------------------------------------------
+# locks: the extent files of a split disk are locked as the descriptor is,
+# with the bytes qemu-io takes (/proc/locks), in both directions
+sec_locks() {
+    qimg create -q -f vmdk -o subformat=twoGbMaxExtentSparse lk.vmdk 3G
+    local qbytes sbytes i qpid spid qfd
+    case_begin "locks on the extent files of a split disk, against qemu-io"
+    rm -f q.fifo
+    mkfifo q.fifo
+    qemu-io lk.vmdk <q.fifo >q.log 2>&1 &
+    qpid=$!
+    exec {qfd}>q.fifo
+    for ((i = 0; i < 1000; i++)); do grep -q 'qemu-io>' q.log && break; sleep 0.01; done
+    qbytes=$(lock_bytes lk-s002.vmdk)
+    [ -n "$qbytes" ] || fail "qemu-io holds no lock on lk-s002.vmdk (setup)"
+    if expect_exit 2 "$SCUSE" io -c "write -P 1 $((2048 * 1024 * 1024 + 4096)) 512" lk.vmdk; then
+        stderr_mentions "lock" || true
+    fi
+    exec {qfd}>&-
+    { wait $qpid; } 2>/dev/null || true
+    # scuse holds it (a long read run, stopped once it has started)
+    local -a cmds=()
+    for ((i = 0; i < 250; i++)); do cmds+=(-c "read $((2040 * 1024 * 1024)) 32M"); done
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+        stdbuf -oL "$SCUSE" io "${cmds[@]}" lk.vmdk >s.out 2>s.err &
+    spid=$!
+    for ((i = 0; i < 1000; i++)); do grep -q '^read ' s.out && break; sleep 0.01; done
+    kill -STOP $spid 2>/dev/null || true
+    sbytes=$(lock_bytes lk-s002.vmdk)
+    [ "$sbytes" = "$qbytes" ] || fail "lock bytes on an extent file: scuse '$sbytes', qemu-io '$qbytes'"
+    qemu-io -c "read 0 512" lk.vmdk >q2.log 2>&1 && fail "qemu-io opened the image while scuse held it"
+    grep -qi lock q2.log || fail "qemu-io failed otherwise than on a lock: $(head -n 1 q2.log)"
+    kill -9 $spid 2>/dev/null || true
+    { wait $spid; } 2>/dev/null || true
+    case_end
+    rm -f lk*.vmdk q.fifo
+}
+
+# ---------------------------------------------------------------------------
 # crash: as test_qcow2_write.sh's: kill -9 right after the k-th result line
 CRASH_VARIANTS=(
     "monolithicSparse|subformat=monolithicSparse|"
@@ -315,7 +354,7 @@ sec_crash() {
     cd "$T"
 }
 
-for sec in sec_random sec_crash sec_gd0 sec_extents sec_cid; do
+for sec in sec_random sec_crash sec_gd0 sec_extents sec_cid sec_locks; do
     lane "${sec#sec_}" "$sec"
 done
 join_lanes

@@ -397,6 +397,15 @@ static int each_extent(struct blk_node *bs, enum op op, uint64_t off, uint64_t l
                        const struct iov_view *v, unsigned flags, struct scuse_err *err)
 {
     struct vmdk_state *s = bs->state;
+    /* Refused before anything changes, the CID included. */
+    for (uint64_t done = 0; op != OP_DISCARD && done < len;) {
+        struct vmdk_extent *x = vmdk_extent_at(s, off + done);
+        bool ok = (x->type == VMDK_SPARSE && x->sp->writer) ||
+                  ((x->type == VMDK_FLAT || x->type == VMDK_VMFS) && x->access == VMDK_RW);
+        if (!ok)
+            return refuse(s, x, err);
+        done = x->start + x->len - off;
+    }
     int r = update_cid(bs, s, err);
     for (uint64_t done = 0; r == 0 && done < len;) {
         uint64_t at = off + done;

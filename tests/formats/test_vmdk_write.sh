@@ -176,6 +176,11 @@ PY
         fi
     done
     [ "$(sum_of f2.bin)" = "$f2sum" ] || fail "the RDONLY/NOACCESS extents' file changed"
+    # a refused write changes nothing, not even the CID
+    local dsum
+    dsum=$(sum_of mix.vmdk)
+    expect_exit 2 "$SCUSE" io -c "write -P 0x64 $((rd - 512)) 1024" mix.vmdk || true
+    [ "$(sum_of mix.vmdk)" = "$dsum" ] || fail "a refused write changed the descriptor"
     case_end
     rm -f ./*.bin ./*.raw q.out
 }
@@ -229,6 +234,7 @@ sec_locks() {
     # scuse holds it (a long read run, stopped once it has started)
     local -a cmds=()
     for ((i = 0; i < 250; i++)); do cmds+=(-c "read $((2040 * 1024 * 1024)) 32M"); done
+    : >s.out
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
         stdbuf -oL "$SCUSE" io "${cmds[@]}" lk.vmdk >s.out 2>s.err &
     spid=$!

@@ -108,6 +108,9 @@ int vmdk_stream_writer_open(struct vmdk_sparse *sp, struct scuse_err *err)
     pthread_mutex_init(&sp->wlock, NULL);
     /* Grains start where the header's overhead ends (past the descriptor). */
     sp->alloc_end = sp->h.overhead * VMDK_SECTOR;
+    uint64_t desc_end = (sp->h.desc_offset + sp->h.desc_size) * VMDK_SECTOR;
+    if (sp->alloc_end < desc_end) /* an overhead that says less than the header holds */
+        sp->alloc_end = desc_end;
     if (sp->alloc_end < VMDK_SECTOR)
         sp->alloc_end = VMDK_SECTOR;
     sp->stream = true;

@@ -17,11 +17,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Debian packages the build and the tests need: qemu-utils is the oracle;
 # qemu-system-x86, cpio, kmod, xz-utils and binutils make and boot the test
 # guests (tests/vm, tests/vhost); libnl-genl talks to the kernel's TCMU;
-# libvirt-clients brings virt-xml-validate and libvirt's schemas.
+# libvirt-clients brings virt-xml-validate and libvirt's schemas;
+# python3-libvmdk is the second opinion on VMDK reads.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
-      libnl-3-dev libnl-genl-3-dev libvirt-clients)
+      libnl-3-dev libnl-genl-3-dev libvirt-clients python3-libvmdk)
 
 install_deps() {
     local missing=()
@@ -100,6 +101,7 @@ bench)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
     SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/vmdk.sh"
     ;;
 *)
     echo "usage: $0 [test|asan|tsan|fuzz|demo|demo-tools|bench]" >&2

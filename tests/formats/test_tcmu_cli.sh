@@ -41,10 +41,10 @@ echo "scuse/qcow2@$T/img.qcow2" > "$DEV/vm1/attrib/dev_config"
 before=$(tree)
 qemu-io -c 'sleep 20000' img.qcow2 >/dev/null 2>&1 &
 holder=$!
-for _ in $(seq 100); do
-    ! qemu-io -c 'write 0 512' img.qcow2 >/dev/null 2>&1 || { sleep 0.05; continue; }
-    break
-done
+# Wait by looking at /proc/locks: a probing qemu-io write could take the
+# lock first and make the holder's open fail (it did under load).
+. "$LIB_DIR/wcommon.sh"
+wait_locks img.qcow2 20 || fail "qemu-io (the holder) never locked img.qcow2"
 expect_exit 0 "$SCUSE" tcmu create vm1 img.qcow2 --configfs "$CFS" || true
 [ "$(tree)" = "$before" ] || fail "create while the image is served changed the tree"
 expect_exit 2 "$SCUSE" tcmu create vm2 img.qcow2 --configfs "$CFS" && stderr_mentions "in use" || true

@@ -8,6 +8,7 @@
 #ifndef SCUSE_BLK_H
 #define SCUSE_BLK_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -19,10 +20,40 @@ struct blk_driver;
 
 #define BLK_MAX_DEPTH_DEFAULT 64
 
+/* key=value options, as qemu-img spells them: create's -o, and the
+ * per-format open options (qcow2's l2-cache-size...). */
+#define BLK_MAX_KV 32
+struct blk_kv {
+    int n;
+    struct { const char *key, *val; } kv[BLK_MAX_KV];
+};
+
 struct blk_opts {
-    uint64_t l2_cache_size;  /* qcow2 L2 cache bytes per image; 0 = default */
     unsigned max_depth;      /* backing chain depth limit; 0 = default */
-    uint64_t dcache_size;    /* qcow2 decompressed-cluster cache bytes; 0 = default */
+    /* Formats of the caller's own (an embedder's, a test's), looked up and
+     * probed before the registry's; NULL-terminated, or NULL. */
+    const struct blk_driver *const *drivers;
+    /* Options for the top image's driver (checked against its open_opts;
+     * backing files get none). Strings are the caller's. */
+    struct blk_kv fmt;
+};
+
+/* `-o key=value,...` and the rest of what create takes. */
+struct blk_create_opts {
+    uint64_t size;
+    const char *backing_file;   /* NULL if none */
+    const char *backing_fmt;
+    struct blk_kv o;
+};
+
+/* What probing sees of a file: its first bytes and its last 512 (VHD
+ * keeps its only footer at the end of a fixed disk). */
+struct blk_probe {
+    const uint8_t *head;
+    size_t head_len;
+    const uint8_t *tail;      /* the last tail_len bytes of the file */
+    size_t tail_len;
+    uint64_t file_size;
 };
 
 enum {
@@ -45,6 +76,9 @@ enum {
     BLK_STATUS_ALLOCATED = 1u << 2, /* this layer answers (not the one below) */
     BLK_STATUS_OFFSET = 1u << 3,    /* offset is the host offset of the data */
     BLK_STATUS_COMPRESSED = 1u << 4,
+    /* Zeros for which the layer keeps host storage (a preallocated zero
+     * cluster): SCSI calls such blocks anchored, not deallocated. */
+    BLK_STATUS_RESERVED = 1u << 5,
 };
 
 struct blk_node;
@@ -80,20 +114,28 @@ struct blk_node {
     bool discard_zeroes;      /* what discard deallocates reads back as zeros (LBPRZ) */
 
     struct blk_node *backing; /* opened by the block layer */
+    /* With align > 1: writes that cover whole blocks share it, a
+     * read-modify-write of a partial block holds it alone. */
+    pthread_rwlock_t rmw_lock;
+    bool rmw_lock_ready;
 };
 
 int blk_open(const char *filename, const char *fmt, unsigned flags,
              const struct blk_opts *opts, struct blk_node **out, struct scuse_err *err);
 void blk_close(struct blk_node *bs);
 
+/* Every I/O call below returns 0 or a negative errno and, on failure, puts
+ * the reason (naming the image and what failed) in err, which may be NULL.
+ * Only the first reason is kept: pass a cleared err per request. */
+
 /* Read v->len bytes at off; off + len must not exceed bs->size. */
-int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v);
-int blk_pread(struct blk_node *bs, uint64_t off, void *buf, size_t len);
+int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, struct scuse_err *err);
+int blk_pread(struct blk_node *bs, uint64_t off, void *buf, size_t len, struct scuse_err *err);
 
 /* Status of [off, off+len) through the whole chain: *pnum > 0 bytes from
  * off share st. Unallocated everywhere reads as zeros (flags ZERO only). */
 int blk_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
-                     uint64_t *pnum, struct blk_status *st);
+                     uint64_t *pnum, struct blk_status *st, struct scuse_err *err);
 
 /* Write flags */
 enum {
@@ -103,11 +145,19 @@ enum {
 
 /* Writes: -EROFS on a read-only node, -EINVAL past the end. Once
  * blk_flush() returns, every write completed before it is durable. */
-int blk_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags);
-int blk_pwrite(struct blk_node *bs, uint64_t off, const void *buf, size_t len, unsigned flags);
-int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);
-int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len);
-int blk_flush(struct blk_node *bs);
+int blk_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,
+                struct scuse_err *err);
+int blk_pwrite(struct blk_node *bs, uint64_t off, const void *buf, size_t len, unsigned flags,
+               struct scuse_err *err);
+int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags,
+                     struct scuse_err *err);
+int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err);
+int blk_flush(struct blk_node *bs, struct scuse_err *err);
+/* Store one whole cluster compressed (convert -c): -ENOTSUP where the
+ * format cannot or the cluster is already allocated. */
+int blk_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                         struct scuse_err *err);
+bool blk_can_compress(const struct blk_node *bs);
 /* Whether completed writes changed metadata that so far lives only in
  * this process's memory: a process that dies before blk_flush() loses
  * those writes even though their data reached the file. */
@@ -123,12 +173,18 @@ void blk_set_size(struct blk_node *bs, uint64_t size);
 
 /* For drivers: read [off, off+len) of what lies below bs (its backing
  * chain, zeros where there is none or past its end) into v. */
-int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                   struct scuse_err *err);
 
 /* The path bs's backing file resolves to (malloc'd), or NULL if none. */
 char *blk_backing_path(const struct blk_node *bs);
 
 /* Nodes of the chain from the top, for tools: bs, bs->backing, ... */
 unsigned blk_chain_length(const struct blk_node *bs);
+
+/* The format of an open node ("qcow2"). */
+const char *blk_format_name(const struct blk_node *bs);
+/* Whether the node's driver can store anything (a read-only format is not). */
+bool blk_format_writable(const struct blk_node *bs);
 
 #endif

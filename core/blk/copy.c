@@ -10,7 +10,6 @@
 
 #include "blk/driver.h"
 #include "io/file.h"
-#include "util/log.h"
 
 /* A worker claims the next window, then walks block status inside it, so
  * metadata lookups and data reads of different windows overlap. */
@@ -29,9 +28,9 @@ struct copy_job {
     struct blk_copy_failure failure;
 };
 
-/* Called on the failing worker's thread, so its last logged error is the
- * reason for this failure. */
-static void fail(struct copy_job *j, int r, uint64_t off, bool writing)
+/* The first failure of the job, with the reason its call recorded (empty
+ * for a write to a plain file: the caller names that file itself). */
+static void fail(struct copy_job *j, int r, uint64_t off, bool writing, const struct scuse_err *e)
 {
     pthread_mutex_lock(&j->lock);
     if (!j->error) {
@@ -39,7 +38,7 @@ static void fail(struct copy_job *j, int r, uint64_t off, bool writing)
         j->failure.off = off;
         j->failure.writing = writing;
         snprintf(j->failure.msg, sizeof(j->failure.msg), "%s",
-                 writing && !j->dst ? "" : log_last_error());
+                 e ? e->msg : "");
     }
     pthread_mutex_unlock(&j->lock);
 }
@@ -49,19 +48,20 @@ static bool is_zero(const char *p, size_t n)
     return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
 }
 
-static int put(struct copy_job *j, const char *buf, size_t len, uint64_t off)
+static int put(struct copy_job *j, const char *buf, size_t len, uint64_t off, struct scuse_err *e)
 {
     if (j->dst)
-        return blk_pwrite(j->dst, off, buf, len, 0);
+        return blk_pwrite(j->dst, off, buf, len, 0, e);
     return file_pwrite_exact(j->fd, buf, len, off);
 }
 
 /* Write buf (guest bytes at off) leaving out all-zero grains when the
  * destination already reads as zeros. */
-static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_t off)
+static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_t off,
+                        struct scuse_err *e)
 {
     if (!j->o->dst_is_zeroed)
-        return put(j, buf, len, off);
+        return put(j, buf, len, off, e);
     size_t i = 0;
     while (i < len) {
         size_t g = len - i < ZERO_GRAIN ? len - i : ZERO_GRAIN;
@@ -76,7 +76,7 @@ static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_
                 break;
             i += g;
         }
-        int r = put(j, buf + s, i - s, off + s);
+        int r = put(j, buf + s, i - s, off + s, e);
         if (r < 0)
             return r;
     }
@@ -85,7 +85,8 @@ static int write_sparse(struct copy_job *j, const char *buf, size_t len, uint64_
 
 /* Compressed copy of [start, end) (cluster aligned, but for the image's
  * last cluster): clusters that read as zeros are left out. */
-static int copy_window_compressed(struct copy_job *j, char *buf, uint64_t start, uint64_t end)
+static int copy_window_compressed(struct copy_job *j, char *buf, uint64_t start, uint64_t end,
+                                  struct scuse_err *e)
 {
     uint64_t cs = j->dst->cluster_size;
     for (uint64_t off = start; off < end; off += cs) {
@@ -94,9 +95,9 @@ static int copy_window_compressed(struct copy_job *j, char *buf, uint64_t start,
         for (uint64_t p = off; p < off + len && !data;) {
             uint64_t n;
             struct blk_status st;
-            int r = blk_block_status(j->src, p, off + len - p, &n, &st);
+            int r = blk_block_status(j->src, p, off + len - p, &n, &st, e);
             if (r < 0) {
-                fail(j, r, p, false);
+                fail(j, r, p, false, e);
                 return r;
             }
             data = (st.flags & BLK_STATUS_DATA) || !(st.flags & BLK_STATUS_ZERO);
@@ -104,18 +105,18 @@ static int copy_window_compressed(struct copy_job *j, char *buf, uint64_t start,
         }
         if (!data)
             continue;
-        int r = blk_pread(j->src, off, buf, len);
+        int r = blk_pread(j->src, off, buf, len, e);
         if (r < 0) {
-            fail(j, r, off, false);
+            fail(j, r, off, false, e);
             return r;
         }
         if (is_zero(buf, len))
             continue;
         struct iovec one;
         struct iov_view v = iov_view_of_buf(&one, buf, len);
-        r = j->dst->drv->write_compressed(j->dst, off, &v);
+        r = blk_write_compressed(j->dst, off, &v, e);
         if (r < 0) {
-            fail(j, r, off, true);
+            fail(j, r, off, true, e);
             return r;
         }
     }
@@ -123,7 +124,8 @@ static int copy_window_compressed(struct copy_job *j, char *buf, uint64_t start,
 }
 
 /* Returns 0, or fails the job itself with the exact offset and side. */
-static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t end)
+static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t end,
+                       struct scuse_err *e)
 {
     static const char zeros[ZERO_GRAIN];
     uint64_t off = start;
@@ -133,18 +135,18 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
         while (off + run < end) {
             uint64_t n;
             struct blk_status st;
-            int r = blk_block_status(j->src, off + run, end - off - run, &n, &st);
+            int r = blk_block_status(j->src, off + run, end - off - run, &n, &st, e);
             if (r < 0) {
-                fail(j, r, off + run, false);
+                fail(j, r, off + run, false, e);
                 return r;
             }
             if (!(st.flags & BLK_STATUS_DATA) && (st.flags & BLK_STATUS_ZERO)) {
                 if (run > 0)
                     break;
                 if (!j->o->dst_is_zeroed && j->dst) {
-                    r = blk_write_zeroes(j->dst, off, n, 0);
+                    r = blk_write_zeroes(j->dst, off, n, 0, e);
                     if (r < 0) {
-                        fail(j, r, off, true);
+                        fail(j, r, off, true, e);
                         return r;
                     }
                 } else if (!j->o->dst_is_zeroed) {
@@ -152,7 +154,7 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
                         size_t zl = n - z < ZERO_GRAIN ? (size_t)(n - z) : ZERO_GRAIN;
                         r = file_pwrite_exact(j->fd, zeros, zl, off + z);
                         if (r < 0) {
-                            fail(j, r, off + z, true);
+                            fail(j, r, off + z, true, e);
                             return r;
                         }
                     }
@@ -164,14 +166,14 @@ static int copy_window(struct copy_job *j, char *buf, uint64_t start, uint64_t e
         }
         if (run == 0)
             continue;
-        int r = blk_pread(j->src, off, buf, (size_t)run);
+        int r = blk_pread(j->src, off, buf, (size_t)run, e);
         if (r < 0) {
-            fail(j, r, off, false);
+            fail(j, r, off, false, e);
             return r;
         }
-        r = write_sparse(j, buf, (size_t)run, off);
+        r = write_sparse(j, buf, (size_t)run, off, e);
         if (r < 0) {
-            fail(j, r, off, true);
+            fail(j, r, off, true, e);
             return r;
         }
         off += run;
@@ -184,7 +186,7 @@ static void *copy_worker(void *arg)
     struct copy_job *j = arg;
     char *buf = aligned_alloc(4096, COPY_WINDOW);
     if (!buf) {
-        fail(j, -ENOMEM, 0, false);
+        fail(j, -ENOMEM, 0, false, NULL);
         return NULL;
     }
     for (;;) {
@@ -197,8 +199,9 @@ static void *copy_worker(void *arg)
         pthread_mutex_unlock(&j->lock);
         if (stop)
             break;
-        int r = j->o->compress ? copy_window_compressed(j, buf, start, end)
-                               : copy_window(j, buf, start, end);
+        struct scuse_err e = { 0 };
+        int r = j->o->compress ? copy_window_compressed(j, buf, start, end, &e)
+                               : copy_window(j, buf, start, end, &e);
         if (r < 0)
             break;
         if (j->o->progress) {
@@ -225,7 +228,7 @@ int blk_copy_to_node(struct blk_node *src, struct blk_node *dst, const struct bl
                      struct blk_copy_failure *f)
 {
     struct copy_job j = { .src = src, .fd = -1, .dst = dst, .o = o };
-    if (o->compress && (!dst->drv->write_compressed || !dst->cluster_size ||
+    if (o->compress && (!blk_can_compress(dst) ||
                         COPY_WINDOW % dst->cluster_size))
         return -ENOTSUP;
     if (dst->size < src->size)

@@ -22,7 +22,7 @@ struct blk_copy_opts {
 struct blk_copy_failure {
     uint64_t off;             /* guest offset of the failing request */
     bool writing;             /* the destination failed, not the source */
-    char msg[512];            /* the driver's logged reason, or "" */
+    char msg[SCUSE_ERR_MAX];            /* the driver's logged reason, or "" */
 };
 
 /* 0 or negative errno; on failure *f (if given) says where and why. */

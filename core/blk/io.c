@@ -7,13 +7,14 @@
 #include "blk/driver.h"
 
 /* Hand [off, off+len) to the driver in pieces of at most max_transfer. */
-static int driver_read(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+static int driver_read(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                       struct scuse_err *err)
 {
     uint64_t max = bs->max_transfer ? bs->max_transfer : v->len;
     for (size_t done = 0; done < v->len;) {
         size_t n = v->len - done < max ? v->len - done : (size_t)max;
         struct iov_view piece = iov_view_sub(v, done, n);
-        int r = bs->drv->preadv(bs, off + done, &piece);
+        int r = bs->drv->preadv(bs, off + done, &piece, err);
         if (r < 0)
             return r;
         done += n;
@@ -21,47 +22,70 @@ static int driver_read(struct blk_node *bs, uint64_t off, const struct iov_view 
     return 0;
 }
 
-/* Unaligned requests go through a bounce buffer; only drivers that
- * declare an alignment above 1 ever take this path. */
-static int unaligned_read(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+/* The aligned range around [off, off+len): whole blocks, but never past
+ * the end of the image (its last block may be short). */
+void blk_align_range(const struct blk_node *bs, uint64_t off, uint64_t len,
+                     uint64_t *start, uint64_t *end)
 {
     uint64_t a = bs->align;
-    uint64_t start = off & ~(a - 1);
-    uint64_t end = (off + v->len + a - 1) & ~(a - 1);
-    if (end > bs->size)
-        end = bs->size;
+    *start = off & ~(a - 1);
+    *end = (off + len + a - 1) & ~(a - 1);
+    if (*end > bs->size)
+        *end = bs->size;
+}
+
+/* Unaligned requests go through a bounce buffer; only drivers that
+ * declare an alignment above 1 ever take this path. */
+static int unaligned_read(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                          struct scuse_err *err)
+{
+    uint64_t a = bs->align, start, end;
+    blk_align_range(bs, off, v->len, &start, &end);
     size_t blen = (size_t)(end - start);
     char *buf = aligned_alloc((size_t)a, (blen + a - 1) & ~(a - 1));
     if (!buf)
-        return -ENOMEM;
+        return err_set(err, -ENOMEM, "'%s': out of memory for an unaligned read", bs->path);
     struct iovec one;
     struct iov_view bv = iov_view_of_buf(&one, buf, blen);
-    int r = driver_read(bs, start, &bv);
+    int r = driver_read(bs, start, &bv, err);
     if (r == 0)
         iov_view_from_buf(v, 0, buf + (off - start), v->len);
     free(buf);
     return r;
 }
 
-int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+static bool aligned(const struct blk_node *bs, uint64_t off, uint64_t len)
 {
-    if (off > bs->size || v->len > bs->size - off)
-        return -EINVAL;
-    if (v->len == 0)
-        return 0;
-    if (bs->align > 1 && ((off | v->len) & (bs->align - 1)))
-        return unaligned_read(bs, off, v);
-    return driver_read(bs, off, v);
+    uint64_t m = bs->align - 1;
+    return (off & m) == 0 && ((len & m) == 0 || off + len == bs->size);
 }
 
-int blk_pread(struct blk_node *bs, uint64_t off, void *buf, size_t len)
+int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, struct scuse_err *err)
+{
+    if (off > bs->size || v->len > bs->size - off)
+        return err_set(err, -EINVAL, "'%s': read of %zu bytes at %llu is past the end (%llu)",
+                       bs->path, v->len, (unsigned long long)off, (unsigned long long)bs->size);
+    if (v->len == 0)
+        return 0;
+    struct scuse_err local;
+    if (!err) {
+        err_clear(&local);
+        err = &local;
+    }
+    if (bs->align > 1 && !aligned(bs, off, v->len))
+        return unaligned_read(bs, off, v, err);
+    return driver_read(bs, off, v, err);
+}
+
+int blk_pread(struct blk_node *bs, uint64_t off, void *buf, size_t len, struct scuse_err *err)
 {
     struct iovec one;
     struct iov_view v = iov_view_of_buf(&one, buf, len);
-    return blk_preadv(bs, off, &v);
+    return blk_preadv(bs, off, &v, err);
 }
 
-int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                   struct scuse_err *err)
 {
     struct blk_node *b = bs->backing;
     size_t have = 0;
@@ -70,7 +94,7 @@ int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v)
          * which the caller's range already respects. */
         have = b->size - off < v->len ? (size_t)(b->size - off) : v->len;
         struct iov_view part = iov_view_sub(v, 0, have);
-        int r = blk_preadv(b, off, &part);
+        int r = blk_preadv(b, off, &part, err);
         if (r < 0)
             return r;
     }
@@ -79,23 +103,50 @@ int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v)
     return 0;
 }
 
+/* One layer's answer for [off, off+len), asked in whole blocks when the
+ * driver wants them and trimmed back to start at off. */
+static int layer_status(struct blk_node *node, uint64_t off, uint64_t len, uint64_t *pnum,
+                        struct blk_status *st, struct scuse_err *err)
+{
+    uint64_t start = off, end = off + len;
+    if (node->align > 1)
+        blk_align_range(node, off, len, &start, &end);
+    uint64_t n = 0;
+    memset(st, 0, sizeof(*st));
+    int r = node->drv->block_status(node, start, end - start, &n, st, err);
+    if (r < 0)
+        return r;
+    if (n <= off - start || n > end - start)
+        return err_set(err, -EIO, "'%s': block status at %llu answered %llu bytes of %llu "
+                       "(a driver bug)", node->path, (unsigned long long)start,
+                       (unsigned long long)n, (unsigned long long)(end - start));
+    n -= off - start;
+    if (st->flags & BLK_STATUS_OFFSET)
+        st->offset += off - start;
+    *pnum = n < len ? n : len;
+    return 0;
+}
+
 int blk_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
-                     uint64_t *pnum, struct blk_status *st)
+                     uint64_t *pnum, struct blk_status *st, struct scuse_err *err)
 {
     if (off >= bs->size || len == 0)
-        return -EINVAL;
+        return err_set(err, -EINVAL, "'%s': block status at %llu is past the end (%llu)",
+                       bs->path, (unsigned long long)off, (unsigned long long)bs->size);
     if (len > bs->size - off)
         len = bs->size - off;
+    struct scuse_err local;
+    if (!err) {
+        err_clear(&local);
+        err = &local;
+    }
     struct blk_node *node = bs;
     unsigned depth = 0;
     for (;;) {
         uint64_t n = 0;
-        memset(st, 0, sizeof(*st));
-        int r = node->drv->block_status(node, off, len, &n, st);
+        int r = layer_status(node, off, len, &n, st, err);
         if (r < 0)
             return r;
-        if (n == 0 || n > len)
-            return -EIO; /* driver bug: never loop forever */
         st->layer = node;
         st->depth = depth;
         if (st->flags & BLK_STATUS_ALLOCATED) {

@@ -13,9 +13,11 @@
 #include "io/lock.h"
 #include "util/log.h"
 
-const struct blk_driver *blk_driver_probe(const uint8_t *buf, size_t len);
+int blk_check_open_opts(const struct blk_driver *d, const struct blk_kv *kv, const char *path,
+                        struct scuse_err *err);
 
-#define PROBE_BYTES 4096
+#define PROBE_HEAD 4096
+#define PROBE_TAIL 512
 
 /* Join a relative backing name to the overlay's directory. */
 static char *resolve_backing(const char *overlay_path, const char *name)
@@ -59,6 +61,8 @@ static void node_free(struct blk_node *bs)
         bs->drv->close(bs);
     if (bs->fd >= 0)
         close(bs->fd);
+    if (bs->rmw_lock_ready)
+        pthread_rwlock_destroy(&bs->rmw_lock);
     free(bs->filename);
     free(bs->path);
     free(bs->backing_name);
@@ -83,11 +87,54 @@ unsigned blk_chain_length(const struct blk_node *bs)
     return n;
 }
 
+/* The format given, or the one whose probe claims the file's first and
+ * last bytes. A format scuse only recognises is refused by name, never
+ * served as raw. */
+static int choose_driver(struct blk_node *bs, const char *fmt, off_t file_size,
+                         struct scuse_err *err)
+{
+    const char *path = bs->path;
+    if (fmt) {
+        bs->drv = blk_driver_find_in(bs->opts.drivers, fmt);
+        if (!bs->drv) {
+            char list[256];
+            blk_format_list(BLK_FMT_OPEN, list, sizeof(list));
+            return err_set(err, -EINVAL, "'%s': unknown format '%s' (scuse opens: %s)", path, fmt,
+                           list);
+        }
+        if (bs->drv->unsupported)
+            return err_set(err, -ENOTSUP, "'%s': scuse cannot open %s images yet", path,
+                           bs->drv->unsupported);
+        return 0;
+    }
+    uint8_t head[PROBE_HEAD], tail[PROBE_TAIL];
+    ssize_t n = pread(bs->fd, head, sizeof(head), 0);
+    if (n < 0)
+        return err_set(err, -errno, "'%s': cannot read: %s", path, strerror(errno));
+    struct blk_probe p = { .head = head, .head_len = (size_t)n, .tail = tail,
+                           .file_size = (uint64_t)file_size };
+    if (file_size >= PROBE_TAIL) {
+        ssize_t t = pread(bs->fd, tail, sizeof(tail), file_size - PROBE_TAIL);
+        if (t < 0)
+            return err_set(err, -errno, "'%s': cannot read: %s", path, strerror(errno));
+        p.tail_len = (size_t)t;
+    }
+    bs->drv = blk_driver_probe_in(bs->opts.drivers, &p);
+    bs->probed = true;
+    if (!bs->drv)
+        return err_set(err, -EINVAL, "'%s': no format recognises it", path);
+    if (bs->drv->unsupported)
+        return err_set(err, -ENOTSUP, "'%s' is a %s image; scuse cannot open %s yet", path,
+                       bs->drv->unsupported, bs->drv->unsupported);
+    return 0;
+}
+
 struct chain_ctx {
     dev_t dev[BLK_MAX_DEPTH_DEFAULT * 4];
     ino_t ino[BLK_MAX_DEPTH_DEFAULT * 4];
     unsigned n;
     unsigned max_depth;
+    bool blamed;        /* a backing failure already names its overlay */
 };
 
 static int open_node(const char *filename, const char *path, const char *fmt, bool rw,
@@ -148,34 +195,43 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
         cc->n++;
     }
 
-    if (fmt) {
-        bs->drv = blk_driver_find(fmt);
-        if (!bs->drv) {
-            r = err_set(err, -EINVAL, "'%s': unknown format '%s' (known: qcow2, raw)", path, fmt);
-            goto fail;
-        }
-    } else {
-        uint8_t buf[PROBE_BYTES];
-        ssize_t n = pread(bs->fd, buf, sizeof(buf), 0);
-        if (n < 0) {
-            r = -errno;
-            err_set(err, r, "'%s': cannot read: %s", path, strerror(errno));
-            goto fail;
-        }
-        bs->drv = blk_driver_probe(buf, (size_t)n);
-        bs->probed = true;
-    }
+    /* lseek, not st_size: a block device's st_size is 0. */
+    off_t fsize = lseek(bs->fd, 0, SEEK_END);
+    r = choose_driver(bs, fmt, fsize < 0 ? 0 : fsize, err);
+    if (r < 0)
+        goto fail;
+    if (depth > 0)
+        bs->opts.fmt.n = 0; /* per-format options are the top image's */
+    r = blk_check_open_opts(bs->drv, &bs->opts.fmt, path, err);
+    if (r < 0)
+        goto fail;
 
     r = bs->drv->open(bs, err);
     if (r < 0) {
-        if (err && err->msg[0] && strncmp(err->msg, "'", 1) != 0)
-            err_prefix(err, "'%s': ", path);
+        /* Drivers name the image in their reasons; one that gave none
+         * still gets a line that names it. */
+        if (err && !err->msg[0])
+            err_set(err, r, "'%s': cannot open as %s: %s", path, bs->drv->name, strerror(-r));
         goto fail;
     }
     if (bs->align == 0)
         bs->align = 1;
+    if (bs->align & (bs->align - 1)) {
+        r = err_set(err, -EINVAL, "'%s': driver %s asks for alignment %u, not a power of two",
+                    path, bs->drv->name, bs->align);
+        goto fail;
+    }
+    if (bs->align > 1) {
+        if (pthread_rwlock_init(&bs->rmw_lock, NULL) != 0) {
+            r = err_set(err, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        bs->rmw_lock_ready = true;
+    }
 
     if (bs->backing_name && !(depth == 0 && (flags & BLK_OPEN_NO_BACKING))) {
+        /* The reasons below name this overlay and its backing file already. */
+        cc->blamed = true;
         if (depth + 1 >= cc->max_depth) {
             r = err_set(err, -EMLINK, "'%s': backing chain is deeper than %u images",
                         path, cc->max_depth);
@@ -193,6 +249,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
                         "are supported", path, bs->backing_name);
             goto fail;
         }
+        cc->blamed = false;
         char *bpath = resolve_backing(path, bs->backing_name);
         if (!bpath) {
             r = err_set(err, -ENOMEM, "out of memory");
@@ -202,10 +259,11 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
                       &bs->backing, err);
         free(bpath);
         if (r < 0) {
-            /* Only the innermost failure adds this, so a deep chain says
+            /* Only the innermost overlay adds this, so a deep chain says
              * which overlay named the file that could not be opened. */
-            if (err && strstr(err->msg, "backing file") == NULL)
+            if (!cc->blamed)
                 err_prefix(err, "'%s': cannot open its backing file: ", path);
+            cc->blamed = true;
             goto fail;
         }
     }
@@ -232,7 +290,7 @@ int blk_open(const char *filename, const char *fmt, unsigned flags,
                       flags, 0, &o, &cc, &bs, err);
     if (r < 0)
         return r;
-    if (bs->probed && strcmp(bs->drv->name, "raw") == 0)
+    if (bs->probed && strcmp(blk_format_name(bs), "raw") == 0)
         log_debug("'%s': format not given, probed as raw", filename);
     *out = bs;
     return 0;

@@ -18,9 +18,10 @@ int blk_refresh_size(struct blk_node *bs, bool *changed, struct scuse_err *err)
         return err_set(err, -ENOTSUP, "'%s': %s images are not resized while served",
                        bs->path, bs->drv->name);
     uint64_t old = __atomic_load_n(&bs->size, __ATOMIC_ACQUIRE);
-    int r = bs->drv->refresh_size(bs);
+    struct scuse_err local = { 0 };
+    int r = bs->drv->refresh_size(bs, err ? err : &local);
     if (r < 0)
-        return err_set(err, r, "'%s': cannot read the size: %s", bs->path, strerror(-r));
+        return r;
     *changed = __atomic_load_n(&bs->size, __ATOMIC_ACQUIRE) != old;
     return 0;
 }

@@ -33,9 +33,13 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((for
 /* Open an image for a tool: read-only unless rw, messages on failure. */
 int cli_open(const char *cmd, const char *file, const char *fmt, unsigned flags,
              const struct blk_opts *opts, struct blk_node **out);
-/* Why an I/O call on this thread failed: the driver's logged message
- * (which names the image and the field), else strerror. */
-const char *cli_reason(int r);
+/* Why a call failed: the reason it put in err (which names the image and
+ * the field), else strerror(-r). */
+const char *cli_reason(const struct scuse_err *err, int r);
+/* Split "a=1,b=2" into kv (pointers into s, which is modified). Returns
+ * EXIT_OK or the usage error it printed. */
+int cli_split_kv(const char *cmd, char *s, struct blk_kv *kv);
+void cli_kv_remove(struct blk_kv *kv, int i);
 /* Parse --output=human|json; returns 0 for human, 1 for json, -1 bad. */
 int cli_output_format(const char *arg);
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "util/log.h"
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -98,10 +97,31 @@ int cli_open(const char *cmd, const char *file, const char *fmt, unsigned flags,
     return 0;
 }
 
-const char *cli_reason(int r)
+const char *cli_reason(const struct scuse_err *err, int r)
 {
-    const char *m = log_last_error();
-    return m[0] ? m : strerror(-r);
+    return err && err->msg[0] ? err->msg : strerror(-r);
+}
+
+int cli_split_kv(const char *cmd, char *s, struct blk_kv *kv)
+{
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(t, '=');
+        if (!eq)
+            return cli_fail(EXIT_USAGE, cmd, "option '%s' needs a value (OPT=VAL)", t);
+        *eq = '\0';
+        if (kv->n == BLK_MAX_KV)
+            return cli_fail(EXIT_USAGE, cmd, "too many options (at most %d)", BLK_MAX_KV);
+        kv->kv[kv->n].key = t;
+        kv->kv[kv->n].val = eq + 1;
+        kv->n++;
+    }
+    return EXIT_OK;
+}
+
+void cli_kv_remove(struct blk_kv *kv, int i)
+{
+    memmove(&kv->kv[i], &kv->kv[i + 1], (size_t)(kv->n - i - 1) * sizeof(kv->kv[0]));
+    kv->n--;
 }
 
 int cli_output_format(const char *arg)

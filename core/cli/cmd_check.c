@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "util/json.h"
 
@@ -20,7 +20,7 @@
 static void check_usage(FILE *f)
 {
     fprintf(f, "usage: scuse check [-q] [-f FMT] [--output=human|json] [-r leaks|all] [-U] IMG\n"
-               "  -f FMT          image format (qcow2, raw); probed when absent\n"
+               "  -f FMT          image format; probed when absent (see 'scuse --help')\n"
                "  --output=json   machine-readable output with qemu-img's field names\n"
                "  -r leaks        free leaked clusters\n"
                "  -r all          also repair corruptions (refcounts, COPIED flags)\n"
@@ -136,15 +136,15 @@ int cmd_check(int argc, char **argv)
     r = blk_open(file, o.fmt, flags, NULL, &bs, &err);
     if (r < 0)
         return cli_fail(EXIT_USAGE, "check", "%s", err.msg[0] ? err.msg : strerror(-r));
-    if (!bs->drv->check) {
-        fprintf(stderr, "scuse check: '%s': this image format (%s) does not support checks\n",
-                file, bs->drv->name);
+    struct blk_check_result res;
+    fflush(stdout);
+    err_clear(&err);
+    r = blk_check(bs, fix, &res, &err);
+    if (r == -ENOTSUP) {
+        fprintf(stderr, "scuse check: %s\n", err.msg);
         blk_close(bs);
         return EXIT_CHECK_UNSUPPORTED;
     }
-    struct blk_check_result res;
-    fflush(stdout);
-    r = bs->drv->check(bs, fix, &res);
     if (r == 0 && (res.corruptions_fixed || res.leaks_fixed)) {
         if (!o.json && !quiet)
             printf("The following inconsistencies were found and repaired:\n\n"
@@ -153,13 +153,13 @@ int cmd_check(int argc, char **argv)
                    res.leaks_fixed, res.corruptions_fixed);
         fflush(stdout);
         uint64_t lf = res.leaks_fixed, cf = res.corruptions_fixed;
-        r = bs->drv->check(bs, 0, &res);
+        r = blk_check(bs, 0, &res, &err);
         res.leaks_fixed = lf;
         res.corruptions_fixed = cf;
     }
     if (r == 0 && !quiet) {
         if (o.json)
-            print_json(&res, file, bs->drv->name);
+            print_json(&res, file, blk_format_name(bs));
         else
             print_human(&res);
     }
@@ -167,7 +167,7 @@ int cmd_check(int argc, char **argv)
     int rc = EXIT_OK;
     if (r < 0 || res.check_errors) {
         if (r < 0)
-            fprintf(stderr, "scuse check: '%s': check failed: %s\n", file, strerror(-r));
+            fprintf(stderr, "scuse check: %s\n", err.msg[0] ? err.msg : strerror(-r));
         else
             fprintf(stderr, "scuse check: '%s': check failed\n", file);
         rc = EXIT_USAGE;

@@ -1,6 +1,6 @@
-/* scuse convert: export an image chain to a raw file, or to a new qcow2
- * image (made by the qcow2 driver's create, options as `scuse create`),
- * optionally with every cluster compressed (-c). */
+/* scuse convert: export an image chain to a raw file, or to a new image of
+ * any format scuse creates (options as `scuse create`), optionally with
+ * every cluster compressed (-c) where the format can store that. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -13,19 +13,22 @@
 #include <unistd.h>
 
 #include "blk/copy.h"
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "io/lock.h"
 
 static void convert_usage(FILE *f)
 {
-    fprintf(f, "usage: scuse convert [-f FMT] [-O raw|qcow2] [-c] [-o OPT=VAL[,...]] [-t CACHE] [-p]\n"
+    char out[256], comp[256];
+    blk_format_list(BLK_FMT_CREATE, out, sizeof(out));
+    blk_format_list(BLK_FMT_COMPRESS, comp, sizeof(comp));
+    fprintf(f, "usage: scuse convert [-f FMT] [-O FMT] [-c] [-o OPT=VAL[,...]] [-t CACHE] [-p]\n"
                "                     [-m THREADS] [-W] [-U] SRC DST\n"
-               "  -f FMT      source format (qcow2, raw); probed when absent\n"
-               "  -O FMT      output format: raw (default) or qcow2\n"
-               "  -c          (qcow2) store every cluster compressed, with the image's\n"
-               "              compression_type (zlib or zstd)\n"
-               "  -o OPTS     (qcow2) creation options, as for 'scuse create -f qcow2'\n"
+               "  -f FMT      source format; probed when absent\n"
+               "  -O FMT      output format: %s (default raw)\n"
+               "  -c          store every cluster compressed (%s)\n"
+               "  -o OPTS     creation options, as for 'scuse create -f FMT' ('-o help' lists them)\n", out, comp);
+    fprintf(f, 
                "  -t CACHE    unsafe (default, as qemu-img: no flush at the end) or writeback\n"
                "              (flush the output before exiting)\n"
                "  -p          show progress\n"
@@ -61,32 +64,27 @@ static void draw_progress(void *ctx, uint64_t done, uint64_t total)
 
 struct convert_ctx {
     struct blk_node *src;
-    const char *dst_name;
+    const char *dst_name, *out_fmt;
     bool compress, progress, flush_at_end;
     unsigned threads;
     char **opts;
     int nopt;
 };
 
-/* Split "a=1,b=2" into o->kv (pointers into the writable string s). */
+/* Split one -o string into o; keys that describe a new image's origin
+ * have no meaning for a conversion. */
 static int split_opts(char *s, struct blk_create_opts *o, bool compress)
 {
-    for (char *save = NULL, *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(t, '=');
-        if (!eq)
-            return cli_fail(EXIT_USAGE, "convert", "option '%s' needs a value (OPT=VAL)", t);
-        *eq = '\0';
-        if (strcmp(t, "backing_file") == 0 || strcmp(t, "backing_fmt") == 0 || strcmp(t, "size") == 0)
-            return cli_fail(EXIT_USAGE, "convert", "option '%s' cannot be used with convert", t);
-        if (o->n == BLK_CREATE_MAX_OPTS)
-            return cli_fail(EXIT_USAGE, "convert", "too many options");
-        o->kv[o->n].key = t;
-        o->kv[o->n].val = eq + 1;
-        if (strcmp(t, "preallocation") == 0 && strcmp(eq + 1, "off") != 0 && compress)
-            return cli_fail(EXIT_USAGE, "convert", "-c cannot be used with preallocation=%s", eq + 1);
-        o->n++;
+    int first = o->o.n;
+    int rc = cli_split_kv("convert", s, &o->o);
+    for (int i = first; rc == EXIT_OK && i < o->o.n; i++) {
+        const char *k = o->o.kv[i].key, *v = o->o.kv[i].val;
+        if (strcmp(k, "backing_file") == 0 || strcmp(k, "backing_fmt") == 0 || strcmp(k, "size") == 0)
+            return cli_fail(EXIT_USAGE, "convert", "option '%s' cannot be used with convert", k);
+        if (strcmp(k, "preallocation") == 0 && strcmp(v, "off") != 0 && compress)
+            return cli_fail(EXIT_USAGE, "convert", "-c cannot be used with preallocation=%s", v);
     }
-    return EXIT_OK;
+    return rc;
 }
 
 static void report_failure(int r, const struct blk_copy_failure *why, const char *src_name,
@@ -104,11 +102,10 @@ static void report_failure(int r, const struct blk_copy_failure *why, const char
                  src_name, why->off, strerror(-r));
 }
 
-/* A new qcow2 image made by the driver, then filled through the block
- * layer (compressed clusters through write_compressed). */
-static int convert_to_qcow2(struct convert_ctx *cc)
+/* A new image made by its format's create, then filled through the block
+ * layer (compressed clusters through blk_write_compressed). */
+static int convert_to_format(struct convert_ctx *cc)
 {
-    const struct blk_driver *drv = blk_driver_find("qcow2");
     struct blk_create_opts co = { 0 };
     char *owned[8] = { 0 };
     int rc = EXIT_OK;
@@ -128,7 +125,7 @@ static int convert_to_qcow2(struct convert_ctx *cc)
     }
     if (rc == EXIT_OK) {
         struct scuse_err err = { 0 };
-        int r = drv->create(cc->dst_name, &co, &err);
+        int r = blk_create(cc->dst_name, cc->out_fmt, &co, &err);
         if (r < 0)
             rc = cli_fail(r == -EINVAL ? EXIT_USAGE : EXIT_IMAGE, "convert", "%s",
                           err.msg[0] ? err.msg : strerror(-r));
@@ -143,7 +140,7 @@ static int convert_to_qcow2(struct convert_ctx *cc)
     /* -t unsafe, as qemu-img's cache=unsafe: not even the metadata is
      * synced (a failed convert leaves an output to throw away anyway). */
     unsigned flags = BLK_OPEN_RW | BLK_OPEN_NO_BACKING | (cc->flush_at_end ? 0 : BLK_OPEN_NO_FLUSH);
-    if (cli_open("convert", cc->dst_name, "qcow2", flags, NULL, &dst) < 0)
+    if (cli_open("convert", cc->dst_name, cc->out_fmt, flags, NULL, &dst) < 0)
         return EXIT_IMAGE;
     struct progress pr = { .tty = isatty(STDOUT_FILENO), .last = -10000 };
     struct blk_copy_opts o = {
@@ -169,8 +166,9 @@ static int convert_to_qcow2(struct convert_ctx *cc)
         report_failure(r, &why, cc->src->filename, cc->dst_name);
         rc = EXIT_IMAGE;
     }
-    if (rc == EXIT_OK && cc->flush_at_end && (r = blk_flush(dst)) < 0)
-        rc = cli_fail(EXIT_IMAGE, "convert", "'%s': flush failed: %s", cc->dst_name, strerror(-r));
+    struct scuse_err ferr = { 0 };
+    if (rc == EXIT_OK && cc->flush_at_end && (r = blk_flush(dst, &ferr)) < 0)
+        rc = cli_fail(EXIT_IMAGE, "convert", "%s", cli_reason(&ferr, r));
     blk_close(dst);
     return rc;
 }
@@ -220,11 +218,23 @@ int cmd_convert(int argc, char **argv)
     }
     if (argc - optind != 2)
         return cli_fail(EXIT_USAGE, "convert", "expected a source and a destination");
-    bool to_qcow2 = strcmp(out_fmt, "qcow2") == 0;
-    if (!to_qcow2 && strcmp(out_fmt, "raw") != 0)
-        return cli_fail(EXIT_USAGE, "convert", "output format '%s' is not supported (raw, qcow2)", out_fmt);
-    if (!to_qcow2 && (compress || nopt))
-        return cli_fail(EXIT_USAGE, "convert", "%s needs -O qcow2", compress ? "-c" : "-o");
+    /* raw is exported straight to the file; every other format is made by
+     * its driver and written through the block layer. */
+    bool to_raw = strcmp(out_fmt, "raw") == 0;
+    if (!to_raw && !blk_format_has(out_fmt, BLK_FMT_CREATE)) {
+        char list[256];
+        blk_format_list(BLK_FMT_CREATE, list, sizeof(list));
+        return cli_fail(EXIT_USAGE, "convert", "output format '%s' is not supported (%s)", out_fmt,
+                        list);
+    }
+    if (compress && !blk_format_has(out_fmt, BLK_FMT_COMPRESS)) {
+        char list[256];
+        blk_format_list(BLK_FMT_COMPRESS, list, sizeof(list));
+        return cli_fail(EXIT_USAGE, "convert", "-c needs an output format that stores compressed "
+                        "clusters (%s)", list);
+    }
+    if (to_raw && nopt)
+        return cli_fail(EXIT_USAGE, "convert", "-o is not supported with -O raw");
     const char *src_name = argv[optind], *dst_name = argv[optind + 1];
 
     struct blk_node *src;
@@ -238,11 +248,12 @@ int cmd_convert(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "convert", "'%s': destination is the source image", dst_name);
     }
 
-    if (to_qcow2) {
-        struct convert_ctx cc = { .src = src, .dst_name = dst_name, .compress = compress,
+    if (!to_raw) {
+        struct convert_ctx cc = { .src = src, .dst_name = dst_name, .out_fmt = out_fmt,
+                                  .compress = compress,
                                   .progress = progress, .threads = threads,
                                   .flush_at_end = flush_at_end, .opts = optstr, .nopt = nopt };
-        int rc = convert_to_qcow2(&cc);
+        int rc = convert_to_format(&cc);
         blk_close(src);
         return rc;
     }

@@ -7,44 +7,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 
 static void create_usage(FILE *f)
 {
+    char list[256];
+    blk_format_list(BLK_FMT_CREATE, list, sizeof(list));
     fprintf(f, "usage: scuse create [-q] -f FMT [-o OPT=VAL[,...]] [-b BACKING -F BACKING_FMT] IMG [SIZE]\n"
-               "  qcow2 options: cluster_size, compat (0.10|1.1|v2|v3), refcount_bits,\n"
-               "                 extended_l2, compression_type (zlib|zstd), lazy_refcounts,\n"
-               "                 preallocation (off|metadata|falloc|full)\n"
-               "  raw options:   preallocation (off|falloc|full)\n"
-               "  SIZE may be omitted with -b: the backing file's size is used.\n");
+               "       scuse create -f FMT -o help\n"
+               "  FMT: %s (default raw); '-o help' lists a format's options.\n"
+               "  SIZE may be omitted with -b: the backing file's size is used.\n", list);
 }
 
-/* Split "a=1,b=2" into o->kv (pointers into the writable string s). */
+/* Split one -o string; the keys every format shares become fields. */
 static int parse_opts(char *s, struct blk_create_opts *o)
 {
-    for (char *save = NULL, *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(t, '=');
-        if (!eq)
-            return cli_fail(EXIT_USAGE, "create", "option '%s' needs a value (OPT=VAL)", t);
-        *eq = '\0';
-        const char *val = eq + 1;
-        if (strcmp(t, "backing_file") == 0) {
+    int rc = cli_split_kv("create", s, &o->o);
+    for (int i = 0; rc == EXIT_OK && i < o->o.n;) {
+        const char *k = o->o.kv[i].key, *val = o->o.kv[i].val;
+        if (strcmp(k, "backing_file") == 0) {
             o->backing_file = val;
-        } else if (strcmp(t, "backing_fmt") == 0) {
+        } else if (strcmp(k, "backing_fmt") == 0) {
             o->backing_fmt = val;
-        } else if (strcmp(t, "size") == 0) {
+        } else if (strcmp(k, "size") == 0) {
             if (cli_parse_size(val, &o->size) < 0)
                 return cli_fail(EXIT_USAGE, "create", "invalid size '%s'", val);
         } else {
-            if (o->n == BLK_CREATE_MAX_OPTS)
-                return cli_fail(EXIT_USAGE, "create", "too many options");
-            o->kv[o->n].key = t;
-            o->kv[o->n].val = val;
-            o->n++;
+            i++;
+            continue;
         }
+        cli_kv_remove(&o->o, i);
     }
-    return EXIT_OK;
+    return rc;
+}
+
+/* "-o help" alone (qemu-img's spelling: a key with no value). */
+static bool is_help(const char *s)
+{
+    return strcmp(s, "help") == 0 || strcmp(s, "?") == 0;
 }
 
 int cmd_create(int argc, char **argv)
@@ -54,12 +55,16 @@ int cmd_create(int argc, char **argv)
     const char *fmt = "raw";
     char *optstr[8];
     int nopt = 0, c;
-    bool quiet = false;
+    bool quiet = false, want_help = false;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:o:b:F:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'o':
+            if (is_help(optarg)) {
+                want_help = true;
+                break;
+            }
             if (nopt == 8)
                 return cli_fail(EXIT_USAGE, "create", "too many -o");
             optstr[nopt++] = optarg;
@@ -71,13 +76,16 @@ int cmd_create(int argc, char **argv)
         default: create_usage(stderr); return EXIT_USAGE;
         }
     }
+    if (want_help) {
+        struct scuse_err err = { 0 };
+        if (blk_create_help(fmt, stdout, &err) < 0)
+            return cli_fail(EXIT_USAGE, "create", "%s", err.msg);
+        return EXIT_OK;
+    }
     int left = argc - optind;
     if (left < 1 || left > 2)
         return cli_fail(EXIT_USAGE, "create", "expected IMG [SIZE]");
     const char *path = argv[optind];
-    const struct blk_driver *drv = blk_driver_find(fmt);
-    if (!drv || !drv->create)
-        return cli_fail(EXIT_USAGE, "create", "cannot create images of format '%s' (qcow2, raw)", fmt);
 
     char *owned[8] = { 0 };
     int rc = EXIT_OK;
@@ -113,9 +121,9 @@ int cmd_create(int argc, char **argv)
         if (!quiet)
             printf("Formatting '%s', fmt=%s size=%" PRIu64 "\n", path, fmt, o.size);
         struct scuse_err err = { 0 };
-        int r = drv->create(path, &o, &err);
+        int r = blk_create(path, fmt, &o, &err);
         if (r < 0)
-            rc = cli_fail(r == -EINVAL ? EXIT_USAGE : EXIT_IMAGE, "create", "%s",
+            rc = cli_fail(r == -EINVAL || r == -ENOTSUP ? EXIT_USAGE : EXIT_IMAGE, "create", "%s",
                           err.msg[0] ? err.msg : strerror(-r));
     }
     for (int i = 0; i < nopt; i++)

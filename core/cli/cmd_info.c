@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "io/file.h"
 #include "util/json.h"
@@ -13,7 +13,7 @@
 static void info_usage(FILE *f)
 {
     fprintf(f, "usage: scuse info [-f FMT] [--output=human|json] [--backing-chain] [-U] IMG\n"
-               "  -f FMT           image format (qcow2, raw); probed when absent\n"
+               "  -f FMT           image format; probed when absent (see 'scuse --help')\n"
                "  --output=json    machine-readable output with qemu-img's field names\n"
                "  --backing-chain  also describe every backing file\n"
                "  -U               force share: take no image locks (the image may be in use)\n");
@@ -46,7 +46,7 @@ static void json_node(struct json_out *j, struct blk_node *bs, const struct blk_
     json_str(j, "filename", bs->filename);
     if (bs->cluster_size)
         json_uint(j, "cluster-size", bs->cluster_size);
-    json_str(j, "format", bs->drv->name);
+    json_str(j, "format", blk_format_name(bs));
     json_uint(j, "actual-size", actual);
     if (fi && fi->type) {
         json_obj_begin(j, "format-specific");
@@ -106,7 +106,7 @@ static void human_node(struct blk_node *bs, const struct blk_info *fi)
     cli_human_size(bs->size, vs, sizeof(vs));
     cli_human_size(actual, ds, sizeof(ds));
     printf("image: %s\n", bs->filename);
-    printf("file format: %s\n", bs->drv->name);
+    printf("file format: %s\n", blk_format_name(bs));
     printf("virtual size: %s (%llu bytes)\n", vs, (unsigned long long)bs->size);
     printf("disk size: %s\n", ds);
     if (bs->cluster_size)
@@ -176,15 +176,14 @@ int cmd_info(int argc, char **argv)
     int rc = EXIT_OK;
     for (struct blk_node *bs = top; bs; bs = bs->backing) {
         struct blk_info fi = { 0 };
-        if (bs->drv->info) {
-            r = bs->drv->info(bs, &fi);
-            if (r < 0) {
-                cli_fail(EXIT_IMAGE, "info", "'%s': cannot read format details: %s", bs->path,
-                         cli_reason(r));
-                rc = EXIT_IMAGE;
-                free(fi.snapshots);
-                break;
-            }
+        struct scuse_err err = { 0 };
+        r = blk_info(bs, &fi, &err);
+        if (r < 0) {
+            cli_fail(EXIT_IMAGE, "info", "'%s': cannot read format details: %s", bs->path,
+                     cli_reason(&err, r));
+            rc = EXIT_IMAGE;
+            free(fi.snapshots);
+            break;
         }
         if (o.json)
             json_node(&j, bs, &fi);

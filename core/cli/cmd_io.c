@@ -105,9 +105,10 @@ static int run_cmd(struct io_ctx *io, char *line)
         return EXIT_OK;
     }
     if (strcmp(verb, "flush") == 0) {
-        int r = blk_flush(io->bs);
+        struct scuse_err err = { 0 };
+        int r = blk_flush(io->bs, &err);
         if (r < 0)
-            return io_fail(io, EXIT_IMAGE, "flush failed: %s", strerror(-r));
+            return io_fail(io, EXIT_IMAGE, "flush failed: %s", cli_reason(&err, r));
         return EXIT_OK;
     }
     bool is_read = strcmp(verb, "read") == 0, is_write = strcmp(verb, "write") == 0;
@@ -149,10 +150,11 @@ static int run_cmd(struct io_ctx *io, char *line)
 
     double t0 = now_sec();
     int r = 0;
+    struct scuse_err err = { 0 };
     if (is_discard) {
-        r = blk_discard(io->bs, off, len);
+        r = blk_discard(io->bs, off, len, &err);
     } else if (zero) {
-        r = blk_write_zeroes(io->bs, off, len, unmap ? BLK_ZERO_MAY_UNMAP : 0);
+        r = blk_write_zeroes(io->bs, off, len, unmap ? BLK_ZERO_MAY_UNMAP : 0, &err);
     } else {
         if (len > SIZE_MAX / 2)
             return io_fail(io, EXIT_USAGE, "%s: length too large", verb);
@@ -161,9 +163,9 @@ static int run_cmd(struct io_ctx *io, char *line)
             return io_fail(io, EXIT_IMAGE, "%s: out of memory for %" PRIu64 " bytes", verb, len);
         if (is_write) {
             memset(buf, pattern >= 0 ? pattern : 0xcd, (size_t)len);
-            r = blk_pwrite(io->bs, off, buf, (size_t)len, 0);
+            r = blk_pwrite(io->bs, off, buf, (size_t)len, 0, &err);
         } else {
-            r = blk_pread(io->bs, off, buf, (size_t)len);
+            r = blk_pread(io->bs, off, buf, (size_t)len, &err);
             if (r == 0 && pattern >= 0) {
                 for (uint64_t i = 0; i < len; i++) {
                     if (buf[i] != pattern) {
@@ -182,7 +184,7 @@ static int run_cmd(struct io_ctx *io, char *line)
     }
     if (r < 0)
         return io_fail(io, EXIT_IMAGE, "%s %" PRIu64 " %" PRIu64 " failed: %s", verb, off, len,
-                        cli_reason(r));
+                       cli_reason(&err, r));
     if (!quiet)
         report(is_read ? "read" : is_write ? "wrote" : "discard", off, len, now_sec() - t0);
     return EXIT_OK;
@@ -300,9 +302,10 @@ int cmd_io(int argc, char **argv)
     }
     free(cmds);
     /* Closing flushes, as qemu-io does, so that what was written lands. */
-    r = blk_flush(io.bs);
+    struct scuse_err ferr = { 0 };
+    r = blk_flush(io.bs, &ferr);
     if (r < 0 && io.status == EXIT_OK)
-        io.status = cli_fail(EXIT_IMAGE, "io", "flush at close failed: %s", strerror(-r));
+        io.status = cli_fail(EXIT_IMAGE, "io", "flush at close failed: %s", cli_reason(&ferr, r));
     blk_close(io.bs);
     return io.status;
 }

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/blk.h"
 #include "cli/cli.h"
 
 struct map_row {
@@ -71,10 +71,16 @@ int cmd_map(int argc, char **argv)
             if (cli_parse_size(optarg, &max_len) < 0)
                 return cli_fail(EXIT_USAGE, "map", "invalid --max-length '%s'", optarg);
             break;
-        case 'C':
-            if (cli_parse_size(optarg, &opts.l2_cache_size) < 0)
+        case 'C': {
+            uint64_t v;
+            if (cli_parse_size(optarg, &v) < 0)
                 return cli_fail(EXIT_USAGE, "map", "invalid --l2-cache-size '%s'", optarg);
+            /* qcow2's open option; other formats refuse it by name */
+            opts.fmt.kv[0].key = "l2-cache-size";
+            opts.fmt.kv[0].val = optarg;
+            opts.fmt.n = 1;
             break;
+        }
         default:
             if ((r = cli_image_opt("map", c, &o, map_usage)) != CLI_OPT_NEXT)
                 return r;
@@ -101,10 +107,11 @@ int cmd_map(int argc, char **argv)
     for (uint64_t off = start; off < end;) {
         uint64_t n;
         struct blk_status st;
-        r = blk_block_status(bs, off, end - off, &n, &st);
+        struct scuse_err err = { 0 };
+        r = blk_block_status(bs, off, end - off, &n, &st, &err);
         if (r < 0) {
             rc = cli_fail(EXIT_IMAGE, "map", "%s (block status at guest offset %" PRIu64 ")",
-                          cli_reason(r), off);
+                          cli_reason(&err, r), off);
             break;
         }
         struct map_row row = {

@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "scsi/dispatch.h"
 #include "scsi/scsi.h"
+#include "util/daemon_sig.h"
 #include "util/log.h"
 #include "vhost/server.h"
 #include "virtio_scsi/vscsi.h"
@@ -29,6 +29,8 @@ struct serve_lun {
     char *spec;                     /* the --lun argument, for messages */
     char *file;
     char *fmt;
+    char *items;                    /* the parsed copy of spec: opts.fmt points into it */
+    struct blk_opts opts;           /* the format's own open options (l2-cache-size...) */
     bool readonly;
     struct scsi_lun_config cfg;
     struct blk_node *bs;
@@ -73,7 +75,7 @@ static void serve_usage(FILE *f)
             "                            (LIO in the kernel; see `scuse tcmu --help`)\n"
             "  --vhost-user-scsi SOCKET  listen there for QEMU's vhost-user-scsi-pci\n"
             "  --lun N=IMG[,OPT...]      serve IMG as LUN N (0..16383) of target 0; options:\n"
-            "      format=raw|qcow2      the image format (default: probed)\n"
+            "      format=FMT            the image format (default: probed; see `scuse --help`)\n"
             "      readonly              serve it write-protected (opened read-only)\n"
             "      serial=S              unit serial number (VPD 80)\n"
             "      wwn=HEX               NAA 5 or 6 designator (VPD 83), 16 hex digits\n"
@@ -81,6 +83,8 @@ static void serve_usage(FILE *f)
             "      block-size=512|4096   logical block size\n"
             "      discard=unmap|ignore  serve UNMAP and WRITE SAME with UNMAP, or not\n"
             "      cache=writeback|writethrough  write cache reported and honoured\n"
+            "      KEY=VAL               the format's own open options (qcow2: l2-cache-size,\n"
+            "                            compressed-cache-size)\n"
             "    a comma inside a value is written twice (,,)\n"
             "  --pidfile FILE            write the pid there once the socket listens\n"
             "  --once                    exit when the first VM disconnects\n"
@@ -159,8 +163,11 @@ static int parse_option(struct serve_lun *l, char *item)
     if (!val)
         return lun_fail(l, "option '%s' needs a value", key);
     if (strcmp(key, "format") == 0) {
-        if (strcmp(val, "raw") != 0 && strcmp(val, "qcow2") != 0)
-            return lun_fail(l, "format '%s': raw or qcow2", val);
+        if (!blk_format_has(val, BLK_FMT_KNOWN)) {
+            char list[256];
+            blk_format_list(BLK_FMT_OPEN, list, sizeof(list));
+            return lun_fail(l, "unknown format '%s' (scuse serves: %s)", val, list);
+        }
         free(l->fmt);
         l->fmt = strdup(val);
         return 0;
@@ -191,7 +198,14 @@ static int parse_option(struct serve_lun *l, char *item)
         l->cfg.write_cache = strcmp(val, "writeback") == 0;
         return 0;
     }
-    return lun_fail(l, "unknown option '%s'", key);
+    /* Anything else is the format's own open option, checked by the
+     * format when the image is opened (an unknown key is refused there). */
+    if (l->opts.fmt.n == BLK_MAX_KV)
+        return lun_fail(l, "too many options");
+    l->opts.fmt.kv[l->opts.fmt.n].key = key;
+    l->opts.fmt.kv[l->opts.fmt.n].val = val;
+    l->opts.fmt.n++;
+    return 0;
 }
 
 static int parse_lun(struct serve *s, const char *arg)
@@ -230,7 +244,7 @@ static int parse_lun(struct serve *s, const char *arg)
     for (char *item; !rc && (item = next_item(&p));)
         rc = item[0] ? parse_option(l, item) : lun_fail(l, "an empty option");
 out:
-    free(copy);
+    l->items = copy; /* format options point into it */
     return rc;
 }
 
@@ -291,13 +305,13 @@ static int open_luns(struct serve *s)
         struct serve_lun *l = &s->luns[i];
         l->cfg.read_only = l->readonly;
         err_clear(&err);
-        if (blk_open(l->file, l->fmt, l->readonly ? 0 : BLK_OPEN_RW, NULL, &l->bs, &err) < 0)
+        if (blk_open(l->file, l->fmt, l->readonly ? 0 : BLK_OPEN_RW, &l->opts, &l->bs, &err) < 0)
             return start_fail("--lun %s: %s", l->spec,
                             err.msg[0] ? err.msg : "cannot open the image");
         if (scsi_lun_create(&l->cfg, l->bs, l->id, &l->lun, &err) < 0 ||
             scsi_target_add_lun(s->target, l->lun, &err) < 0)
             return start_fail("--lun %s: %s", l->spec, err.msg);
-        log_info("LUN %u: '%s' (%s, %llu bytes%s)", l->id, l->file, l->bs->drv->name,
+        log_info("LUN %u: '%s' (%s, %llu bytes%s)", l->id, l->file, blk_format_name(l->bs),
                  (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "");
     }
     return 0;
@@ -331,13 +345,14 @@ static void rescan(struct serve *s)
 static void on_signal(void *arg)
 {
     struct serve *s = arg;
-    struct signalfd_siginfo si;
-    while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGHUP) {
-            log_info("SIGHUP: re-reading image sizes");
+    const char *name;
+    enum daemon_sig sig;
+    while ((sig = daemon_sig_next(s->sigfd, &name)) != DAEMON_SIG_NONE) {
+        if (sig == DAEMON_SIG_HUP) {
+            log_info("%s: re-reading image sizes", name);
             rescan(s);
         } else {
-            log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_info("%s: stopping", name);
             vhost_server_stop(s->server);
         }
     }
@@ -357,9 +372,10 @@ static void on_disconnect(void *opaque, void *dev_state)
     vscsi_free(dev_state);
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
-        int r = l->bs->read_only ? 0 : blk_flush(l->bs);
+        struct scuse_err err = { 0 };
+        int r = l->bs->read_only ? 0 : blk_flush(l->bs, &err);
         if (r < 0)
-            log_error("LUN %u: '%s': flush failed: %s", l->id, l->file, cli_reason(r));
+            log_error("LUN %u: flush failed: %s", l->id, cli_reason(&err, r));
     }
 }
 
@@ -382,16 +398,9 @@ static int start(struct serve *s)
         return rc;
     /* Signals go to the signalfd: blocked in every thread, so block them
      * before the dispatcher starts its workers. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    s->sigfd = daemon_sig_open();
     if (s->sigfd < 0)
-        return start_fail("signalfd: %s", strerror(errno));
+        return start_fail("signalfd: %s", strerror(-s->sigfd));
 
     struct scuse_err err = { 0 };
     struct scsi_disp_config dc = { .workers = s->workers };
@@ -431,10 +440,11 @@ static int stop(struct serve *s, bool started)
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
         if (started && l->bs && !l->bs->read_only) {
-            int r = blk_flush(l->bs);
+            struct scuse_err err = { 0 };
+            int r = blk_flush(l->bs, &err);
             if (r < 0) {
-                fprintf(stderr, "scuse serve: LUN %u: '%s': flush failed: %s\n", l->id,
-                        l->file, cli_reason(r));
+                fprintf(stderr, "scuse serve: LUN %u: flush failed: %s\n", l->id,
+                        cli_reason(&err, r));
                 rc = EXIT_IMAGE;
             }
         }
@@ -447,6 +457,7 @@ static int stop(struct serve *s, bool started)
         free(l->spec);
         free(l->file);
         free(l->fmt);
+        free(l->items);
     }
     if (s->sigfd >= 0)
         close(s->sigfd);

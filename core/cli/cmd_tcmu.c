@@ -5,18 +5,19 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "scsi/scsi.h"
 #include "tcmu/config.h"
 #include "tcmu/configfs.h"
 #include "tcmu/daemon.h"
+#include "util/daemon_sig.h"
 #include "util/log.h"
 
 #define DEFAULT_CONFIGFS "/sys/kernel/config"
@@ -39,6 +40,7 @@ static void tcmu_usage(FILE *f)
         "delete     remove the exports and the backstore, in reverse order\n"
         "list       show scuse's backstores and their exports\n"
         "serve      serve every TCMU device whose dev_config names scuse, until SIGINT/SIGTERM\n"
+        "           (images flushed, exit 0); SIGHUP looks for devices again\n"
         "\n"
         "  -f, --format FMT     image format (default: probed once, then recorded)\n"
         "  --wwpn naa.X         vhost/loopback target port, 16 hex digits (default: derived\n"
@@ -238,14 +240,14 @@ static int do_create(int argc, char **argv)
         return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
                     bs->size);
     }
-    r = tcmu_config_format(bs->drv->name, abs, b.config, sizeof(b.config), &err);
+    r = tcmu_config_format(blk_format_name(bs), abs, b.config, sizeof(b.config), &err);
     b.size = bs->size;
     if (o.serial)
         snprintf(b.serial, sizeof(b.serial), "%s", o.serial);
     else
         derived_serial(bs, (uint32_t)o.block_size, b.serial, sizeof(b.serial));
     char fmt[TCMU_FMT_MAX];
-    snprintf(fmt, sizeof(fmt), "%s", bs->drv->name);
+    snprintf(fmt, sizeof(fmt), "%s", blk_format_name(bs));
     blk_close(bs);
     if (r < 0)
         return fail(EXIT_IMAGE, "create", "%s", err.msg);
@@ -324,14 +326,6 @@ static int do_list(int argc, char **argv)
     return EXIT_OK;
 }
 
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
-
 int cmd_tcmu_serve(int argc, char **argv)
 {
     struct opts o;
@@ -342,17 +336,25 @@ int cmd_tcmu_serve(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "tcmu", "serve: no arguments expected");
     if (!getenv("SCUSE_LOG"))
         log_set_level(o.verbose >= 2 ? LOG_LVL_DEBUG : o.verbose ? LOG_LVL_INFO : LOG_LVL_WARN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    /* Before the dispatcher's workers start: they must not take them. */
+    int sig_fd = daemon_sig_open();
+    if (sig_fd < 0)
+        return fail(EXIT_USAGE, "serve", "signalfd: %s", strerror(-sig_fd));
     struct tcmu_daemon_config cfg = { .configfs = o.configfs, .sysfs = o.sysfs,
-                                      .workers = (unsigned)o.workers };
+                                      .workers = (unsigned)o.workers, .sig_fd = sig_fd };
     struct scuse_err err = { 0 };
-    if (tcmu_daemon_run(&cfg, &stop_flag, &err) < 0)
+    struct tcmu_daemon *dm;
+    if (tcmu_daemon_create(&cfg, &dm, &err) < 0) {
+        close(sig_fd);
         return fail(EXIT_USAGE, "serve", "%s", err.msg);
-    return EXIT_OK;
+    }
+    r = tcmu_daemon_run(dm, &err);
+    /* Every device drained, every image flushed and closed. */
+    int f = tcmu_daemon_destroy(dm);
+    close(sig_fd);
+    if (r < 0)
+        return fail(EXIT_USAGE, "serve", "%s", err.msg);
+    return f < 0 ? EXIT_IMAGE : EXIT_OK;
 }
 
 int cmd_tcmu(int argc, char **argv)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blk/format.h"
 #include "cli/cli.h"
 #include "util/log.h"
 
@@ -16,10 +17,10 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
-    { "create", cmd_create, "make a new image (qcow2 or raw), optionally over a backing file" },
+    { "create", cmd_create, "make a new image, optionally over a backing file" },
     { "info", cmd_info, "show an image's format, size, backing chain and format details" },
     { "map", cmd_map, "show which ranges hold data, zeros, or nothing, and in which layer" },
-    { "convert", cmd_convert, "convert an image (and its backing chain) to raw or qcow2 [-c]" },
+    { "convert", cmd_convert, "convert an image (and its backing chain) to another format [-c]" },
     { "check", cmd_check, "check an image's metadata for leaks and corruption, and repair them" },
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
     { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
@@ -32,11 +33,13 @@ static void usage(FILE *f)
     fprintf(f, "usage: scuse <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nformats (-f, -O, format=):\n");
+    blk_format_help(f);
     fprintf(f, "\n'scuse <command> --help' shows a command's options.\n");
 }
 
-/* Tools print one line per failure themselves (with the driver's reason,
- * see cli_reason), so the log stays quiet unless SCUSE_LOG asks. */
+/* Tools print one line per failure themselves (with the reason the call
+ * returned, see cli_reason), so the log stays quiet unless SCUSE_LOG asks. */
 static void setup_logging(void)
 {
     static const char *const names[] = { "off", "error", "warn", "info", "debug" };

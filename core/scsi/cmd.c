@@ -8,10 +8,13 @@
  * image or change LUN state (MODE SELECT, START STOP UNIT) are left to
  * execute: their prepare sets cmd->access as its last step, after every
  * check. Nothing writes cmd->access after prepare: the dispatcher reads
- * it, under its lock, while a worker executes the command. */
+ * it, under its lock, while a worker executes the command. A LUN with
+ * metadata write-through writes the image's metadata back after the
+ * commands that changed the image, before they complete. */
 #include <string.h>
 
 #include "scsi/scsi_int.h"
+#include "util/log.h"
 
 bool scsi_policy_allows(const struct scsi_lun_config *cfg, uint8_t opcode, uint16_t sa)
 {
@@ -93,14 +96,15 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     cmd->nblocks = 0;
     cmd->op = NULL;
 
+    const struct scsi_op *op = scsi_cdb_op(cmd->cdb, cmd->cdb_len);
+    /* The direction first: every answer below, and the transport after
+     * it, reads cmd->dir (what the command is, whatever the LUN serves). */
+    scsi_cmd_resolve_dir(cmd, op);
     if (!cmd->cdb || cmd->cdb_len == 0) {
         scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_COMMAND_OPCODE);
         return;
     }
     uint8_t opcode = cmd->cdb[0];
-    const struct scsi_op *op = NULL;
-    if (!scsi_opcode_has_sa(opcode) || cmd->cdb_len >= 2)
-        op = scsi_op_find(opcode, scsi_opcode_has_sa(opcode) ? scsi_cdb_sa(cmd->cdb) : SCSI_NO_SA);
     /* A known command the LUN does not serve (policy, discard off) is an
      * unknown opcode to the initiator, service action or not. */
     bool refused = op && !scsi_lun_serves(lun, op);
@@ -140,6 +144,24 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     op->prepare(lun, cmd);
 }
 
+/* Metadata write-through (scsi_lun_config.meta_write_through): the image
+ * metadata a command that changed the image left in the process goes to
+ * the file before the command completes. Here, on the worker that ran the
+ * command, never in the transport's done(). */
+static void meta_write_through(struct scsi_lun *lun, struct scsi_cmd *cmd)
+{
+    if (!blk_meta_pending(lun->bs))
+        return;
+    struct scuse_err err;
+    err_clear(&err);
+    int r = blk_flush(lun->bs, &err);
+    if (r < 0) {
+        /* scsi_fail_errno logs the reason with the command */
+        err_prefix(&err, "writing back the image's metadata after the command: ");
+        scsi_fail_errno(lun, cmd, r, true, cmd->lba, &err);
+    }
+}
+
 void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
 {
     if (cmd->access == SCSI_ACCESS_DONE)
@@ -148,7 +170,11 @@ void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
     if (!op || !op->execute) {
         /* Not prepared: a caller bug, answered rather than crashed on. */
         scsi_fail_key(lun, cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
-    } else {
-        op->execute(lun, cmd);
+        return;
     }
+    op->execute(lun, cmd);
+    /* WRITE and ATOMIC are the commands that change the image. */
+    if (lun->cfg.meta_write_through && cmd->status == SCSI_STATUS_GOOD &&
+        (cmd->access == SCSI_ACCESS_WRITE || cmd->access == SCSI_ACCESS_ATOMIC))
+        meta_write_through(lun, cmd);
 }

@@ -27,9 +27,11 @@ SCSI_HANDLER(sbc_prep_sync_cache)
 
 SCSI_HANDLER(sbc_exec_sync_cache)
 {
-    int r = blk_flush(lun->bs);
+    struct scuse_err err;
+    err_clear(&err);
+    int r = blk_flush(lun->bs, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, true, cmd->lba);
+        scsi_fail_errno(lun, cmd, r, true, cmd->lba, &err);
         return;
     }
     scsi_good(cmd, 0, 0);
@@ -53,11 +55,13 @@ SCSI_HANDLER(sbc_exec_prefetch)
     if (!all)
         total = SCSI_MAX_PREFETCH_BYTES;
     uint64_t off = cmd->lba << lun->shift;
+    struct scuse_err err;
+    err_clear(&err);
     for (uint64_t done = 0; done < total;) {
         size_t len = total - done < sizeof(buf) ? (size_t)(total - done) : sizeof(buf);
-        int r = blk_pread(lun->bs, off + done, buf, len);
+        int r = blk_pread(lun->bs, off + done, buf, len, &err);
         if (r < 0) {
-            scsi_fail_errno(lun, cmd, r, false, cmd->lba + (done >> lun->shift));
+            scsi_fail_errno(lun, cmd, r, false, cmd->lba + (done >> lun->shift), &err);
             return;
         }
         done += len;
@@ -81,9 +85,11 @@ SCSI_HANDLER(sbc_exec_start_stop)
 {
     bool start = cmd->cdb[4] & 0x01, no_flush = cmd->cdb[4] & 0x04;
     if (!start && !no_flush) {
-        int r = blk_flush(lun->bs);
+        struct scuse_err err;
+        err_clear(&err);
+        int r = blk_flush(lun->bs, &err);
         if (r < 0) {
-            scsi_fail_errno(lun, cmd, r, true, 0);
+            scsi_fail_errno(lun, cmd, r, true, 0, &err);
             return;
         }
     }

@@ -2,7 +2,7 @@
  * the block layer's block status, run in execute. */
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/blk.h"
 #include "scsi/scsi_int.h"
 
 SCSI_HANDLER(sbc_prep_read_capacity10)
@@ -45,9 +45,9 @@ static int provisioning(const struct blk_status *st)
 {
     if (st->flags & BLK_STATUS_DATA)
         return PS_MAPPED;
-    /* Reads zeros. A host cluster kept for it (a preallocated zero
+    /* Reads zeros. Host storage kept for it (a preallocated zero
      * cluster) is anchored; a raw file's hole is simply deallocated. */
-    if ((st->flags & BLK_STATUS_OFFSET) && st->layer && st->layer->drv != &blk_driver_raw)
+    if (st->flags & BLK_STATUS_RESERVED)
         return PS_ANCHORED;
     return PS_DEALLOCATED;
 }
@@ -96,10 +96,12 @@ SCSI_HANDLER(sbc_exec_get_lba_status)
         } else {
             uint64_t pnum = 0;
             struct blk_status st;
+            struct scuse_err err;
+            err_clear(&err);
             int r = blk_block_status(lun->bs, b << lun->shift, (lun->blocks - b) << lun->shift,
-                                     &pnum, &st);
+                                     &pnum, &st, &err);
             if (r < 0) {
-                scsi_fail_errno(lun, cmd, r, false, b);
+                scsi_fail_errno(lun, cmd, r, false, b, &err);
                 return;
             }
             nb = pnum >> lun->shift;

@@ -58,10 +58,12 @@ SCSI_HANDLER(sbc_exec_write_same)
     unsigned flags = sbc_write_flags(lun, false);
     uint64_t off = cmd->lba << lun->shift;
     int r = 0;
+    struct scuse_err err;
+    err_clear(&err);
     if (zero) {
         if (unmap && lun->lbpme)
             flags |= BLK_ZERO_MAY_UNMAP;
-        r = blk_write_zeroes(lun->bs, off, cmd->nblocks << lun->shift, flags);
+        r = blk_write_zeroes(lun->bs, off, cmd->nblocks << lun->shift, flags, &err);
     } else {
         struct iovec iov[WS_IOV];
         for (unsigned i = 0; i < WS_IOV; i++) {
@@ -71,14 +73,14 @@ SCSI_HANDLER(sbc_exec_write_same)
         for (uint64_t done = 0; done < cmd->nblocks && r == 0;) {
             uint64_t k = cmd->nblocks - done < WS_IOV ? cmd->nblocks - done : WS_IOV;
             struct iov_view v = iov_view_make(iov, (int)k, (size_t)k * bsz);
-            r = blk_pwritev(lun->bs, off + (done << lun->shift), &v, 0);
+            r = blk_pwritev(lun->bs, off + (done << lun->shift), &v, 0, &err);
             done += k;
         }
         if (r == 0 && (flags & BLK_WRITE_FUA))
-            r = blk_flush(lun->bs);
+            r = blk_flush(lun->bs, &err);
     }
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, true, cmd->lba);
+        scsi_fail_errno(lun, cmd, r, true, cmd->lba, &err);
         return;
     }
     scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, ndob ? 0 : bsz, ndob ? 0 : bsz);
@@ -160,9 +162,11 @@ static bool unmap_list(struct scsi_lun *lun, struct scsi_cmd *cmd, bool apply, u
         uint64_t lba = get_be64(d), n = get_be32(d + 8);
         if (n == 0)
             continue;
-        int r = blk_discard(lun->bs, lba << lun->shift, n << lun->shift);
+        struct scuse_err err;
+        err_clear(&err);
+        int r = blk_discard(lun->bs, lba << lun->shift, n << lun->shift, &err);
         if (r < 0) {
-            scsi_fail_errno(lun, cmd, r, true, lba);
+            scsi_fail_errno(lun, cmd, r, true, lba, &err);
             return false;
         }
     }

@@ -88,9 +88,11 @@ SCSI_HANDLER(sbc_exec_read)
     size_t len = want < room ? (size_t)want : room;
     if (len) {
         struct iov_view v = iov_view_sub(&cmd->data, 0, len);
-        int r = blk_preadv(lun->bs, cmd->lba << lun->shift, &v);
+        struct scuse_err err;
+        err_clear(&err);
+        int r = blk_preadv(lun->bs, cmd->lba << lun->shift, &v, &err);
         if (r < 0) {
-            scsi_fail_errno(lun, cmd, r, false, cmd->lba);
+            scsi_fail_errno(lun, cmd, r, false, cmd->lba, &err);
             return;
         }
     }
@@ -99,7 +101,7 @@ SCSI_HANDLER(sbc_exec_read)
 
 /* Write whole blocks of data-out at lba: what fits of n blocks. */
 static int write_blocks(struct scsi_lun *lun, struct scsi_cmd *cmd, size_t doff, uint64_t lba,
-                        uint64_t n, unsigned flags, size_t *done)
+                        uint64_t n, unsigned flags, size_t *done, struct scuse_err *err)
 {
     uint64_t want = n << lun->shift;
     size_t room = scsi_data_len(cmd, SCSI_DIR_TO_DEV);
@@ -109,16 +111,18 @@ static int write_blocks(struct scsi_lun *lun, struct scsi_cmd *cmd, size_t doff,
     if (!len)
         return 0;
     struct iov_view v = iov_view_sub(&cmd->data, doff, len);
-    return blk_pwritev(lun->bs, lba << lun->shift, &v, flags);
+    return blk_pwritev(lun->bs, lba << lun->shift, &v, flags, err);
 }
 
 SCSI_HANDLER(sbc_exec_write)
 {
     size_t done;
+    struct scuse_err err;
+    err_clear(&err);
     int r = write_blocks(lun, cmd, 0, cmd->lba, cmd->nblocks,
-                         sbc_write_flags(lun, fua_bit(cmd)), &done);
+                         sbc_write_flags(lun, fua_bit(cmd)), &done, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, true, cmd->lba);
+        scsi_fail_errno(lun, cmd, r, true, cmd->lba, &err);
         return;
     }
     scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, cmd->nblocks << lun->shift, done);
@@ -133,7 +137,8 @@ SCSI_HANDLER(sbc_exec_write)
 enum cmp_mode { CMP_NONE, CMP_DATA, CMP_BLOCK };
 
 static int compare_medium(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n,
-                          enum cmp_mode mode, size_t doff, uint64_t *mis, uint64_t *bad_lba)
+                          enum cmp_mode mode, size_t doff, uint64_t *mis, uint64_t *bad_lba,
+                          struct scuse_err *err)
 {
     uint8_t img[SCSI_SCRATCH];
     uint8_t out[SCSI_SCRATCH];
@@ -144,7 +149,7 @@ static int compare_medium(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t l
     uint64_t total = n << lun->shift;
     for (uint64_t done = 0; done < total;) {
         size_t len = total - done < sizeof(img) ? (size_t)(total - done) : sizeof(img);
-        int r = blk_pread(lun->bs, (lba << lun->shift) + done, img, len);
+        int r = blk_pread(lun->bs, (lba << lun->shift) + done, img, len, err);
         if (r < 0) {
             *bad_lba = lba + (done >> lun->shift);
             return r;
@@ -212,9 +217,11 @@ SCSI_HANDLER(sbc_exec_verify)
         }
     }
     uint64_t mis = 0, bad = 0;
-    int r = compare_medium(lun, cmd, cmd->lba, n, mode, 0, &mis, &bad);
+    struct scuse_err err;
+    err_clear(&err);
+    int r = compare_medium(lun, cmd, cmd->lba, n, mode, 0, &mis, &bad, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, false, bad);
+        scsi_fail_errno(lun, cmd, r, false, bad, &err);
         return;
     }
     if (r > 0) {
@@ -233,17 +240,19 @@ SCSI_HANDLER(sbc_exec_write_verify)
 {
     bool bytchk = cmd->cdb[1] & 0x02;
     size_t done;
+    struct scuse_err err;
+    err_clear(&err);
     /* Verification reads the medium: the data must be there, not cached. */
-    int r = write_blocks(lun, cmd, 0, cmd->lba, cmd->nblocks, BLK_WRITE_FUA, &done);
+    int r = write_blocks(lun, cmd, 0, cmd->lba, cmd->nblocks, BLK_WRITE_FUA, &done, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, true, cmd->lba);
+        scsi_fail_errno(lun, cmd, r, true, cmd->lba, &err);
         return;
     }
     uint64_t mis = 0, bad = 0;
     r = compare_medium(lun, cmd, cmd->lba, done >> lun->shift, bytchk ? CMP_DATA : CMP_NONE, 0,
-                       &mis, &bad);
+                       &mis, &bad, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, false, bad);
+        scsi_fail_errno(lun, cmd, r, false, bad, &err);
         return;
     }
     if (r > 0) {
@@ -282,9 +291,11 @@ SCSI_HANDLER(sbc_exec_caw)
         return;
     }
     uint64_t mis = 0, bad = 0;
-    int r = compare_medium(lun, cmd, cmd->lba, cmd->nblocks, CMP_DATA, 0, &mis, &bad);
+    struct scuse_err err;
+    err_clear(&err);
+    int r = compare_medium(lun, cmd, cmd->lba, cmd->nblocks, CMP_DATA, 0, &mis, &bad, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, false, bad);
+        scsi_fail_errno(lun, cmd, r, false, bad, &err);
         return;
     }
     if (r > 0) {
@@ -293,9 +304,9 @@ SCSI_HANDLER(sbc_exec_caw)
     }
     size_t done;
     r = write_blocks(lun, cmd, (size_t)half, cmd->lba, cmd->nblocks,
-                     sbc_write_flags(lun, cmd->cdb[1] & 0x08), &done);
+                     sbc_write_flags(lun, cmd->cdb[1] & 0x08), &done, &err);
     if (r < 0) {
-        scsi_fail_errno(lun, cmd, r, true, cmd->lba);
+        scsi_fail_errno(lun, cmd, r, true, cmd->lba, &err);
         return;
     }
     scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, 2 * half, 2 * half);

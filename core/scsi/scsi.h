@@ -30,12 +30,35 @@
 #define SCSI_STATUS_TASK_ABORTED 0x40
 
 #define SCSI_SENSE_MAX 252          /* fixed or descriptor sense, at most */
+#define SCSI_CDB_LEN_MAX 263        /* a variable-length CDB: 8 + 255 bytes */
 
 enum scsi_dir {
     SCSI_DIR_NONE,
     SCSI_DIR_FROM_DEV,              /* data-in: the target fills cmd->data */
     SCSI_DIR_TO_DEV,                /* data-out: the target reads cmd->data */
+    SCSI_DIR_BY_CDB,                /* the transport cannot tell (a TCMU ring entry has
+                                       the buffer, not its direction): scsi_cmd_prepare
+                                       sets the command's own, NONE for a command it does
+                                       not know; cmd->dir says it from then on */
 };
+
+/* The length of the CDB starting with these bytes, from its opcode's
+ * group (SPC) as the initiator's side computes it; avail: how many of
+ * its bytes can be read (at least 1). A variable-length CDB (7Fh) needs
+ * byte 7: 0 when fewer than 8 bytes are available. */
+unsigned scsi_cdb_length(const uint8_t *cdb, unsigned avail);
+
+/* Answers a transport gives by itself, to a command it cannot hand to a
+ * LUN (a TCMU ring entry that is unsound, a device without medium): the
+ * status is CHECK CONDITION with this sense. */
+enum scsi_answer {
+    SCSI_ANSWER_INVALID_OPCODE,     /* ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE */
+    SCSI_ANSWER_TARGET_FAILURE,     /* HARDWARE ERROR, INTERNAL TARGET FAILURE */
+    SCSI_ANSWER_NO_MEDIUM,          /* NOT READY, MEDIUM NOT PRESENT */
+};
+/* Fixed-format sense data for a (buf: SCSI_SENSE_MAX bytes); returns its
+ * length (18). */
+uint32_t scsi_sense_answer(enum scsi_answer a, uint8_t *buf);
 
 /* Task attributes (SAM) */
 enum scsi_task_attr {
@@ -115,6 +138,16 @@ struct scsi_lun_config {
     uint16_t rotation_rate;         /* VPD B1: 1 = non-rotating, 0 = not reported */
     bool read_only;
     bool write_cache;               /* WCE in the caching page */
+    /* Metadata write-through: a command that changed the image (WRITE,
+     * WRITE SAME, UNMAP, COMPARE AND WRITE, WRITE AND VERIFY) completes
+     * only once the image metadata it left in the process (qcow2 L2
+     * entries, refcounts) is written to the file, in the format's
+     * crash-safe order; the data itself may stay in the write cache.
+     * For transports whose initiator outlives the process: the kernel
+     * keeps a TCMU device when its daemon is killed, and the guest's
+     * later SYNCHRONIZE CACHE is answered by a new daemon that never
+     * saw that metadata. */
+    bool meta_write_through;
     bool discard;                   /* UNMAP / WRITE SAME with UNMAP served */
     /* Command policy: when policy_allow, only listed opcodes are served;
      * otherwise listed opcodes are refused. Entries are opcode << 16 |

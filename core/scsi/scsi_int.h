@@ -49,6 +49,11 @@ struct scsi_lun {
     bool wce, d_sense;
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */
+
+    /* I/O error logging, limited per LUN (atomics; sense.c). */
+    uint64_t errlog_window;         /* second the current window started */
+    unsigned errlog_count;          /* lines logged in it */
+    unsigned errlog_dropped;        /* lines left out since the last note */
 };
 
 /* Command table entry. usage[] is the CDB usage data RSOC reports: the
@@ -61,6 +66,8 @@ enum {
     OPF_NO_UA = 1u << 0,            /* served with a unit attention pending */
     OPF_MEDIUM = 1u << 1,           /* NOT READY while the unit is stopped */
     OPF_NEEDS_DISCARD = 1u << 2,    /* served only with discard on */
+    OPF_DATA_IN = 1u << 3,          /* its data, if any, flows to the initiator */
+    OPF_DATA_OUT = 1u << 4,         /* its data, if any, flows to the device */
 };
 
 struct scsi_op {
@@ -88,6 +95,11 @@ const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa);
 bool scsi_opcode_has_sa(uint8_t opcode);
 /* The service action of a CDB whose opcode has them, else SCSI_NO_SA. */
 uint16_t scsi_cdb_sa(const uint8_t *cdb);
+/* The table entry of a CDB (its opcode, and its service action when the
+ * opcode has them and the CDB holds it), or NULL. */
+const struct scsi_op *scsi_cdb_op(const uint8_t *cdb, uint32_t cdb_len);
+/* SCSI_DIR_BY_CDB becomes the direction of op (NONE without op). */
+void scsi_cmd_resolve_dir(struct scsi_cmd *cmd, const struct scsi_op *op);
 /* Whether this LUN serves op: its policy and its settings (UNMAP needs
  * discard). Refused commands are absent from RSOC. */
 bool scsi_lun_serves(const struct scsi_lun *lun, const struct scsi_op *op);
@@ -124,9 +136,11 @@ void scsi_fail_key(struct scsi_lun *lun, struct scsi_cmd *cmd, uint8_t key, uint
  * pointer to byte (and bit, or -1 when the field is whole bytes). */
 void scsi_fail_cdb(struct scsi_lun *lun, struct scsi_cmd *cmd, unsigned byte, int bit);
 void scsi_fail_param(struct scsi_lun *lun, struct scsi_cmd *cmd, unsigned byte, int bit);
-/* A block-layer error (negative errno) on a read or a write at lba. */
+/* A block-layer error (negative errno) on a read or a write at lba; why
+ * is the reason the block call recorded (logged, a few per LUN per
+ * second, when the failure is the medium's or the target's). */
 void scsi_fail_errno(struct scsi_lun *lun, struct scsi_cmd *cmd, int err, bool write,
-                     uint64_t lba);
+                     uint64_t lba, const struct scuse_err *why);
 /* Map a negative errno to sense (or to a status without sense: BUSY). */
 uint8_t scsi_errno_sense(int err, bool write, struct scsi_sense *s);
 

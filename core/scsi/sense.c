@@ -2,6 +2,9 @@
  * and the helpers that finish a command with a status and a residual. */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
+
+#include "util/log.h"
 
 #include "scsi/scsi_int.h"
 
@@ -45,6 +48,24 @@ uint32_t scsi_sense_encode(const struct scsi_sense *s, bool desc, uint8_t *buf)
     }
     buf[7] = (uint8_t)(len - 8);
     return len;
+}
+
+uint32_t scsi_sense_answer(enum scsi_answer a, uint8_t *buf)
+{
+    struct scsi_sense s = { .key = SK_HARDWARE_ERROR, .asc = ASC_INTERNAL_TARGET_FAILURE };
+    switch (a) {
+    case SCSI_ANSWER_INVALID_OPCODE:
+        s.key = SK_ILLEGAL_REQUEST;
+        s.asc = ASC_INVALID_COMMAND_OPCODE;
+        break;
+    case SCSI_ANSWER_NO_MEDIUM:
+        s.key = SK_NOT_READY;
+        s.asc = ASC_MEDIUM_NOT_PRESENT;
+        break;
+    case SCSI_ANSWER_TARGET_FAILURE:
+        break;
+    }
+    return scsi_sense_encode(&s, false, buf);
 }
 
 bool scsi_lun_desc_sense(struct scsi_lun *lun)
@@ -161,11 +182,40 @@ uint8_t scsi_errno_sense(int err, bool write, struct scsi_sense *s)
     return SCSI_STATUS_CHECK_CONDITION;
 }
 
+#define ERRLOG_BURST 5              /* lines per LUN per second */
+
+/* A guest hammering a bad region must not flood the log, but each line
+ * logged carries its own command's reason, never an older one. */
+static void log_io_error(struct scsi_lun *lun, struct scsi_cmd *cmd, int err, uint64_t lba,
+                         const struct scuse_err *why)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec;
+    uint64_t win = __atomic_load_n(&lun->errlog_window, __ATOMIC_RELAXED);
+    if (win != now && __atomic_compare_exchange_n(&lun->errlog_window, &win, now, false,
+                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&lun->errlog_count, 0, __ATOMIC_RELAXED);
+        unsigned dropped = __atomic_exchange_n(&lun->errlog_dropped, 0, __ATOMIC_RELAXED);
+        if (dropped)
+            log_error("LUN %u: %u more I/O errors were not logged", lun->id, dropped);
+    }
+    if (__atomic_fetch_add(&lun->errlog_count, 1, __ATOMIC_RELAXED) >= ERRLOG_BURST) {
+        __atomic_fetch_add(&lun->errlog_dropped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    log_error("LUN %u: opcode 0x%02x at LBA %llu failed: %s", lun->id, cmd->cdb[0],
+              (unsigned long long)lba, why && why->msg[0] ? why->msg : strerror(-err));
+}
+
 void scsi_fail_errno(struct scsi_lun *lun, struct scsi_cmd *cmd, int err, bool write,
-                     uint64_t lba)
+                     uint64_t lba, const struct scuse_err *why)
 {
     struct scsi_sense s;
     uint8_t status = scsi_errno_sense(err, write, &s);
+    if (status == SCSI_STATUS_CHECK_CONDITION &&
+        (s.key == SK_MEDIUM_ERROR || s.key == SK_HARDWARE_ERROR))
+        log_io_error(lun, cmd, err, lba, why);
     if (status != SCSI_STATUS_CHECK_CONDITION) {
         cmd->status = status;
         cmd->sense_len = 0;

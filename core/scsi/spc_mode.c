@@ -221,9 +221,11 @@ SCSI_HANDLER(spc_exec_mode_select)
     }
     if (!wce && scsi_lun_write_cache(lun)) {
         /* Turning the write cache off: what it held becomes durable now. */
-        int r = blk_flush(lun->bs);
+        struct scuse_err err;
+        err_clear(&err);
+        int r = blk_flush(lun->bs, &err);
         if (r < 0) {
-            scsi_fail_errno(lun, cmd, r, true, 0);
+            scsi_fail_errno(lun, cmd, r, true, 0, &err);
             return;
         }
     }

@@ -207,6 +207,7 @@ void scsi_target_submit(struct scsi_target *t, struct scsi_disp *d, uint16_t id,
     cmd->overflow = false;
     cmd->access = SCSI_ACCESS_DONE;
     cmd->op = NULL;
+    scsi_cmd_resolve_dir(cmd, scsi_cdb_op(cmd->cdb, cmd->cdb_len));
     switch (cmd->cdb && cmd->cdb_len ? cmd->cdb[0] : 0xff) {
     case OP_INQUIRY:
         absent_inquiry(cmd);

@@ -8,20 +8,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "scsi/dispatch.h"
 #include "tcmu/configfs.h"
 #include "tcmu/daemon_int.h"
 #include "tcmu/uapi.h"
+#include "util/daemon_sig.h"
 #include "util/log.h"
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
 #endif
 
-#define TICK_MS 500
+/* What an epoll event is, besides a served device (its tcmu_served). */
+static char tag_netlink, tag_wake, tag_signal;
+
+uint64_t tcmu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
+}
 
 int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon **out,
                        struct scuse_err *err)
@@ -34,16 +45,31 @@ int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon 
                                                                       : "/sys/kernel/config");
     snprintf(dm->sysfs, sizeof(dm->sysfs), "%s", cfg->sysfs ? cfg->sysfs : "/sys");
     snprintf(dm->dev_dir, sizeof(dm->dev_dir), "%s", cfg->dev_dir ? cfg->dev_dir : "/dev");
+    dm->no_netlink = cfg->no_netlink;
+    dm->sig_fd = cfg->sig_fd;
     dm->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (dm->epfd < 0) {
-        int e = errno;
-        free(dm);
-        return err_set(err, -e, "epoll: %s", strerror(e));
-    }
+    dm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int r = 0;
+    struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &tag_wake };
+    struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &tag_signal };
+    if (dm->epfd < 0 || dm->wake_fd < 0 ||
+        epoll_ctl(dm->epfd, EPOLL_CTL_ADD, dm->wake_fd, &wev) < 0 ||
+        (dm->sig_fd >= 0 && epoll_ctl(dm->epfd, EPOLL_CTL_ADD, dm->sig_fd, &sev) < 0))
+        r = err_set(err, -errno, "epoll, eventfd: %s", strerror(errno));
+    /* Writeback through a device this process serves must not wait on
+     * this process's own allocations (tcm_loop on the same host). The
+     * flag is per thread: set before the dispatcher's workers, which do
+     * the I/O, inherit it. */
+    if (r == 0 && prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+        log_debug("tcmu: PR_SET_IO_FLUSHER: %s", strerror(errno));
     struct scsi_disp_config dc = { .workers = cfg->workers };
-    int r = scsi_disp_create(&dc, &dm->disp, err);
+    if (r == 0)
+        r = scsi_disp_create(&dc, &dm->disp, err);
     if (r < 0) {
-        close(dm->epfd);
+        if (dm->epfd >= 0)
+            close(dm->epfd);
+        if (dm->wake_fd >= 0)
+            close(dm->wake_fd);
         free(dm);
         return r;
     }
@@ -51,17 +77,40 @@ int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon 
     return 0;
 }
 
-void tcmu_daemon_destroy(struct tcmu_daemon *dm)
+int tcmu_daemon_destroy(struct tcmu_daemon *dm)
 {
     if (!dm)
-        return;
+        return 0;
+    int r = 0;
     while (dm->served)
-        tcmu_served_close(dm->served);
+        if (tcmu_served_close(dm->served) < 0)
+            r = -EIO;
     scsi_disp_destroy(dm->disp);
     if (dm->have_nl)
         tcmu_nl_close(&dm->nl);
     close(dm->epfd);
+    close(dm->wake_fd);
     free(dm);
+    return r;
+}
+
+static void wake(struct tcmu_daemon *dm)
+{
+    uint64_t one = 1;
+    /* Only EAGAIN can fail it: the counter is already non-zero. */
+    if (write(dm->wake_fd, &one, sizeof(one)) < 0)
+        return;
+}
+
+void tcmu_daemon_stop(struct tcmu_daemon *dm)
+{
+    __atomic_store_n(&dm->stop, true, __ATOMIC_RELEASE);
+    wake(dm);
+}
+
+void tcmu_daemon_wake(struct tcmu_daemon *dm)
+{
+    wake(dm);
 }
 
 struct tcmu_served *tcmu_daemon_find(struct tcmu_daemon *dm, unsigned minor,
@@ -195,6 +244,29 @@ void tcmu_daemon_pump_all(struct tcmu_daemon *dm)
         tcmu_served_pump(s);
 }
 
+/* epoll_wait's timeout: until the earliest retry a device asked for, or
+ * none (-1): the loop then sleeps until an event. */
+static int next_timeout(struct tcmu_daemon *dm)
+{
+    uint64_t first = 0;
+    for (struct tcmu_served *s = dm->served; s; s = s->next)
+        if (s->retry_ms && (!first || s->retry_ms < first))
+            first = s->retry_ms;
+    if (!first)
+        return -1;
+    uint64_t now = tcmu_now_ms();
+    return first <= now ? 0 : first - now > 60000 ? 60000 : (int)(first - now);
+}
+
+/* Devices whose retry is due. */
+static void pump_due(struct tcmu_daemon *dm)
+{
+    uint64_t now = tcmu_now_ms();
+    for (struct tcmu_served *s = dm->served; s; s = s->next)
+        if (s->retry_ms && s->retry_ms <= now)
+            tcmu_served_pump(s);
+}
+
 /* ---- the loop ---- */
 
 static void on_netlink(struct nlmsghdr *nlh, void *arg)
@@ -219,7 +291,7 @@ static int start_netlink(struct tcmu_daemon *dm, struct scuse_err *err)
     if (r < 0)
         return r;
     dm->have_nl = true;
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_netlink };
     if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, tcmu_nl_fd(&dm->nl), &ev) < 0)
         return err_set(err, -errno, "epoll: %s", strerror(errno));
     /* From now on the kernel waits for our replies (for devices whose
@@ -230,55 +302,79 @@ static int start_netlink(struct tcmu_daemon *dm, struct scuse_err *err)
     return 0;
 }
 
-int tcmu_daemon_run(const struct tcmu_daemon_config *cfg, volatile sig_atomic_t *stop,
-                    struct scuse_err *err)
+/* The signalfd: false when the loop is to stop. */
+static bool on_signals(struct tcmu_daemon *dm)
 {
-    struct tcmu_daemon *dm;
-    int r = tcmu_daemon_create(cfg, &dm, err);
-    if (r < 0)
-        return r;
-    if (!cfg->no_netlink && (r = start_netlink(dm, err)) < 0) {
-        tcmu_daemon_destroy(dm);
-        return r;
+    const char *name;
+    enum daemon_sig sig;
+    bool go_on = true;
+    while ((sig = daemon_sig_next(dm->sig_fd, &name)) != DAEMON_SIG_NONE) {
+        if (sig == DAEMON_SIG_HUP) {
+            log_info("tcmu: %s: looking for devices again", name);
+            tcmu_daemon_scan(dm);
+        } else {
+            log_info("tcmu: %s: stopping", name);
+            go_on = false;
+        }
     }
-    /* Writeback through a device this process serves must not wait on
-     * this process's own allocations (tcm_loop on the same host). */
-    if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
-        log_debug("tcmu: PR_SET_IO_FLUSHER: %s", strerror(errno));
+    return go_on;
+}
+
+/* The wake eventfd: false when the loop is to stop. */
+static bool on_wake(struct tcmu_daemon *dm)
+{
+    uint64_t v;
+    if (read(dm->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        log_debug("tcmu: wake eventfd: %s", strerror(errno));
+    if (__atomic_load_n(&dm->stop, __ATOMIC_ACQUIRE))
+        return false;
+    tcmu_daemon_pump_all(dm);
+    return true;
+}
+
+int tcmu_daemon_run(struct tcmu_daemon *dm, struct scuse_err *err)
+{
+    int r;
+    if (!dm->no_netlink && !dm->have_nl && (r = start_netlink(dm, err)) < 0)
+        return r;
     tcmu_daemon_scan(dm);
     log_info("tcmu: serving %u devices; %s", dm->n_served,
              dm->have_nl ? "waiting for netlink events" : "no netlink events");
     struct epoll_event evs[64];
-    /* Set by a signal handler, or by another thread (tests, an embedder). */
-    while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
-        int n = epoll_wait(dm->epfd, evs, 64, TICK_MS);
+    bool go_on = true;
+    r = 0;
+    while (go_on) {
+        int n = epoll_wait(dm->epfd, evs, 64, next_timeout(dm));
         if (n < 0 && errno != EINTR) {
             r = err_set(err, -errno, "epoll: %s", strerror(errno));
             break;
         }
-        if (n <= 0) {
-            tcmu_daemon_pump_all(dm); /* nothing lost waits for an event */
-            continue;
-        }
+        /* The devices of this batch first: a netlink event or a SIGHUP
+         * rescan may remove a device that is in evs. */
+        bool netlink = false, woken = false, signalled = false;
         for (int i = 0; i < n; i++) {
-            struct tcmu_served *s = evs[i].data.ptr;
-            if (s) {
+            void *p = evs[i].data.ptr;
+            if (p == &tag_signal) {
+                signalled = true;
+            } else if (p == &tag_wake) {
+                woken = true;
+            } else if (p == &tag_netlink) {
+                netlink = true;
+            } else {
+                struct tcmu_served *s = p;
                 tcmu_uio_ack(s->fd);
                 tcmu_served_pump(s);
-                continue;
-            }
-            /* A device a netlink event removed may be in evs: handle the
-             * socket after the devices of this batch. */
-        }
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data.ptr)
-                continue;
-            if (tcmu_nl_recv(&dm->nl) == -ENOBUFS) {
-                log_warn("tcmu: netlink events were lost; rescanning the devices");
-                tcmu_daemon_scan(dm);
             }
         }
+        if (woken && !on_wake(dm))
+            go_on = false;
+        if (signalled && !on_signals(dm))
+            go_on = false;
+        if (netlink && tcmu_nl_recv(&dm->nl) == -ENOBUFS) {
+            log_warn("tcmu: netlink events were lost; rescanning the devices");
+            tcmu_daemon_scan(dm);
+        }
+        pump_due(dm);
     }
-    tcmu_daemon_destroy(dm);
     return r;
 }

@@ -7,12 +7,12 @@
  * complete with BUSY, so initiators retry). From then on netlink events
  * add, remove and reconfigure devices, each answered with its *_DONE
  * reply when the kernel waits for one. One thread runs the event loop
- * (epoll over the UIO devices and the netlink socket); the dispatcher's
+ * (epoll over the UIO devices, the netlink socket, the signalfd and a
+ * wake eventfd, with no timeout unless a retry is due); the dispatcher's
  * workers run the commands and complete them into the rings. */
 #ifndef SCUSE_TCMU_DAEMON_H
 #define SCUSE_TCMU_DAEMON_H
 
-#include <signal.h>
 #include <stdbool.h>
 
 #include "util/err.h"
@@ -23,11 +23,28 @@ struct tcmu_daemon_config {
     const char *dev_dir;            /* NULL: /dev */
     unsigned workers;               /* dispatcher workers, 0: the dispatcher's choice */
     bool no_netlink;                /* serve what sysfs shows, take no events (tests) */
+    int sig_fd;                     /* a signalfd from daemon_sig_open() read by the loop
+                                       (SIGTERM/SIGINT stop it, SIGHUP rescans the
+                                       devices), or -1 */
 };
 
-/* Run until *stop becomes non-zero (a signal handler sets it). Returns 0,
- * or a negative errno with err saying why it could not start. */
-int tcmu_daemon_run(const struct tcmu_daemon_config *cfg, volatile sig_atomic_t *stop,
-                    struct scuse_err *err);
+struct tcmu_daemon;
+
+/* The daemon, before it serves anything (its dispatcher's workers start
+ * here: block the signals first). */
+int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon **out,
+                       struct scuse_err *err);
+/* Serve until a stop (SIGTERM or SIGINT on sig_fd, or tcmu_daemon_stop)
+ * or a failure of the loop itself. Returns 0, or a negative errno with
+ * err saying why. Stopping drains no device: tcmu_daemon_destroy does. */
+int tcmu_daemon_run(struct tcmu_daemon *dm, struct scuse_err *err);
+/* Make tcmu_daemon_run return, from any thread (async-signal-safe). */
+void tcmu_daemon_stop(struct tcmu_daemon *dm);
+/* Pump every device now, from any thread: what a device's own event
+ * does, for a stand-in of /dev/uioN that cannot be polled (tests). */
+void tcmu_daemon_wake(struct tcmu_daemon *dm);
+/* Every device's commands drained, its image flushed and closed.
+ * Returns 0, or -EIO when an image could not be flushed (logged). */
+int tcmu_daemon_destroy(struct tcmu_daemon *dm);
 
 #endif

@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "scsi/scsi.h"
 #include "tcmu/config.h"
@@ -31,7 +30,9 @@ struct tcmu_served {
     struct scsi_lun_config lcfg;
     struct tcmu_dev dev;
     bool ring_up;                   /* dev initialised */
-    time_t last_recovery;
+    uint64_t last_recovery_ms;      /* CLOCK_MONOTONIC of the last ring reset, 0: none */
+    uint64_t retry_ms;              /* pump again at this time (a slot allocation failed,
+                                       a reset waits its turn), 0: only on an event */
     char label[TCMU_NAME_MAX + 48]; /* "user_1/vm1 (uio3)" for log lines */
     struct tcmu_served *next;
 };
@@ -41,7 +42,11 @@ struct tcmu_daemon {
     struct scsi_disp *disp;
     struct tcmu_nl nl;
     bool have_nl;
+    bool no_netlink;
     int epfd;
+    int sig_fd;                     /* the caller's signalfd, or -1 */
+    int wake_fd;                    /* eventfd: tcmu_daemon_stop / tcmu_daemon_wake */
+    bool stop;                      /* set by tcmu_daemon_stop (atomic) */
     struct tcmu_served *served;
     unsigned n_served;
 };
@@ -55,9 +60,6 @@ struct tcmu_reply {
 };
 
 /* daemon.c */
-int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon **out,
-                       struct scuse_err *err);
-void tcmu_daemon_destroy(struct tcmu_daemon *dm);
 /* Serve the scuse devices sysfs shows that are not served yet (their
  * rings reset first), and stop serving those that are gone. */
 void tcmu_daemon_scan(struct tcmu_daemon *dm);
@@ -67,8 +69,10 @@ void tcmu_daemon_event(struct tcmu_daemon *dm, const struct tcmu_nl_event *ev,
 /* The device served at this minor whose UIO name has this HBA and name. */
 struct tcmu_served *tcmu_daemon_find(struct tcmu_daemon *dm, unsigned minor,
                                      const struct tcmu_uio_name *n);
-/* Pump every device (after a timeout: nothing waits for an event). */
+/* Pump every device. */
 void tcmu_daemon_pump_all(struct tcmu_daemon *dm);
+/* Now, in CLOCK_MONOTONIC milliseconds (never 0). */
+uint64_t tcmu_now_ms(void);
 
 /* served.c */
 /* Serve the device u. Without the image (missing, unreadable), fails
@@ -78,11 +82,14 @@ void tcmu_daemon_pump_all(struct tcmu_daemon *dm);
 int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
                      bool medium_required, bool reset, struct tcmu_served **out,
                      struct scuse_err *err);
-void tcmu_served_close(struct tcmu_served *s);
+/* Drain, flush and close s's image, stop serving it. Returns 0, or the
+ * flush's negative errno (logged). */
+int tcmu_served_close(struct tcmu_served *s);
 /* A RECONFIG_DEVICE event for s: new size, new config, or write cache. */
 int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,
                          struct scuse_err *err);
-/* Pump s; a broken ring is reset once its commands have drained. */
+/* Pump s; a broken ring is reset once its commands have drained. Sets
+ * s->retry_ms when s must be pumped again without an event. */
 void tcmu_served_pump(struct tcmu_served *s);
 
 #endif

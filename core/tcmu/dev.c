@@ -55,11 +55,10 @@ void tcmu_dev_drain(struct tcmu_dev *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun, struct blk_node *bs)
+void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun)
 {
     pthread_mutex_lock(&d->lock);
     d->lun = lun;
-    d->bs = bs;
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -121,27 +120,16 @@ static void ctx_put(struct tcmu_dev *d, struct tcmu_ctx *c)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* Completion, on the worker that ran the command. */
+/* Completion, on the worker that ran the command: into the ring, and
+ * nothing else (a done() returns promptly). The SCSI layer resolved the
+ * direction (SCSI_DIR_BY_CDB) when it decoded the CDB. */
 static void on_done(struct scsi_cmd *cmd)
 {
     struct tcmu_ctx *c = cmd->priv;
     struct tcmu_dev *d = c->dev;
-    uint64_t in = cmd->dir == SCSI_DIR_FROM_DEV ? cmd->xfer : 0;
-    /* The image stays set while commands are in flight (set_lun drains). */
-    struct blk_node *bs = d->bs;
-    if (c->req.data_out && bs && blk_meta_pending(bs)) {
-        /* Before the kernel hears of it: the metadata this write changed
-         * (see dev.h), in the format's crash-safe order. */
-        int r = blk_flush(bs);
-        if (r < 0) {
-            log_error("tcmu %s: writing back the image's metadata after a write: %s; the "
-                      "write is reported failed", d->ring.name, strerror(-r));
-            cmd->status = SCSI_STATUS_CHECK_CONDITION;
-            cmd->sense_len = TCMU_SENSE_FIXED_LEN;
-            tcmu_sense_fixed(c->sense, 0x03, 0x0c, 0x00); /* MEDIUM ERROR, WRITE ERROR */
-        }
-    }
-    tcmu_ring_complete(&d->ring, &c->req, cmd->status, c->sense, cmd->sense_len, in);
+    bool in = cmd->dir == SCSI_DIR_FROM_DEV;
+    tcmu_ring_complete(&d->ring, &c->req, cmd->status, c->sense, cmd->sense_len, in,
+                       in ? cmd->xfer : 0);
     ctx_put(d, c);
 }
 
@@ -152,10 +140,10 @@ static void submit(struct tcmu_dev *d, struct tcmu_ctx *c)
     cmd->cdb = req->cdb;
     cmd->cdb_len = req->cdb_len;
     cmd->data = iov_view_make(req->iov, (int)req->iov_cnt, req->data_len);
-    /* The ring has no task attributes (LIO orders nothing for a
-     * pass-through device): every command is SIMPLE. */
-    cmd->dir = !req->data_len ? SCSI_DIR_NONE : req->data_out ? SCSI_DIR_TO_DEV
-                                                              : SCSI_DIR_FROM_DEV;
+    /* The entry gives the buffer, not its direction: the SCSI layer
+     * knows it from the CDB. The ring has no task attributes (LIO orders
+     * nothing for a pass-through device): every command is SIMPLE. */
+    cmd->dir = SCSI_DIR_BY_CDB;
     cmd->sense = c->sense;
     cmd->attr = SCSI_TASK_SIMPLE;
     cmd->done = on_done;
@@ -168,9 +156,8 @@ static void submit(struct tcmu_dev *d, struct tcmu_ctx *c)
     struct scsi_lun *lun = d->lun;
     pthread_mutex_unlock(&d->lock);
     if (!lun) {
-        uint8_t sense[TCMU_SENSE_FIXED_LEN];
-        tcmu_sense_fixed(sense, 0x02, 0x3a, 0x00); /* NOT READY, MEDIUM NOT PRESENT */
-        tcmu_ring_complete(&d->ring, req, SCSI_STATUS_CHECK_CONDITION, sense, sizeof(sense), 0);
+        uint32_t n = scsi_sense_answer(SCSI_ANSWER_NO_MEDIUM, c->sense);
+        tcmu_ring_complete(&d->ring, req, SCSI_STATUS_CHECK_CONDITION, c->sense, n, false, 0);
         ctx_put(d, c);
         return;
     }

@@ -3,11 +3,14 @@
  * the daemon's event loop), run on the dispatcher's workers, and each
  * completion is written into the ring by the worker that finished it.
  *
- * A command that sends data (writes, UNMAP, ...) completes only once the
- * image metadata it changed is written to the file: the kernel keeps the
- * device across a restart of the daemon, so a daemon killed after it
- * acknowledged a write must not take the write's mapping (a qcow2 L2
- * entry) with it while the write's data sits in the file.
+ * A command that changed the image (writes, UNMAP, ...) must complete
+ * only once the image metadata it changed is written to the file: the
+ * kernel keeps the device across a restart of the daemon, so a daemon
+ * killed after it acknowledged a write must not take the write's mapping
+ * (a qcow2 L2 entry) with it while the write's data sits in the file.
+ * That is the LUN's metadata write-through (scsi_lun_config's
+ * meta_write_through, done by the SCSI layer on the worker before the
+ * completion): the LUNs given here have it on (served.c sets it).
  *
  * Request slots (a scsi_cmd, its copied-out entry, its sense buffer) are
  * allocated in chunks as the number of commands in flight grows (up to
@@ -20,7 +23,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "blk/blk.h"
 #include "scsi/scsi.h"
 #include "tcmu/ring.h"
 
@@ -30,7 +32,6 @@ struct tcmu_dev {
     struct tcmu_ring ring;
     struct scsi_disp *disp;
     struct scsi_lun *lun;           /* NULL: no medium, commands get NOT READY */
-    struct blk_node *bs;            /* the LUN's image (its metadata written back) */
 
     pthread_mutex_t lock;           /* guards what follows */
     pthread_cond_t idle;            /* signalled when inflight drops to 0 */
@@ -57,9 +58,7 @@ int tcmu_dev_pump(struct tcmu_dev *d);
 
 /* Wait until no command is in flight (the caller stops pumping first). */
 void tcmu_dev_drain(struct tcmu_dev *d);
-/* Swap the LUN (NULL: no medium) and the image under it; only while
- * drained. tcmu_dev_init starts with the LUN it is given and no image:
- * until one is set, no metadata is written back before completions. */
-void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun, struct blk_node *bs);
+/* Swap the LUN (NULL: no medium); only while drained. */
+void tcmu_dev_set_lun(struct tcmu_dev *d, struct scsi_lun *lun);
 
 #endif

@@ -23,13 +23,6 @@
 #define TMR_IDS_OFF ((uint32_t)offsetof(struct tcmu_tmr_entry, cmd_ids))
 #define TMR_IDS_MAX 65536u          /* cmd_ids are 16 bits: more is nonsense */
 
-#define SK_ILLEGAL_REQUEST 0x05
-#define SK_HARDWARE_ERROR 0x04
-#define ASC_INVALID_OPCODE 0x20
-#define ASC_INTERNAL_TARGET_FAILURE 0x44
-#define STATUS_GOOD 0x00
-#define STATUS_CHECK_CONDITION 0x02
-
 void tcmu_req_init(struct tcmu_req *req)
 {
     memset(req, 0, sizeof(*req));
@@ -254,21 +247,22 @@ static void write_completion(struct tcmu_ring *r, const struct tcmu_req *req, ui
 }
 
 void tcmu_ring_complete(struct tcmu_ring *r, const struct tcmu_req *req, uint8_t status,
-                        const uint8_t *sense, uint32_t sense_len, uint64_t data_in)
+                        const uint8_t *sense, uint32_t sense_len, bool data_in,
+                        uint64_t filled)
 {
     uint8_t uflags = 0;
     uint32_t read_len = 0;
-    if (!req->data_out && data_in < req->data_len) {
+    if (data_in && filled < req->data_len) {
         /* The kernel takes a read_len of 0 as "all of it": a reply of no
          * bytes cannot be told with READ_LEN. */
-        if ((r->flags & TCMU_MAILBOX_FLAG_CAP_READ_LEN) && data_in > 0) {
+        if ((r->flags & TCMU_MAILBOX_FLAG_CAP_READ_LEN) && filled > 0) {
             uflags = TCMU_UFLAG_READ_LEN;
-            read_len = (uint32_t)data_in;
-        } else if (status == STATUS_GOOD) {
+            read_len = (uint32_t)filled;
+        } else if (status == SCSI_STATUS_GOOD) {
             /* The whole buffer goes back: what was not filled reads as zeros,
              * not as the data area's previous contents. */
             struct iov_view v = iov_view_make(req->iov, (int)req->iov_cnt, req->data_len);
-            iov_view_memset(&v, data_in, 0, req->data_len - data_in);
+            iov_view_memset(&v, filled, 0, req->data_len - filled);
         }
     }
     write_completion(r, req, status, sense, sense_len, uflags, read_len);
@@ -276,19 +270,18 @@ void tcmu_ring_complete(struct tcmu_ring *r, const struct tcmu_req *req, uint8_t
 
 /* An entry that is a command slot but cannot be run: answer it now. */
 static enum tcmu_next fail_entry(struct tcmu_ring *r, struct tcmu_req *req, uint32_t pos,
-                                 uint32_t len, uint8_t uflags, uint8_t key, uint8_t asc,
+                                 uint32_t len, uint8_t uflags, enum scsi_answer answer,
                                  const char *why)
 {
     log_error("tcmu %s: command entry at ring offset %u (cmd_id %u): %s; answered with CHECK "
               "CONDITION", r->name, pos, req->cmd_id, why);
     req->iov_cnt = 0;
     req->data_len = 0;
-    req->data_out = false;
     if (!consumed(r, pos, len, true, &req->slot))
         return broken(r, "more than %" PRIu64 " command slots outstanding", r->fifo_cap);
-    uint8_t sense[TCMU_SENSE_FIXED_LEN];
-    tcmu_sense_fixed(sense, key, asc, 0);
-    write_completion(r, req, STATUS_CHECK_CONDITION, sense, sizeof(sense), uflags, 0);
+    uint8_t sense[SCSI_SENSE_MAX];
+    uint32_t n = scsi_sense_answer(answer, sense);
+    write_completion(r, req, SCSI_STATUS_CHECK_CONDITION, sense, n, uflags, 0);
     __atomic_add_fetch(&r->n_failed, 1, __ATOMIC_RELAXED);
     return TCMU_NEXT_FAILED;
 }
@@ -297,7 +290,7 @@ static enum tcmu_next take_cmd(struct tcmu_ring *r, const uint8_t *e, uint32_t p
                                uint32_t len, struct tcmu_req *req)
 {
     char why[192];
-    uint8_t key = SK_HARDWARE_ERROR, asc = ASC_INTERNAL_TARGET_FAILURE;
+    enum scsi_answer answer = SCSI_ANSWER_TARGET_FAILURE;
     struct tcmu_cmd_entry ent;
     memcpy(&ent, e, IOV_OFF);
     const uint64_t ent_off = (uint64_t)r->cmdr_off + pos;
@@ -323,7 +316,7 @@ static enum tcmu_next take_cmd(struct tcmu_ring *r, const uint8_t *e, uint32_t p
     }
     const uint32_t cdb_room = (uint32_t)(ent_off + len - cdb_off);
     const uint8_t *cdb = r->map + cdb_off;
-    unsigned clen = tcmu_cdb_len(cdb, cdb_room < 8 ? cdb_room : 8);
+    unsigned clen = scsi_cdb_length(cdb, cdb_room < 8 ? cdb_room : 8);
     if (clen == 0 || clen > cdb_room) {
         snprintf(why, sizeof(why), "the CDB (opcode 0x%02x) runs past the entry's end", cdb[0]);
         goto fail;
@@ -333,8 +326,7 @@ static enum tcmu_next take_cmd(struct tcmu_ring *r, const uint8_t *e, uint32_t p
     if (ent.req.iov_bidi_cnt) {
         snprintf(why, sizeof(why), "opcode 0x%02x is bidirectional, which is not served",
                  req->cdb[0]);
-        key = SK_ILLEGAL_REQUEST;
-        asc = ASC_INVALID_OPCODE;
+        answer = SCSI_ANSWER_INVALID_OPCODE;
         goto fail;
     }
     if (req_reserve(req, n) < 0) {
@@ -363,12 +355,11 @@ static enum tcmu_next take_cmd(struct tcmu_ring *r, const uint8_t *e, uint32_t p
     }
     req->iov_cnt = (uint32_t)n;
     req->data_len = total;
-    req->data_out = tcmu_cdb_data_out(req->cdb, clen);
     if (!consumed(r, pos, len, true, &req->slot))
         return broken(r, "more than %" PRIu64 " command slots outstanding", r->fifo_cap);
     return TCMU_NEXT_CMD;
 fail:
-    return fail_entry(r, req, pos, len, 0, key, asc, why);
+    return fail_entry(r, req, pos, len, 0, answer, why);
 }
 
 /* A TMR entry: copy its ids out (the slot may be reused as soon as the
@@ -438,7 +429,7 @@ enum tcmu_next tcmu_ring_next(struct tcmu_ring *r, struct tcmu_req *req, struct 
             return take_cmd(r, e, pos, len, req);
         char why[64];
         snprintf(why, sizeof(why), "unknown entry opcode %u", (unsigned)op);
-        return fail_entry(r, req, pos, len, TCMU_UFLAG_UNKNOWN_OP, SK_ILLEGAL_REQUEST,
-                          ASC_INVALID_OPCODE, why);
+        return fail_entry(r, req, pos, len, TCMU_UFLAG_UNKNOWN_OP, SCSI_ANSWER_INVALID_OPCODE,
+                          why);
     }
 }

@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "tcmu/cdb.h"
+#include "scsi/scsi.h"
 #include "util/err.h"
 
 #define TCMU_REQ_INLINE_IOV 16
@@ -44,9 +44,8 @@
 struct tcmu_req {
     uint16_t cmd_id;
     uint64_t slot;                  /* sequence number of its ring slot */
-    uint8_t cdb[TCMU_CDB_LEN_MAX];
-    uint32_t cdb_len;
-    bool data_out;                  /* the data flows to the device */
+    uint8_t cdb[SCSI_CDB_LEN_MAX];
+    uint32_t cdb_len;               /* scsi_cdb_length(): the ring does not say */
     struct iovec *iov;              /* pointers into the data area */
     uint32_t iov_cnt;
     uint64_t data_len;              /* sum of the iovecs */
@@ -112,11 +111,15 @@ struct tcmu_tmr {
 
 enum tcmu_next tcmu_ring_next(struct tcmu_ring *r, struct tcmu_req *req, struct tcmu_tmr *tmr);
 
-/* Complete req: status, sense (at most 96 bytes are kept), and for a
- * data-in command the bytes it filled (a short reply sets READ_LEN when
- * the kernel offers it, else the rest of the buffer is zeroed). */
+/* Complete req: status, sense (at most 96 bytes are kept), and whether
+ * it was a data-in command (the entry does not say; the SCSI layer knows
+ * once it decoded the CDB) with the bytes it filled: a short reply sets
+ * READ_LEN when the kernel offers it, else the rest of the buffer is
+ * zeroed. Never READ_LEN for other commands: the kernel would report the
+ * residual of a write. */
 void tcmu_ring_complete(struct tcmu_ring *r, const struct tcmu_req *req, uint8_t status,
-                        const uint8_t *sense, uint32_t sense_len, uint64_t data_in);
+                        const uint8_t *sense, uint32_t sense_len, bool data_in,
+                        uint64_t filled);
 
 bool tcmu_ring_ooo(const struct tcmu_ring *r);
 

@@ -19,7 +19,8 @@
 #include "util/log.h"
 
 #define SERIAL_PREFIX "T10 VPD Unit Serial Number: "
-#define RECOVERY_INTERVAL 10        /* seconds between resets of a broken ring */
+#define RECOVERY_MS 10000           /* between resets of a broken ring */
+#define SLOT_RETRY_MS 100           /* after a request slot could not be allocated */
 
 static void kick(void *arg)
 {
@@ -41,6 +42,9 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
     char buf[TCMU_NAME_MAX + 64];
     unsigned long long v;
     scsi_lun_config_default(&s->lcfg);
+    /* The kernel keeps the device when this daemon dies: a write it was
+     * told is done must not leave its mapping in this process (dev.h). */
+    s->lcfg.meta_write_through = true;
     if (attr(s, "attrib/hw_block_size", buf, sizeof(buf)) > 0) {
         if (!tcmu_parse_u64(buf, &v) || (v != 512 && v != 4096))
             return err_set(err, -EINVAL, "%s: attrib/hw_block_size '%s': scuse serves 512 or "
@@ -89,27 +93,37 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
     }
     s->lun = lun;
     if (s->ring_up)
-        tcmu_dev_set_lun(&s->dev, lun, s->bs);
+        tcmu_dev_set_lun(&s->dev, lun);
     return 0;
 }
 
-/* Drain the ring's commands and drop the LUN (and the image, when it is
- * to be reopened). The event loop is not pumping meanwhile. */
-static void close_medium(struct tcmu_served *s, bool image_too)
+/* Drain the ring's commands and drop the LUN (and the image, flushed,
+ * when it is to be reopened or let go). The event loop is not pumping
+ * meanwhile. Returns the flush's result. */
+static int close_medium(struct tcmu_served *s, bool image_too)
 {
+    int r = 0;
     if (s->ring_up)
         tcmu_dev_drain(&s->dev);
     if (s->lun) {
         scsi_disp_detach(s->dm->disp, s->lun);
         if (s->ring_up)
-            tcmu_dev_set_lun(&s->dev, NULL, NULL);
+            tcmu_dev_set_lun(&s->dev, NULL);
         scsi_lun_destroy(s->lun);
         s->lun = NULL;
     }
     if (image_too && s->bs) {
+        /* What the initiator wrote and never synchronised is made
+         * durable: the image is let go (stop, removal, a new image). */
+        struct scuse_err err = { 0 };
+        r = s->bs->read_only ? 0 : blk_flush(s->bs, &err);
+        if (r < 0)
+            log_error("tcmu %s: flush failed: %s", s->label,
+                      err.msg[0] ? err.msg : strerror(-r));
         blk_close(s->bs);
         s->bs = NULL;
     }
+    return r;
 }
 
 /* A device found at start-up: the kernel completes with BUSY whatever an
@@ -169,7 +183,6 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     if ((r = tcmu_dev_init(&s->dev, s->map, u->map_size, s->label, dm->disp, s->lun, kick, s,
                            err)) < 0)
         goto fail;
-    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
     if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
@@ -178,8 +191,8 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
             goto fail;
         }
         /* Not a device that can be polled (a plain file standing in for
-         * one): the loop's tick pumps it. */
-        log_warn("tcmu %s: cannot be polled; pumped every tick", s->label);
+         * one): pumped when the daemon is woken (tcmu_daemon_wake). */
+        log_warn("tcmu %s: cannot be polled; pumped only when the daemon is woken", s->label);
     }
     s->next = dm->served;
     dm->served = s;
@@ -189,7 +202,7 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
              !s->bs ? "no medium" : s->img.fmt[0] ? s->img.fmt : "format probed",
              s->bs ? s->bs->size : 0, s->lcfg.block_size, s->lcfg.write_cache ? "on" : "off");
     *out = s;
-    tcmu_dev_pump(&s->dev);
+    tcmu_served_pump(s);
     return 0;
 fail:
     if (s->ring_up)
@@ -200,7 +213,7 @@ fail:
     return r;
 }
 
-void tcmu_served_close(struct tcmu_served *s)
+int tcmu_served_close(struct tcmu_served *s)
 {
     struct tcmu_daemon *dm = s->dm;
     for (struct tcmu_served **p = &dm->served; *p; p = &(*p)->next) {
@@ -211,7 +224,7 @@ void tcmu_served_close(struct tcmu_served *s)
         }
     }
     epoll_ctl(dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
-    close_medium(s, true);
+    int r = close_medium(s, true);
     uint64_t cmds = 0, tmrs = 0, pads = 0;
     if (s->ring_up) {
         cmds = s->dev.n_cmds;
@@ -223,6 +236,7 @@ void tcmu_served_close(struct tcmu_served *s)
     log_info("tcmu %s: no longer served (%" PRIu64 " commands, %" PRIu64 " TMRs, %" PRIu64
              " PAD entries)", s->label, cmds, tmrs, pads);
     free(s);
+    return r;
 }
 
 int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,
@@ -279,13 +293,15 @@ int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,
 }
 
 /* A broken ring: once its commands are back, reset it in the kernel and
- * start over (at most every RECOVERY_INTERVAL seconds). */
+ * start over (at most every RECOVERY_MS; until then a retry is due). */
 static void recover(struct tcmu_served *s)
 {
-    time_t now = time(NULL);
-    if (now - s->last_recovery < RECOVERY_INTERVAL)
+    uint64_t now = tcmu_now_ms();
+    if (s->last_recovery_ms && now - s->last_recovery_ms < RECOVERY_MS) {
+        s->retry_ms = s->last_recovery_ms + RECOVERY_MS;
         return;
-    s->last_recovery = now;
+    }
+    s->last_recovery_ms = now;
     tcmu_dev_fini(&s->dev);
     s->ring_up = false;
     struct scuse_err err = { 0 };
@@ -296,15 +312,18 @@ static void recover(struct tcmu_served *s)
         epoll_ctl(s->dm->epfd, EPOLL_CTL_DEL, s->fd, NULL);
         return;
     }
-    tcmu_dev_set_lun(&s->dev, s->lun, s->lun ? s->bs : NULL);
     s->ring_up = true;
     log_warn("tcmu %s: ring reset; commands it held were completed with BUSY", s->label);
 }
 
 void tcmu_served_pump(struct tcmu_served *s)
 {
+    s->retry_ms = 0;
     if (!s->ring_up)
         return;
-    if (tcmu_dev_pump(&s->dev) == -EIO)
+    int r = tcmu_dev_pump(&s->dev);
+    if (r == -EIO)
         recover(s);
+    else if (r == -ENOMEM)
+        s->retry_ms = tcmu_now_ms() + SLOT_RETRY_MS;
 }

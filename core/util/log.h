@@ -9,12 +9,6 @@ void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The calling thread's most recent error message ("" if none), kept
- * whatever the level, so a tool can print one line with the real reason
- * instead of a bare errno. */
-const char *log_last_error(void);
-void log_clear_last_error(void);
-
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -40,7 +40,7 @@ static int write_sync(struct qcow2_state *s, const void *buf, size_t len, uint64
     if (r == 0)
         r = qcow2_sync(s);
     if (r < 0)
-        qcow2_log_io(s, "cannot write %s at 0x%" PRIx64 ": %s", what, off, strerror(-r));
+        qcow2_note_locked(s, "cannot write %s at 0x%" PRIx64 ": %s", what, off, strerror(-r));
     return r;
 }
 
@@ -89,7 +89,7 @@ static int plan_growth(struct qcow2_state *s, uint64_t c, struct growth *g)
         g->entries = (want + per_tcluster - 1) / per_tcluster * per_tcluster;
         g->tclusters = g->entries / per_tcluster;
         if (g->entries * 8 > QCOW2_MAX_REFTABLE_BYTES) {
-            qcow2_log_io(s, "the refcount table would exceed %u bytes: the image cannot grow "
+            qcow2_note_locked(s, "the refcount table would exceed %u bytes: the image cannot grow "
                          "further", QCOW2_MAX_REFTABLE_BYTES);
             return -EFBIG;
         }
@@ -198,7 +198,7 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t want, uint64_t *start, 
         }
         if (first == 0) {
             /* Cluster 0 is the header: a refcount of 0 there is corruption. */
-            qcow2_log_io(s, "refcount of the header cluster is 0; refusing to allocate it");
+            qcow2_note_locked(s, "refcount of the header cluster is 0; refusing to allocate it");
             return -EIO;
         }
         uint64_t n = run < want ? run : want;

@@ -483,16 +483,22 @@ static int mark_clean(struct blk_node *bs, struct qcow2_state *s)
     return r;
 }
 
-int qcow2_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res)
+int qcow2_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res,
+                struct scuse_err *err)
 {
     if (fix && bs->read_only)
-        return -EROFS;
+        return err_set(err, -EROFS, "'%s': repairs need the image open for writing", bs->path);
     if (fix & BLK_CHECK_FIX_ERRORS)
         fix |= BLK_CHECK_FIX_LEAKS;
     int r = run(bs, bs->state, fix, false, res);
-    if (r == 0 && fix && res->check_errors == 0 && res->corruptions == 0)
+    if (r < 0)
+        return err_set(err, r, "'%s': the check could not complete: %s", bs->path, strerror(-r));
+    if (fix && res->check_errors == 0 && res->corruptions == 0) {
         r = mark_clean(bs, bs->state);
-    return r;
+        if (r < 0)
+            return err_set(err, r, "'%s': cannot mark the image clean: %s", bs->path, strerror(-r));
+    }
+    return 0;
 }
 
 int qcow2_rebuild_refcounts(struct blk_node *bs, struct qcow2_state *s)

@@ -15,7 +15,8 @@ int qcow2_create(const char *path, const struct blk_create_opts *o, struct scuse
 /* check.c: the driver's check, in qemu-img check's terms. With fix flags
  * the node must be open read-write (-EROFS otherwise). Messages about
  * each inconsistency go to stderr as qemu-img prints them. */
-int qcow2_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res);
+int qcow2_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res,
+                struct scuse_err *err);
 
 /* Repair an image opened read-write, as QEMU does on a read-write open of
  * an image whose dirty bit is set (lazy refcounts), and as `check -r all`

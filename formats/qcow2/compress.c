@@ -167,7 +167,7 @@ static int unallocated_entry(struct qcow2_state *s, uint64_t ci, uint64_t *l2_of
         return r;
     if ((*e & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) ||
         (s->ext_l2 && (uint32_t)bm)) {
-        qcow2_log_io(s, "compressed write to guest offset 0x%" PRIx64 ": the cluster is "
+        qcow2_note_locked(s, "compressed write to guest offset 0x%" PRIx64 ": the cluster is "
                      "already allocated (compressed writes go to unallocated clusters only)",
                      ci << s->cluster_bits);
         return -ENOTSUP;
@@ -190,7 +190,7 @@ static int store(struct qcow2_state *s, uint64_t ci, const uint8_t *data, size_t
     uint64_t ne = QCOW2_OFLAG_COMPRESSED | (extra << s->csize_shift) | host;
     r = file_pwrite_exact(s->fd, data, n, host);
     if (r < 0) {
-        qcow2_log_io(s, "write of %zu compressed bytes at host offset 0x%" PRIx64 " failed: %s",
+        qcow2_note_locked(s, "write of %zu compressed bytes at host offset 0x%" PRIx64 " failed: %s",
                      n, host, strerror(-r));
         qcow2_rc_queue_dec_compressed(s, ne); /* the references taken: dropped at the flush */
         return r;
@@ -201,7 +201,8 @@ static int store(struct qcow2_state *s, uint64_t ci, const uint8_t *data, size_t
     return r < 0 ? r : qcow2_l2_release(s, e);
 }
 
-int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v)
+int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                           struct scuse_err *err)
 {
     struct qcow2_state *s = bs->state;
     uint64_t cs = s->cluster_size;
@@ -209,20 +210,23 @@ int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_v
         return -EROFS;
     if ((off & (cs - 1)) || v->len == 0 || v->len > cs ||
         (v->len < cs && off + v->len != bs->size))
-        return -EINVAL;
+        return err_set(err, -EINVAL, "'%s': a compressed write must cover one whole cluster",
+                       s->path);
     struct qcow2_cctx *c = cctx_get(s);
     if (!c)
-        return -ENOMEM;
+        return err_set(err, -ENOMEM, "'%s': out of memory for a compression context", s->path);
     iov_view_to_buf(v, 0, c->in, v->len);
     memset(c->in + v->len, 0, cs - v->len); /* a short last cluster is padded with zeros */
     size_t n = compress(s, c);
     uint64_t l2_off, e;
     pthread_mutex_lock(&s->w.lock);
+    s->w.err = err;
     int r = n ? store(s, off >> s->cluster_bits, c->out, n)
               : unallocated_entry(s, off >> s->cluster_bits, &l2_off, &e);
+    s->w.err = NULL;
     pthread_mutex_unlock(&s->w.lock);
     if (r == 0 && !n)
-        r = qcow2_pwritev(bs, off, v, 0); /* incompressible: a normal cluster */
+        r = qcow2_pwritev(bs, off, v, 0, err); /* incompressible: a normal cluster */
     cctx_put(s, c);
     return r;
 }

@@ -92,8 +92,8 @@ static int parse_params(const char *path, const struct blk_create_opts *o, struc
     uint64_t cluster_size = 65536, refcount_bits = 16;
     bool have_refbits = false;
     *p = (struct create_params){ .version = 3, .prealloc = PREALLOC_OFF };
-    for (int i = 0; i < o->n; i++) {
-        const char *k = o->kv[i].key, *v = o->kv[i].val;
+    for (int i = 0; i < o->o.n; i++) {
+        const char *k = o->o.kv[i].key, *v = o->o.kv[i].val;
         int r = 0;
         if (!strcmp(k, "cluster_size")) {
             if (parse_bytes(v, &cluster_size) < 0)

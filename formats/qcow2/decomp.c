@@ -166,7 +166,7 @@ static int zstd_cluster(struct qcow2_dctx *d, const uint8_t *in, size_t in_len, 
 }
 
 int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
-                          const struct iov_view *v)
+                          const struct iov_view *v, struct scuse_err *err)
 {
     size_t cs = s->cluster_size;
     uint64_t coff = l2e & s->coffset_mask;
@@ -175,7 +175,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
     /* The file end as the writer knows it (it may have packed this cluster) */
     uint64_t file_end = __atomic_load_n(&s->meta_end, __ATOMIC_ACQUIRE);
     if (coff >= file_end) {
-        qcow2_log_io(s, "compressed cluster at 0x%" PRIx64 " is beyond the end of the file", coff);
+        qcow2_note(s, err, "compressed cluster at 0x%" PRIx64 " is beyond the end of the file", coff);
         return -EIO;
     }
     if (clen > file_end - coff)
@@ -195,7 +195,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
     struct iov_view in = iov_view_of_buf(&one, d->in, (size_t)clen);
     r = file_preadv_view(s->fd, &in, coff);
     if (r < 0) {
-        qcow2_log_io(s, "cannot read compressed cluster at 0x%" PRIx64 ": %s", coff, strerror(-r));
+        qcow2_note(s, err, "cannot read compressed cluster at 0x%" PRIx64 ": %s", coff, strerror(-r));
         goto out;
     }
     /* Whole cluster into one contiguous buffer: decompress in place. */
@@ -205,7 +205,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
             ? zstd_cluster(d, d->in, (size_t)clen, target, cs)
             : inflate_cluster(d, d->in, (size_t)clen, target, cs);
     if (r < 0) {
-        qcow2_log_io(s, "compressed cluster at 0x%" PRIx64 " (%" PRIu64 " bytes) does not "
+        qcow2_note(s, err, "compressed cluster at 0x%" PRIx64 " (%" PRIu64 " bytes) does not "
                      "decompress to one cluster", coff, clen);
         goto out;
     }

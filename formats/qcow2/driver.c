@@ -13,9 +13,13 @@
 #define L2_SLICE_MAX 4096u
 #define DCTX_POOL_SIZE 4
 
-static int qcow2_probe(const uint8_t *buf, size_t len)
+/* Version 1 shares the magic and is another format (qcow); a file too
+ * short to hold the version is claimed, so its error names the header. */
+static int qcow2_probe(const struct blk_probe *p)
 {
-    return len >= 4 && qcow2_be32(buf) == QCOW2_MAGIC ? 100 : 0;
+    if (p->head_len < 4 || qcow2_be32(p->head) != QCOW2_MAGIC)
+        return 0;
+    return p->head_len < 8 || qcow2_be32(p->head + 4) >= 2 ? 100 : 0;
 }
 
 static void state_free(struct qcow2_state *s, bool dpool_ready)
@@ -43,6 +47,29 @@ static uint64_t l2_coverage(const struct qcow2_state *s, uint32_t slice)
     return (bytes + slice - 1) / slice * slice;
 }
 
+/* A size-valued open option ("64k", "1M"), left alone when absent. */
+static int open_size_opt(struct blk_node *bs, const char *key, uint64_t *out,
+                         struct scuse_err *err)
+{
+    const char *v = blk_open_opt(bs, key);
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (errno || end == v || *end || *v == '-' || n > (UINT64_MAX >> shift) || n == 0)
+        return err_set(err, -EINVAL, "'%s': option %s: '%s' is not a size", bs->path, key, v);
+    *out = (uint64_t)n << shift;
+    return 0;
+}
+
 static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
 {
     struct qcow2_state *s = calloc(1, sizeof(*s));
@@ -63,7 +90,14 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
 
     uint32_t slice = s->cluster_size < L2_SLICE_MAX ? s->cluster_size : L2_SLICE_MAX;
     uint64_t cover = l2_coverage(s, slice);
-    uint64_t want = bs->opts.l2_cache_size;
+    uint64_t want = 0, dcache = QCOW2_DCACHE_DEFAULT;
+    r = open_size_opt(bs, "l2-cache-size", &want, err);
+    if (r == 0)
+        r = open_size_opt(bs, "compressed-cache-size", &dcache, err);
+    if (r < 0) {
+        state_free(s, false);
+        return r;
+    }
     if (want == 0)
         want = cover < L2_CACHE_DEFAULT_MAX ? cover : L2_CACHE_DEFAULT_MAX;
     else if (want > cover)
@@ -76,8 +110,7 @@ static int qcow2_open(struct blk_node *bs, struct scuse_err *err)
     qcow2_dpool_init(&s->dpool, DCTX_POOL_SIZE);
     /* Its memory is only touched as clusters are cached (malloc of a large
      * block maps pages lazily), so images without compressed data pay nothing. */
-    r = qcow2_dcache_init(&s->dcache, s->cluster_size,
-                          bs->opts.dcache_size ? bs->opts.dcache_size : QCOW2_DCACHE_DEFAULT);
+    r = qcow2_dcache_init(&s->dcache, s->cluster_size, dcache);
     if (r < 0) {
         state_free(s, true);
         return err_set(err, r, "'%s': cannot allocate the decompressed-cluster cache", bs->path);
@@ -124,11 +157,9 @@ static void add_item(struct blk_info *info, const char *key, const char *label,
 }
 
 /* Keys and order as qemu-img prints format-specific data. */
-static int qcow2_info(struct blk_node *bs, struct blk_info *info)
+static int qcow2_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err)
 {
     struct qcow2_state *s = bs->state;
-    memset(info, 0, sizeof(*info));
-    info->type = "qcow2";
     const char *ctype = s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
     int64_t refcount_bits = (int64_t)1 << s->refcount_order;
     if (s->version < 3) {
@@ -150,11 +181,39 @@ static int qcow2_info(struct blk_node *bs, struct blk_info *info)
                  s->incompat & QCOW2_INCOMPAT_CORRUPT, 0);
         add_item(info, "extended-l2", "extended l2", BLK_INFO_BOOL, NULL, s->ext_l2, 0);
     }
-    return qcow2_read_snapshots(s, &info->snapshots, &info->n_snapshots);
+    int r = qcow2_read_snapshots(s, &info->snapshots, &info->n_snapshots);
+    return r < 0 ? err_set(err, r, "'%s': cannot read the snapshot table: %s", s->path,
+                           strerror(-r)) : 0;
 }
+
+static const struct blk_opt_desc qcow2_create_opts[] = {
+    { "cluster_size", BLK_OPT_SIZE, "qcow2 cluster size (512 to 2M, a power of two)" },
+    { "compat", BLK_OPT_STR, "Compatibility level (v2 [0.10] or v3 [1.1])" },
+    { "compression_type", BLK_OPT_STR, "Compression method for compressed clusters (zlib, zstd)" },
+    { "extended_l2", BLK_OPT_BOOL, "Extended L2 tables (32 subclusters per cluster)" },
+    { "lazy_refcounts", BLK_OPT_BOOL, "Postpone refcount updates" },
+    { "preallocation", BLK_OPT_STR, "Preallocation mode (allowed values: off, metadata, falloc, full)" },
+    { "refcount_bits", BLK_OPT_NUM, "Width of a reference count entry in bits" },
+    /* Refused by the driver with its reason; not listed in -o help. */
+    { "data_file", BLK_OPT_REFUSED, "External data files are not supported" },
+    { "data_file_raw", BLK_OPT_REFUSED, "External data files are not supported" },
+    { "encryption", BLK_OPT_REFUSED, "Encrypted images are not supported" },
+    { "encrypt.format", BLK_OPT_REFUSED, "Encrypted images are not supported" },
+    { NULL, 0, NULL },
+};
+
+static const struct blk_opt_desc qcow2_open_opts[] = {
+    { "l2-cache-size", BLK_OPT_SIZE, "Bytes of L2 table cache (default: enough for the whole image, at most 32M)" },
+    { "compressed-cache-size", BLK_OPT_SIZE, "Bytes of decompressed-cluster cache (default 8M)" },
+    { NULL, 0, NULL },
+};
 
 const struct blk_driver blk_driver_qcow2 = {
     .name = "qcow2",
+    .description = "QEMU copy-on-write v2/v3",
+    .caps = BLK_DRV_BACKING,
+    .create_opts = qcow2_create_opts,
+    .open_opts = qcow2_open_opts,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,

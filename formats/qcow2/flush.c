@@ -39,7 +39,7 @@ static int sync_meta(struct qcow2_state *s)
 {
     int r = qcow2_sync(s);
     if (r < 0)
-        qcow2_log_io(s, "sync failed: %s", strerror(-r));
+        qcow2_note_locked(s, "sync failed: %s", strerror(-r));
     return r;
 }
 
@@ -63,7 +63,7 @@ int qcow2_flush_locked(struct qcow2_state *s)
 
     r = qcow2_l2c_writeback(&s->cache, s->fd, &n);
     if (r < 0) {
-        qcow2_log_io(s, "cannot write L2 tables: %s", strerror(-r));
+        qcow2_note_locked(s, "cannot write L2 tables: %s", strerror(-r));
         return r;
     }
     if (n && (r = sync_meta(s)) < 0)
@@ -99,13 +99,15 @@ int qcow2_reserve(struct qcow2_state *s)
     return 0;
 }
 
-int qcow2_flush(struct blk_node *bs)
+int qcow2_flush(struct blk_node *bs, struct scuse_err *err)
 {
     struct qcow2_state *s = bs->state;
     if (!s->writable)
         return 0;
     pthread_mutex_lock(&s->w.lock);
+    s->w.err = err;
     int r = qcow2_flush_locked(s);
+    s->w.err = NULL;
     pthread_mutex_unlock(&s->w.lock);
     return r;
 }
@@ -197,12 +199,16 @@ int qcow2_writer_close(struct qcow2_state *s)
     if (!s->writable)
         return 0;
     struct qcow2_writer *w = &s->w;
+    struct scuse_err err = { 0 };
     pthread_mutex_lock(&w->lock);
+    w->err = &err;
     int r = qcow2_flush_locked(s);
+    w->err = NULL;
     pthread_mutex_unlock(&w->lock);
+    /* Close has no caller to answer: the reason goes to the log. */
     if (r < 0)
-        log_error("'%s': writing back metadata at close failed: %s; the image may have leaked "
-                  "clusters or lost the last writes", s->path, strerror(-r));
+        log_error("writing back metadata at close failed: %s; the image may have leaked "
+                  "clusters or lost the last writes", err.msg[0] ? err.msg : strerror(-r));
     pthread_mutex_destroy(&w->lock);
     pthread_rwlock_destroy(&w->barrier);
     qcow2_cpool_destroy(s);

@@ -19,7 +19,7 @@ static int check_l2_off(struct qcow2_state *s, uint64_t l1i, uint64_t off)
 {
     if ((off & (s->cluster_size - 1)) || off > s->meta_end ||
         s->meta_end - off < s->cluster_size) {
-        qcow2_log_io(s, "L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is invalid",
+        qcow2_note_locked(s, "L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is invalid",
                      off, l1i);
         return -EIO;
     }
@@ -48,7 +48,7 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t l1i, uint64_t *l2_off)
          * are clean and the disk copy is current. */
         r = file_pread_exact(s->fd, buf, s->cluster_size, old);
         if (r < 0) {
-            qcow2_log_io(s, "cannot read L2 table at 0x%" PRIx64 ": %s", old, strerror(-r));
+            qcow2_note_locked(s, "cannot read L2 table at 0x%" PRIx64 ": %s", old, strerror(-r));
             free(buf);
             return r;
         }
@@ -63,7 +63,7 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t l1i, uint64_t *l2_off)
     r = file_pwrite_exact(s->fd, buf, s->cluster_size, off);
     free(buf);
     if (r < 0) {
-        qcow2_log_io(s, "cannot write a new L2 table at 0x%" PRIx64 ": %s", off, strerror(-r));
+        qcow2_note_locked(s, "cannot write a new L2 table at 0x%" PRIx64 ": %s", off, strerror(-r));
         qcow2_rc_queue_dec(s, c, 1);
         return r;
     }
@@ -103,7 +103,7 @@ int qcow2_l2_load(struct qcow2_state *s, uint64_t l2_off, uint64_t ci, uint64_t 
     const uint64_t *ent;
     int r = qcow2_l2c_get(&s->cache, s->fd, slice_of(s, l2_off, ci, &idx), &ent);
     if (r < 0) {
-        qcow2_log_io(s, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
+        qcow2_note_locked(s, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
         return r;
     }
     for (uint64_t j = 0; j < n; j++) {
@@ -127,7 +127,7 @@ int qcow2_l2_store(struct qcow2_state *s, uint64_t l2_off, uint64_t ci, uint64_t
     const uint64_t *cent;
     int r = qcow2_l2c_get(&s->cache, s->fd, slice_of(s, l2_off, ci, &idx), &cent);
     if (r < 0) {
-        qcow2_log_io(s, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
+        qcow2_note_locked(s, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
         return r;
     }
     uint64_t *ent = (uint64_t *)cent; /* writer's own slice, under the cache lock */
@@ -168,7 +168,7 @@ int qcow2_l1_writeback(struct qcow2_state *s, unsigned *count)
             qcow2_put_be64(buf + 8 * j, s->l1[first + j]);
         int r = file_pwrite_exact(s->fd, buf, n * 8, s->l1_offset + first * 8);
         if (r < 0) {
-            qcow2_log_io(s, "cannot write the L1 table at 0x%" PRIx64 ": %s",
+            qcow2_note_locked(s, "cannot write the L1 table at 0x%" PRIx64 ": %s",
                          s->l1_offset + first * 8, strerror(-r));
             return r;
         }

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "qcow2/qcow2.h"
-#include "util/log.h"
 
 /* One unit (cluster, or subcluster with extended L2) classified. */
 struct unit {
@@ -53,26 +52,10 @@ static bool run_extend(struct qcow2_run *run, bool *started, bool merge_compress
     return true;
 }
 
-#define IO_LOG_LIMIT 20
-
-void qcow2_log_io(struct qcow2_state *s, const char *fmt, ...)
-{
-    unsigned n = atomic_fetch_add(&s->io_errors_logged, 1);
-    if (n >= IO_LOG_LIMIT)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    log_error("'%s': %s%s", s->path, msg,
-              n + 1 == IO_LOG_LIMIT ? " (further errors on this image are not logged)" : "");
-}
-
 static int corrupt(struct qcow2_state *s, uint64_t off, const char *what, uint64_t l2_off,
-                   uint64_t e)
+                   uint64_t e, struct scuse_err *err)
 {
-    qcow2_log_io(s, "%s at guest offset 0x%" PRIx64 " (L2 table 0x%" PRIx64
+    qcow2_note(s, err, "%s at guest offset 0x%" PRIx64 " (L2 table 0x%" PRIx64
                  ", entry 0x%016" PRIx64 ")", what, off, l2_off, e);
     return -EIO;
 }
@@ -127,7 +110,7 @@ static int classify_sub(enum qcow2_kind ck, uint64_t bm, unsigned sc, enum qcow2
  * into the next slice, 0 if it ended, negative errno on corruption. */
 static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, uint64_t nent,
                       uint64_t l2_off, uint64_t *pos, uint64_t end, bool merge_compressed,
-                      struct qcow2_run *run, bool *started)
+                      struct qcow2_run *run, bool *started, struct scuse_err *err)
 {
     uint64_t cs = s->cluster_size;
     bool split = s->writable;
@@ -140,7 +123,7 @@ static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, 
             if (*started)
                 return 0;
             return corrupt(s, *pos, c == -1 ? "compressed cluster in an image with an external data file"
-                                            : "unaligned host cluster offset", l2_off, e);
+                                            : "unaligned host cluster offset", l2_off, e, err);
         }
         uint64_t chost = e & QCOW2_L2E_OFFSET_MASK;
         uint64_t in_cluster = *pos & (cs - 1);
@@ -161,7 +144,7 @@ static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, 
             if (classify_sub(ck, bm, sc, &u.kind) < 0) {
                 if (*started)
                     return 0;
-                return corrupt(s, *pos, "invalid subcluster allocation bitmap", l2_off, bm);
+                return corrupt(s, *pos, "invalid subcluster allocation bitmap", l2_off, bm, err);
             }
             u.host = chost + (uint64_t)sc * scs;
             u.copied = copied;
@@ -178,7 +161,7 @@ static int scan_slice(struct qcow2_state *s, const uint64_t *ent, uint64_t idx, 
 }
 
 int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_compressed,
-              struct qcow2_run *run)
+              struct qcow2_run *run, struct scuse_err *err)
 {
     uint64_t pos = off, end = off + len;
     bool started = false;
@@ -212,7 +195,7 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_comp
             file_end - l2_off < s->cluster_size) {
             if (started)
                 break;
-            qcow2_log_io(s, "L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is %s",
+            qcow2_note(s, err, "L2 table offset 0x%" PRIx64 " (L1 index %" PRIu64 ") is %s",
                          l2_off, l1i,
                       (l2_off & (s->cluster_size - 1)) ? "not cluster aligned"
                                                        : "beyond the end of the file");
@@ -224,11 +207,11 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_comp
         if (r < 0) {
             if (started)
                 break;
-            qcow2_log_io(s, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
+            qcow2_note(s, err, "cannot read L2 table at 0x%" PRIx64 ": %s", l2_off, strerror(-r));
             return r;
         }
         r = scan_slice(s, ent, l2i - sidx * slice_entries, slice_entries, l2_off, &pos, end,
-                       merge_compressed, run, &started);
+                       merge_compressed, run, &started, err);
         qcow2_l2c_unlock(&s->cache);
         if (r < 0)
             return r;

@@ -99,6 +99,9 @@ struct qcow2_dec {
 /* Writer state; exists only on a read-write open. */
 struct qcow2_writer {
     pthread_mutex_t lock;      /* metadata: allocation, L1/L2/refcount changes, flush */
+    /* The error channel of the call holding `lock` (set after taking it,
+     * cleared before releasing it; NULL: nobody to tell, log instead). */
+    struct scuse_err *err;
     /* Held shared by every I/O that uses a host offset it mapped; taken
      * exclusively (and released at once) before decrements are applied,
      * so a cluster is never reused while an I/O that mapped it runs. */
@@ -245,10 +248,14 @@ static inline uint64_t qcow2_l1_get(const struct qcow2_state *s, uint64_t l1i)
     return __atomic_load_n(&s->l1[l1i], __ATOMIC_ACQUIRE);
 }
 
-/* map.c: log a read-path error naming the image; after a few per image
- * the rest are dropped so a guest hammering a bad region cannot flood
- * the log. */
-void qcow2_log_io(struct qcow2_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* reason.c: record why an operation failed (naming the image) in err, the
+ * failing call's; the _locked form in the metadata lock holder's
+ * (s->w.err). The first reason of a call wins. Without an err to fill
+ * (writeback at close) the reason is logged. */
+void qcow2_note(struct qcow2_state *s, struct scuse_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void qcow2_note_locked(struct qcow2_state *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* header.c: parse and validate the header and its extensions; fills s and
  * the node's backing_name/backing_fmt. */
@@ -280,7 +287,7 @@ void qcow2_l2c_reset(struct qcow2_l2cache *c);
  * kind, with contiguous host offsets for NORMAL and ZERO_ALLOC. A
  * compressed run covers one cluster unless merge_compressed. */
 int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, bool merge_compressed,
-              struct qcow2_run *run);
+              struct qcow2_run *run, struct scuse_err *err);
 
 /* decomp.c */
 void qcow2_dpool_init(struct qcow2_dpool *p, unsigned max);
@@ -288,7 +295,7 @@ void qcow2_dpool_destroy(struct qcow2_dpool *p);
 /* Read the compressed cluster described by l2e and copy bytes
  * [in_off, in_off + v->len) of its data into v. */
 int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint32_t in_off,
-                          const struct iov_view *v);
+                          const struct iov_view *v, struct scuse_err *err);
 
 /* dcache.c: bytes is the cache size (rounded to whole clusters, clamped
  * to the slot limits). */
@@ -302,12 +309,14 @@ void qcow2_dcache_insert(struct qcow2_dcache *c, uint64_t coff, uint64_t nsec, c
 void qcow2_dcache_clear(struct qcow2_dcache *c);
 
 /* read.c */
-int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+int qcow2_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                 struct scuse_err *err);
 /* The read path without the writer's barrier (the caller holds the
  * metadata lock or the barrier). */
-int qcow2_read_mapped(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+int qcow2_read_mapped(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                      struct scuse_err *err);
 int qcow2_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
-                       struct blk_status *st);
+                       struct blk_status *st, struct scuse_err *err);
 
 /* snapshot.c: parse the snapshot table into a malloc'd array. */
 int qcow2_read_snapshots(struct qcow2_state *s, struct blk_snapshot_info **out, int *count);
@@ -377,9 +386,10 @@ int qcow2_l2_release(struct qcow2_state *s, uint64_t e);
 int qcow2_l1_writeback(struct qcow2_state *s, unsigned *count);
 
 /* write.c */
-int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags);
+int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,
+                  struct scuse_err *err);
 /* Write zeros as data over [off, off + len) through the write path. */
-int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len);
+int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err);
 
 /* compress.c: the driver's write_compressed. Stores one whole cluster at
  * guest offset off (cluster aligned; the image's last cluster may be
@@ -389,19 +399,21 @@ int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len);
  * -ENOTSUP when the guest cluster is already allocated. Safe to call from
  * several threads: compression runs in parallel, placement under the
  * metadata lock (taken here). */
-int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v);
+int qcow2_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v,
+                           struct scuse_err *err);
 /* Free the compression contexts (writer close). */
 void qcow2_cpool_destroy(struct qcow2_state *s);
 
 /* zero.c */
-int qcow2_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags);
-int qcow2_discard(struct blk_node *bs, uint64_t off, uint64_t len);
+int qcow2_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags,
+                       struct scuse_err *err);
+int qcow2_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err);
 
 /* flush.c */
 int qcow2_writer_open(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err);
 /* Flush (when the writer is healthy) and free the writer state. */
 int qcow2_writer_close(struct qcow2_state *s);
-int qcow2_flush(struct blk_node *bs);
+int qcow2_flush(struct blk_node *bs, struct scuse_err *err);
 bool qcow2_meta_pending(struct blk_node *bs);
 /* The ordered writeback; callable between operations of a step. */
 int qcow2_flush_locked(struct qcow2_state *s);

@@ -178,7 +178,7 @@ static int rc_write_slot(struct qcow2_state *s, int32_t i)
     struct qcow2_rcache *c = &s->w.rc;
     int r = file_pwrite_exact(s->fd, rc_data(c, i), c->slice_bytes, c->slots[i].key);
     if (r < 0) {
-        qcow2_log_io(s, "cannot write refcount block at 0x%" PRIx64 ": %s", c->slots[i].key,
+        qcow2_note_locked(s, "cannot write refcount block at 0x%" PRIx64 ": %s", c->slots[i].key,
                      strerror(-r));
         return r;
     }
@@ -208,7 +208,7 @@ static int rc_slice(struct qcow2_state *s, uint64_t off, int32_t *slot)
             rc_unhash(c, i);
         int r = file_pread_exact(s->fd, rc_data(c, i), c->slice_bytes, off);
         if (r < 0) {
-            qcow2_log_io(s, "cannot read refcount block at 0x%" PRIx64 ": %s", off, strerror(-r));
+            qcow2_note_locked(s, "cannot read refcount block at 0x%" PRIx64 ": %s", off, strerror(-r));
             return r;
         }
         uint32_t b = rc_hash(c, off);
@@ -230,7 +230,7 @@ static int block_of(struct qcow2_state *s, uint64_t cluster, uint64_t *off)
         return 0;
     uint64_t e = s->w.reftable[ri];
     if (e & (s->cluster_size - 1)) {
-        qcow2_log_io(s, "refcount table entry %" PRIu64 " (0x%" PRIx64 ") is not cluster aligned",
+        qcow2_note_locked(s, "refcount table entry %" PRIu64 " (0x%" PRIx64 ") is not cluster aligned",
                      ri, e);
         return -EIO;
     }
@@ -282,7 +282,7 @@ static int rc_add(struct qcow2_state *s, uint64_t *cluster, uint64_t *n, int del
         if (r < 0 && !(tolerate && r == -EIO))
             return r;
         if (r < 0 || !present) {
-            qcow2_log_io(s, "no refcount block covers cluster 0x%" PRIx64 " (refcount %s)",
+            qcow2_note_locked(s, "no refcount block covers cluster 0x%" PRIx64 " (refcount %s)",
                          *cluster << s->cluster_bits, delta > 0 ? "increment" : "decrement");
             if (!tolerate)
                 return -EIO;
@@ -297,7 +297,7 @@ static int rc_add(struct qcow2_state *s, uint64_t *cluster, uint64_t *n, int del
         for (uint64_t j = 0; j < k; j++) {
             uint64_t v = qcow2_rc_entry(d, idx + j, s->refcount_order);
             if ((delta > 0 && v > max - (uint64_t)delta) || (delta < 0 && v < (uint64_t)-delta)) {
-                qcow2_log_io(s, "refcount of cluster 0x%" PRIx64 " would %s (it is %" PRIu64 ")",
+                qcow2_note_locked(s, "refcount of cluster 0x%" PRIx64 " would %s (it is %" PRIu64 ")",
                              (*cluster + j) << s->cluster_bits,
                              delta > 0 ? "overflow" : "drop below zero", v);
                 if (!tolerate) {

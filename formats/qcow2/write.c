@@ -62,7 +62,7 @@ static bool hits_metadata(const struct qcow2_state *s, uint64_t host, uint64_t l
 
 static int bad_host(struct qcow2_state *s, uint64_t ci, uint64_t e)
 {
-    qcow2_log_io(s, "invalid L2 entry 0x%016" PRIx64 " at guest offset 0x%" PRIx64
+    qcow2_note_locked(s, "invalid L2 entry 0x%016" PRIx64 " at guest offset 0x%" PRIx64
                  " (unaligned, beyond the end of the file or pointing at the image's metadata)",
                  e, ci << s->cluster_bits);
     return -EIO;
@@ -97,7 +97,7 @@ static int classify(struct qcow2_state *s, uint64_t ci, uint64_t e, uint64_t bm,
     }
     uint32_t alloc = (uint32_t)bm, zero = (uint32_t)(bm >> 32);
     if (alloc & zero) {
-        qcow2_log_io(s, "invalid subcluster bitmap 0x%016" PRIx64 " at guest offset 0x%" PRIx64,
+        qcow2_note_locked(s, "invalid subcluster bitmap 0x%016" PRIx64 " at guest offset 0x%" PRIx64,
                      bm, ci << s->cluster_bits);
         return -EIO;
     }
@@ -128,7 +128,8 @@ static int read_current(struct blk_node *bs, uint64_t off, uint8_t *buf, uint64_
         return 0;
     struct iovec one;
     struct iov_view v = iov_view_of_buf(&one, buf, have);
-    return qcow2_read_mapped(bs, off, &v);
+    struct qcow2_state *s = bs->state;
+    return qcow2_read_mapped(bs, off, &v, s->w.err); /* under the metadata lock */
 }
 
 /* Write head fill, the caller's bytes and tail fill with one pwritev. */
@@ -160,7 +161,7 @@ static int write_filled(struct qcow2_state *s, uint64_t host, uint64_t head,
         struct iov_view all = iov_view_make(arr, cnt, head + data->len + tail);
         r = file_pwritev_view(s->fd, &all, host);
         if (r < 0)
-            qcow2_log_io(s, "write of %zu bytes at host offset 0x%" PRIx64 " failed: %s",
+            qcow2_note_locked(s, "write of %zu bytes at host offset 0x%" PRIx64 " failed: %s",
                          (size_t)(head + data->len + tail), host, strerror(-r));
     }
     if (arr != stack)
@@ -329,17 +330,17 @@ static int write_step(struct blk_node *bs, struct qcow2_state *s, uint64_t off,
 
 /* The fast path: *done = 0 when the start of v cannot be written in place. */
 static int write_in_place(struct qcow2_state *s, uint64_t off, const struct iov_view *v,
-                          size_t *done)
+                          size_t *done, struct scuse_err *err)
 {
     struct qcow2_run run;
     *done = 0;
     pthread_rwlock_rdlock(&s->w.barrier);
-    int r = qcow2_map(s, off, v->len, false, &run);
+    int r = qcow2_map(s, off, v->len, false, &run, err);
     if (r == 0 && run.kind == QCOW2_NORMAL && run.copied) {
         size_t len = run.len < v->len ? (size_t)run.len : v->len;
         if (hits_metadata(s, run.host, len)) {
             pthread_rwlock_unlock(&s->w.barrier);
-            qcow2_log_io(s, "the L2 entry for guest offset 0x%" PRIx64 " points at the image's "
+            qcow2_note(s, err, "the L2 entry for guest offset 0x%" PRIx64 " points at the image's "
                          "metadata (host offset 0x%" PRIx64 "); refusing to write there",
                          off, run.host);
             return -EIO;
@@ -350,7 +351,7 @@ static int write_in_place(struct qcow2_state *s, uint64_t off, const struct iov_
             atomic_store(&s->w.data_unsynced, true);
             *done = len;
         } else {
-            qcow2_log_io(s, "write of %zu bytes at host offset 0x%" PRIx64 " failed: %s", len,
+            qcow2_note(s, err, "write of %zu bytes at host offset 0x%" PRIx64 " failed: %s", len,
                          run.host, strerror(-r));
         }
     }
@@ -358,14 +359,15 @@ static int write_in_place(struct qcow2_state *s, uint64_t off, const struct iov_
     return r;
 }
 
-int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags)
+int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,
+                  struct scuse_err *err)
 {
-    (void)flags; /* FUA: the block layer flushes after the write */
+    (void)flags; /* never FUA: the driver does not declare BLK_DRV_FUA */
     struct qcow2_state *s = bs->state;
     if (!s->writable)
-        return -EROFS;
+        return err_set(err, -EROFS, "'%s': the image is not open for writing", s->path);
     if (bs->backing_name && !bs->backing) {
-        qcow2_log_io(s, "cannot write: the backing file was not opened, so partial clusters "
+        qcow2_note(s, err, "cannot write: the backing file was not opened, so partial clusters "
                      "could not be filled from it");
         return -ENOTSUP;
     }
@@ -373,12 +375,14 @@ int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, u
     while (pos < v->len) {
         struct iov_view rest = iov_view_sub(v, pos, v->len - pos);
         size_t done;
-        int r = write_in_place(s, off + pos, &rest, &done);
+        int r = write_in_place(s, off + pos, &rest, &done, err);
         if (r < 0)
             return r;
         if (done == 0) {
             pthread_mutex_lock(&s->w.lock);
+            s->w.err = err;
             r = write_step(bs, s, off + pos, &rest, &done);
+            s->w.err = NULL;
             pthread_mutex_unlock(&s->w.lock);
             if (r < 0)
                 return r;
@@ -388,7 +392,7 @@ int qcow2_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, u
     return 0;
 }
 
-int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len)
+int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err)
 {
     static const uint8_t zeros[65536];
     struct iovec iov[16];
@@ -399,7 +403,7 @@ int qcow2_write_zero_data(struct blk_node *bs, uint64_t off, uint64_t len)
     while (len > 0) {
         size_t n = len < sizeof(zeros) * 16 ? (size_t)len : sizeof(zeros) * 16;
         struct iov_view v = iov_view_make(iov, 16, n);
-        int r = qcow2_pwritev(bs, off, &v, 0);
+        int r = qcow2_pwritev(bs, off, &v, 0, err);
         if (r < 0)
             return r;
         off += n;

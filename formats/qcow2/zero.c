@@ -129,16 +129,18 @@ static int zero_step(struct blk_node *bs, struct qcow2_state *s, enum zmode mode
 }
 
 static int zero_units(struct blk_node *bs, struct qcow2_state *s, enum zmode mode, uint64_t a,
-                      uint64_t b)
+                      uint64_t b, struct scuse_err *err)
 {
     while (a < b) {
         uint64_t next;
         bool partial_comp;
         pthread_mutex_lock(&s->w.lock);
+        s->w.err = err;
         int r = zero_step(bs, s, mode, a, b, &next, &partial_comp);
+        s->w.err = NULL;
         pthread_mutex_unlock(&s->w.lock);
         if (r == 0 && partial_comp && mode != Z_DISCARD)
-            r = qcow2_write_zero_data(bs, a, next - a);
+            r = qcow2_write_zero_data(bs, a, next - a, err);
         if (r < 0)
             return r;
         a = next;
@@ -146,12 +148,12 @@ static int zero_units(struct blk_node *bs, struct qcow2_state *s, enum zmode mod
     return 0;
 }
 
-static int check_writable(struct blk_node *bs, struct qcow2_state *s)
+static int check_writable(struct blk_node *bs, struct qcow2_state *s, struct scuse_err *err)
 {
     if (!s->writable)
-        return -EROFS;
+        return err_set(err, -EROFS, "'%s': the image is not open for writing", s->path);
     if (bs->backing_name && !bs->backing) {
-        qcow2_log_io(s, "cannot write: the backing file was not opened");
+        qcow2_note(s, err, "cannot write: the backing file was not opened");
         return -ENOTSUP;
     }
     return 0;
@@ -169,36 +171,37 @@ static void whole_units(const struct blk_node *bs, uint64_t unit, uint64_t off, 
         *b = *a;
 }
 
-int qcow2_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags)
+int qcow2_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags,
+                       struct scuse_err *err)
 {
     struct qcow2_state *s = bs->state;
-    int r = check_writable(bs, s);
+    int r = check_writable(bs, s, err);
     if (r < 0)
         return r;
     bool unmap = flags & BLK_ZERO_MAY_UNMAP;
     if (s->version < 3 && (bs->backing_name || !unmap))
-        return qcow2_write_zero_data(bs, off, len);
+        return qcow2_write_zero_data(bs, off, len, err);
     uint64_t unit = 1ull << s->sc_bits, a, b;
     whole_units(bs, unit, off, len, &a, &b);
     if (a >= b)
-        return qcow2_write_zero_data(bs, off, len);
-    if (off < a && (r = qcow2_write_zero_data(bs, off, a - off)) < 0)
+        return qcow2_write_zero_data(bs, off, len, err);
+    if (off < a && (r = qcow2_write_zero_data(bs, off, a - off, err)) < 0)
         return r;
-    r = zero_units(bs, s, unmap ? Z_ZERO_UNMAP : Z_ZERO, a, b);
+    r = zero_units(bs, s, unmap ? Z_ZERO_UNMAP : Z_ZERO, a, b, err);
     if (r == 0 && b < off + len)
-        r = qcow2_write_zero_data(bs, b, off + len - b);
+        r = qcow2_write_zero_data(bs, b, off + len - b, err);
     return r;
 }
 
-int qcow2_discard(struct blk_node *bs, uint64_t off, uint64_t len)
+int qcow2_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err)
 {
     struct qcow2_state *s = bs->state;
-    int r = check_writable(bs, s);
+    int r = check_writable(bs, s, err);
     if (r < 0)
         return r;
     if (s->version < 3 && bs->backing_name)
         return 0; /* no zero clusters: leaving the data is the only safe choice */
     uint64_t a, b;
     whole_units(bs, s->cluster_size, off, len, &a, &b);
-    return a < b ? zero_units(bs, s, Z_DISCARD, a, b) : 0;
+    return a < b ? zero_units(bs, s, Z_DISCARD, a, b, err) : 0;
 }

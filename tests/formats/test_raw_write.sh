@@ -98,12 +98,37 @@ fi
 qemu-img info g.raw 2>/dev/null | grep -q 'file format: raw' || fail "g.raw now probes as $(qemu-img info g.raw | grep 'file format')"
 # a longer write covering byte 3 with 0xfb (bytes 3..9) is refused too
 expect_exit 2 "$SCUSE" io -c "write -P 0xfb 3 7" g.raw || true
-# the whole magic built up in one run: the last step is refused
+# the whole header start built up in one run (version 3, then the magic):
+# the last step is refused
 cp g.raw g2.raw
 truncate -s 0 g2.raw
 truncate -s 1M g2.raw
-expect_exit 2 "$SCUSE" io -c "write -P 0x51 0 1" -c "write -P 0x46 1 1" -c "write -P 0x49 2 1" -c "write -P 0xfb 3 1" g2.raw || true
+expect_exit 2 "$SCUSE" io -c "write -P 0x03 7 1" -c "write -P 0x51 0 1" -c "write -P 0x46 1 1" -c "write -P 0x49 2 1" -c "write -P 0xfb 3 1" g2.raw || true
 qemu-img info g2.raw 2>/dev/null | grep -q 'file format: raw' || fail "g2.raw now probes as qcow2"
+case_end
+
+# Formats scuse only recognises count too: a guest must not turn a probed
+# raw disk into a VMDK (magic in sector 0) or a fixed VHD (its footer lives
+# in the last 512 bytes, which QEMU's probe never looks at).
+case_begin "probed raw: writes that would make it a VMDK or a fixed VHD are refused"
+truncate -s 1M h.raw
+printf 'KDM' | dd of=h.raw conv=notrunc status=none
+sum=$(sum_of h.raw)
+if expect_exit 2 "$SCUSE" io -c "write -P 0x56 3 1" h.raw; then
+    stderr_one_line || true
+    grep -q VMDK "$W/.err" || fail "the message does not name VMDK: $(cat "$W/.err")"
+fi
+[ "$(sum_of h.raw)" = "$sum" ] || fail "the refused write changed h.raw"
+truncate -s 0 v.raw
+truncate -s 1M v.raw
+printf 'conecti' | dd of=v.raw bs=1 seek=$((1048576 - 512)) conv=notrunc status=none
+sum=$(sum_of v.raw)
+if expect_exit 2 "$SCUSE" io -c "write -P 0x78 $((1048576 - 505)) 1" v.raw; then
+    grep -q VHD "$W/.err" || fail "the message does not name VHD: $(cat "$W/.err")"
+fi
+[ "$(sum_of v.raw)" = "$sum" ] || fail "the refused write changed v.raw"
+# the same bytes elsewhere are ordinary data
+expect_exit 0 "$SCUSE" io -c "write -P 0x78 $((1048576 - 1024)) 1" -c "write -P 0x56 4096 1" v.raw || true
 case_end
 
 case_begin "probed raw: normal writes to sector 0 and elsewhere are accepted; -f raw may write the magic"

@@ -130,7 +130,7 @@ static void read_range(struct blk_node *bs, uint64_t off, uint64_t len)
         len = bs->size - off;
     if (len > sizeof(rbuf))
         len = sizeof(rbuf);
-    (void)blk_pread(bs, off, rbuf, (size_t)len);
+    (void)blk_pread(bs, off, rbuf, (size_t)len, NULL);
 }
 
 static void walk_status(struct blk_node *bs)
@@ -139,7 +139,7 @@ static void walk_status(struct blk_node *bs)
     for (int step = 0; step < STATUS_STEPS && off < bs->size; step++) {
         uint64_t pnum = 0;
         struct blk_status st;
-        int r = blk_block_status(bs, off, bs->size - off, &pnum, &st);
+        int r = blk_block_status(bs, off, bs->size - off, &pnum, &st, NULL);
         if (r < 0)
             return;
         if (pnum == 0 || pnum > bs->size - off)
@@ -148,7 +148,7 @@ static void walk_status(struct blk_node *bs)
             /* "reads return zeros": check a bounded prefix */
             size_t n = pnum < SMALL_CHECK ? (size_t)pnum : SMALL_CHECK;
             memset(rbuf, 0xa5, n);
-            if (blk_pread(bs, off, rbuf, n) == 0) {
+            if (blk_pread(bs, off, rbuf, n, NULL) == 0) {
                 for (size_t i = 0; i < n; i++)
                     if (rbuf[i] != 0)
                         die("block status says zeros, read returned data at", off + i, rbuf[i]);
@@ -181,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         done += (size_t)n;
     }
 
-    struct blk_opts opts = { .l2_cache_size = 8192 };
+    struct blk_opts opts = { .fmt = { .n = 1, .kv = { { "l2-cache-size", "8192" } } } };
     struct blk_node *bs = NULL;
     struct scuse_err err = { 0 };
     in_target = 1;

@@ -128,8 +128,8 @@ static void make(const char *fmt, const char *path, const char *backing)
     if (backing) {
         o.backing_file = backing;
         o.backing_fmt = "raw";
-        o.kv[o.n].key = "cluster_size";
-        o.kv[o.n++].val = "4096";
+        o.o.kv[o.o.n].key = "cluster_size";
+        o.o.kv[o.o.n++].val = "4096";
     }
     struct scuse_err err = { 0 };
     if (blk_driver_find(fmt)->create(path, &o, &err) < 0)
@@ -146,9 +146,9 @@ static void fill(const char *path, const char *fmt, int salt)
     for (size_t i = 0; i < sizeof(b); i++)
         b[i] = (uint8_t)(i * 7 + salt + (i >> 9));
     /* Data, zeros and a hole, in pieces that do not line up with clusters. */
-    if (blk_pwrite(bs, 0, b, 8192, 0) < 0 || blk_pwrite(bs, 20480 + 512, b, 12288, 0) < 0 ||
-        blk_write_zeroes(bs, 65536, 16384, 0) < 0 || blk_pwrite(bs, IMG_SIZE - 4096, b, 4096, 0) < 0 ||
-        blk_discard(bs, 0, 4096) < 0 || blk_flush(bs) < 0)
+    if (blk_pwrite(bs, 0, b, 8192, 0, NULL) < 0 || blk_pwrite(bs, 20480 + 512, b, 12288, 0, NULL) < 0 ||
+        blk_write_zeroes(bs, 65536, 16384, 0, NULL) < 0 || blk_pwrite(bs, IMG_SIZE - 4096, b, 4096, 0, NULL) < 0 ||
+        blk_discard(bs, 0, 4096, NULL) < 0 || blk_flush(bs, NULL) < 0)
         die("cannot fill an image at start-up", 0, 0);
     blk_close(bs);
 }

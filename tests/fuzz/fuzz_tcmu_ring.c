@@ -72,7 +72,7 @@ static void complete_all(struct fuzz *f, struct input *in)
         uint8_t sense[18] = { 0x70, 0, 0x05, [7] = 10, [12] = 0x24 };
         unsigned how = (unsigned)take(in, 1);
         tcmu_ring_complete(&f->r, q, (uint8_t)(how & 0x02), sense, how & 1 ? sizeof(sense) : 0,
-                           q->data_len >> (how & 3));
+                           how & 4, q->data_len >> (how & 3));
         check_tail(f);
         int t = idx[i];
         idx[i] = idx[f->live - 1];
@@ -95,7 +95,7 @@ static void consume(struct fuzz *f, struct input *in)
         check_tail(f);
         if (k != TCMU_NEXT_CMD)
             continue;
-        if (q->cdb_len == 0 || q->cdb_len > TCMU_CDB_LEN_MAX)
+        if (q->cdb_len == 0 || q->cdb_len > SCSI_CDB_LEN_MAX)
             abort();
         for (uint32_t i = 0; i < q->iov_cnt; i++) {
             const uint8_t *b = q->iov[i].iov_base;
@@ -125,9 +125,9 @@ static int produce(struct fuzz *f, struct input *in)
     unsigned sel = (unsigned)take(in, 2);
     unsigned op = sel & 3;                         /* 0 PAD, 1-2 CMD, 3 TMR */
     uint32_t n = (uint32_t)take(in, 1) % 24;
-    uint8_t cdb[TCMU_CDB_LEN_MAX] = { (uint8_t)take(in, 1) };
+    uint8_t cdb[SCSI_CDB_LEN_MAX] = { (uint8_t)take(in, 1) };
     cdb[7] = (uint8_t)take(in, 1);
-    uint32_t cdb_len = tcmu_cdb_len(cdb, 8);
+    uint32_t cdb_len = scsi_cdb_length(cdb, 8);
     uint32_t base = op == 3 ? (uint32_t)offsetof(struct tcmu_tmr_entry, cmd_ids) + 2 * n
                             : 48 + 16 * n;
     if (op != 3 && base < sizeof(struct tcmu_cmd_entry))

@@ -46,7 +46,7 @@ static void make(void)
             data[c][i] = (uint8_t)(c & 1 ? (unsigned)rand() : i / 1000 + (unsigned)c);
         struct iovec one;
         struct iov_view v = iov_view_of_buf(&one, data[c], CS);
-        assert_int_equal(bs->drv->write_compressed(bs, (uint64_t)c * CS, &v), 0);
+        assert_int_equal(blk_write_compressed(bs, (uint64_t)c * CS, &v, NULL), 0);
     }
     blk_close(bs);
 }
@@ -79,7 +79,7 @@ static struct blk_check_result check_rc(unsigned fix, int want)
     struct scuse_err err = { 0 };
     assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", fix ? BLK_OPEN_RW : 0, NULL, &bs, &err), 0);
     struct blk_check_result res;
-    int r = qcow2_check(bs, fix, &res);
+    int r = qcow2_check(bs, fix, &res, NULL);
     blk_close(bs);
     assert_int_equal(r, want);
     return res;
@@ -99,7 +99,7 @@ static void assert_clean_and_intact(void)
     assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
     static uint8_t back[CS];
     for (int c = 0; c < 8; c++) {
-        assert_int_equal(blk_pread(bs, (uint64_t)c * CS, back, CS), 0);
+        assert_int_equal(blk_pread(bs, (uint64_t)c * CS, back, CS, NULL), 0);
         assert_memory_equal(back, data[c], CS);
     }
     blk_close(bs);

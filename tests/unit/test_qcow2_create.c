@@ -45,9 +45,9 @@ static int make(const char *opts, uint64_t size, struct scuse_err *err)
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(t, '=');
         *eq = '\0';
-        o.kv[o.n].key = t;
-        o.kv[o.n].val = eq + 1;
-        o.n++;
+        o.o.kv[o.o.n].key = t;
+        o.o.kv[o.o.n].val = eq + 1;
+        o.o.n++;
     }
     memset(err, 0, sizeof(*err));
     return qcow2_create(tu_path("a.qcow2"), &o, err);
@@ -67,7 +67,7 @@ static void check_clean(void)
     struct scuse_err err = { 0 };
     assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", 0, NULL, &bs, &err), 0);
     struct blk_check_result res;
-    assert_int_equal(qcow2_check(bs, 0, &res), 0);
+    assert_int_equal(qcow2_check(bs, 0, &res, NULL), 0);
     assert_int_equal(res.corruptions, 0);
     assert_int_equal(res.leaks, 0);
     assert_int_equal(res.check_errors, 0);
@@ -157,9 +157,9 @@ static void test_backing(void **st)
     assert_int_equal(be(h + 112, 4), QCOW2_EXT_BACKING_FMT);
     assert_memory_equal(h + 120, "raw", 3);
     o.backing_file = NULL;
-    o.n = 1;
-    o.kv[0].key = "cluster_size";
-    o.kv[0].val = "512";
+    o.o.n = 1;
+    o.o.kv[0].key = "cluster_size";
+    o.o.kv[0].val = "512";
     char name[1100];
     memset(name, 'n', 1023);
     name[1023] = '\0';
@@ -180,28 +180,28 @@ static void test_compressed(void **st)
             buf[c][i] = (uint8_t)(c % 7 == 0 ? rand() : (i / 100 + c));
         struct iovec one;
         struct iov_view v = iov_view_of_buf(&one, buf[c], sizeof(buf[c]));
-        assert_int_equal(bs->drv->write_compressed(bs, (uint64_t)c * 4096, &v), 0);
+        assert_int_equal(blk_write_compressed(bs, (uint64_t)c * 4096, &v, NULL), 0);
     }
     /* Read back through the same open (the writer's own view), then
      * mix a normal write in, then through a fresh open. */
     for (int c = 0; c < 64; c++) {
-        assert_int_equal(blk_pread(bs, (uint64_t)c * 4096, back, sizeof(back)), 0);
+        assert_int_equal(blk_pread(bs, (uint64_t)c * 4096, back, sizeof(back), NULL), 0);
         assert_memory_equal(buf[c], back, sizeof(back));
     }
     memset(buf[1] + 1000, 0x5a, 2000);
-    assert_int_equal(blk_pwrite(bs, 4096 + 1000, buf[1] + 1000, 2000, 0), 0);
+    assert_int_equal(blk_pwrite(bs, 4096 + 1000, buf[1] + 1000, 2000, 0, NULL), 0);
     blk_close(bs);
     assert_int_equal(blk_open(tu_path("a.qcow2"), "qcow2", BLK_OPEN_RW, NULL, &bs, &err), 0);
     for (int c = 0; c < 64; c++) {
-        assert_int_equal(blk_pread(bs, (uint64_t)c * 4096, back, sizeof(back)), 0);
+        assert_int_equal(blk_pread(bs, (uint64_t)c * 4096, back, sizeof(back), NULL), 0);
         assert_memory_equal(buf[c], back, sizeof(back));
     }
     struct iovec one;
     struct iov_view v = iov_view_of_buf(&one, buf[0], sizeof(buf[0]));
-    assert_int_equal(bs->drv->write_compressed(bs, 0, &v), -ENOTSUP); /* allocated */
-    assert_int_equal(bs->drv->write_compressed(bs, 100, &v), -EINVAL);  /* unaligned */
+    assert_int_equal(blk_write_compressed(bs, 0, &v, NULL), -ENOTSUP); /* allocated */
+    assert_int_equal(blk_write_compressed(bs, 100, &v, NULL), -EINVAL);  /* unaligned */
     struct blk_check_result res;
-    assert_int_equal(qcow2_check(bs, 0, &res), 0);
+    assert_int_equal(qcow2_check(bs, 0, &res, NULL), 0);
     assert_int_equal(res.corruptions + res.leaks + res.check_errors, 0);
     assert_true(res.compressed_clusters > 40);
     /* Packed: far fewer host clusters than guest clusters. */
@@ -226,25 +226,25 @@ static void test_dcache_reuse(void **st)
     }
     struct iovec one;
     struct iov_view v = iov_view_of_buf(&one, a, sizeof(a));
-    assert_int_equal(bs->drv->write_compressed(bs, 0, &v), 0);
-    assert_int_equal(blk_pread(bs, 1024, back, sizeof(back)), 0); /* cached now */
+    assert_int_equal(blk_write_compressed(bs, 0, &v, NULL), 0);
+    assert_int_equal(blk_pread(bs, 1024, back, sizeof(back), NULL), 0); /* cached now */
     assert_memory_equal(back, a + 1024, sizeof(back));
     struct qcow2_run r0, r1;
-    assert_int_equal(qcow2_map(s, 0, 4096, false, &r0), 0);
+    assert_int_equal(qcow2_map(s, 0, 4096, false, &r0, NULL), 0);
     assert_int_equal(r0.kind, QCOW2_COMPRESSED);
 
-    assert_int_equal(blk_discard(bs, 0, 4096), 0);
-    assert_int_equal(blk_flush(bs), 0); /* the host cluster is free again */
+    assert_int_equal(blk_discard(bs, 0, 4096, NULL), 0);
+    assert_int_equal(blk_flush(bs, NULL), 0); /* the host cluster is free again */
     v = iov_view_of_buf(&one, b, sizeof(b));
-    assert_int_equal(bs->drv->write_compressed(bs, 8192, &v), 0);
-    assert_int_equal(qcow2_map(s, 8192, 4096, false, &r1), 0);
+    assert_int_equal(blk_write_compressed(bs, 8192, &v, NULL), 0);
+    assert_int_equal(qcow2_map(s, 8192, 4096, false, &r1, NULL), 0);
     assert_int_equal(r1.kind, QCOW2_COMPRESSED);
     /* The test means something only if the new data took the old place. */
     assert_int_equal(r1.l2e & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED),
                      r0.l2e & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED));
-    assert_int_equal(blk_pread(bs, 8192 + 1024, back, sizeof(back)), 0);
+    assert_int_equal(blk_pread(bs, 8192 + 1024, back, sizeof(back), NULL), 0);
     assert_memory_equal(back, b + 1024, sizeof(back));
-    assert_int_equal(blk_pread(bs, 0, back, sizeof(back)), 0);
+    assert_int_equal(blk_pread(bs, 0, back, sizeof(back), NULL), 0);
     for (size_t i = 0; i < sizeof(back); i++)
         assert_int_equal(back[i], 0);
     assert_true(s->dcache.hits + s->dcache.misses > 0);

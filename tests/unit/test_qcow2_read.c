@@ -302,7 +302,9 @@ static const char *write_image(const struct gen *g)
 static struct blk_node *open_gen(const struct gen *g, uint64_t cache)
 {
     const char *path = write_image(g);
-    struct blk_opts o = { .l2_cache_size = cache };
+    struct blk_opts o = { 0 };
+    char cbuf[32];
+    tu_l2_cache(&o, cbuf, sizeof(cbuf), cache);
     struct scuse_err err = { 0 };
     struct blk_node *bs = NULL;
     int r = blk_open(path, "qcow2", BLK_OPEN_SHARE, &o, &bs, &err);
@@ -337,7 +339,7 @@ static int check_read(struct blk_node *bs, const struct gen *g, uint64_t off, si
     }
     memset(buf, 0x5a, len + 64);
     struct iov_view v = iov_view_make(iov, cnt, len);
-    int r = blk_preadv(bs, off, &v);
+    int r = blk_preadv(bs, off, &v, NULL);
     int bad = r != 0;
     done = 0;
     for (int i = 0; i < cnt && !bad; i++) {
@@ -375,7 +377,7 @@ static void run_case(unsigned cb, bool v3, bool extl2, bool zstd, uint64_t size,
 
     /* Whole image in one read, then random reads from several threads. */
     uint8_t *all = malloc(bs->size);
-    assert_int_equal(blk_pread(bs, 0, all, bs->size), 0);
+    assert_int_equal(blk_pread(bs, 0, all, bs->size, NULL), 0);
     assert_memory_equal(all, g.model, bs->size);
     free(all);
 
@@ -396,7 +398,7 @@ static void run_case(unsigned cb, bool v3, bool extl2, bool zstd, uint64_t size,
     for (uint64_t off = 0; off < bs->size;) {
         uint64_t pnum = 0;
         struct blk_status st;
-        assert_int_equal(bs->drv->block_status(bs, off, bs->size - off, &pnum, &st), 0);
+        assert_int_equal(bs->drv->block_status(bs, off, bs->size - off, &pnum, &st, NULL), 0);
         assert_true(pnum > 0 && pnum <= bs->size - off);
         enum kind k = g.kinds[off >> cb];
         switch (k) {
@@ -410,7 +412,8 @@ static void run_case(unsigned cb, bool v3, bool extl2, bool zstd, uint64_t size,
             assert_int_equal(st.flags, BLK_STATUS_ALLOCATED | BLK_STATUS_ZERO);
             break;
         case K_ZERO_ALLOC:
-            assert_int_equal(st.flags, BLK_STATUS_ALLOCATED | BLK_STATUS_ZERO | BLK_STATUS_OFFSET);
+            assert_int_equal(st.flags, BLK_STATUS_ALLOCATED | BLK_STATUS_ZERO | BLK_STATUS_OFFSET |
+                                       BLK_STATUS_RESERVED);
             break;
         case K_COMP:
             assert_int_equal(st.flags, BLK_STATUS_ALLOCATED | BLK_STATUS_DATA | BLK_STATUS_COMPRESSED);
@@ -484,16 +487,16 @@ static void test_corrupt_entries(void **state)
     put64(&g, l2, (1ull << 63) | (l2 + 512));
     struct blk_node *bs = open_gen(&g, 0);
     uint8_t b[512];
-    assert_int_equal(blk_pread(bs, 0, b, sizeof(b)), -EIO);
+    assert_int_equal(blk_pread(bs, 0, b, sizeof(b), NULL), -EIO);
     blk_close(bs);
 
     /* L1 entry pointing past EOF. */
     put64(&g, g.l1_off, (1ull << 63) | (1ull << 40));
     bs = open_gen(&g, 0);
-    assert_int_equal(blk_pread(bs, 0, b, sizeof(b)), -EIO);
+    assert_int_equal(blk_pread(bs, 0, b, sizeof(b), NULL), -EIO);
     uint64_t pnum;
     struct blk_status st;
-    assert_int_equal(bs->drv->block_status(bs, 0, 4096, &pnum, &st), -EIO);
+    assert_int_equal(bs->drv->block_status(bs, 0, 4096, &pnum, &st, NULL), -EIO);
     blk_close(bs);
     gen_free(&g);
 
@@ -506,7 +509,7 @@ static void test_corrupt_entries(void **state)
     if (g.flen < 0x100000 + g.cs)
         g.flen = 0x100000 + g.cs;
     bs = open_gen(&g, 0);
-    assert_int_equal(blk_pread(bs, 0, b, sizeof(b)), -EIO);
+    assert_int_equal(blk_pread(bs, 0, b, sizeof(b), NULL), -EIO);
     blk_close(bs);
     gen_free(&g);
 }

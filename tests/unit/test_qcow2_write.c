@@ -38,7 +38,8 @@ static struct blk_node *open_rw(const char *name)
     struct blk_node *bs;
     struct scuse_err err = { 0 };
     struct blk_opts o = { 0 };
-    o.l2_cache_size = below(3) == 0 ? 1 : 0; /* sometimes the smallest cache */
+    static char cbuf[32];
+    tu_l2_cache(&o, cbuf, sizeof(cbuf), below(3) == 0 ? 1 : 0); /* sometimes the smallest cache */
     if (blk_open(tu_path(name), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
         fail_msg("open %s: %s", name, err.msg);
     return bs;
@@ -159,13 +160,13 @@ static void random_ops(struct blk_node *bs, uint8_t *shadow, const struct cfg *c
         uint64_t k = below(20);
         if (k < 12) {
             memset(buf, (int)below(256), len);
-            assert_int_equal(blk_pwrite(bs, off, buf, len, below(10) == 0 ? BLK_WRITE_FUA : 0), 0);
+            assert_int_equal(blk_pwrite(bs, off, buf, len, below(10) == 0 ? BLK_WRITE_FUA : 0, NULL), 0);
             memcpy(shadow + off, buf, len);
         } else if (k < 15) {
-            assert_int_equal(blk_write_zeroes(bs, off, len, below(2) ? BLK_ZERO_MAY_UNMAP : 0), 0);
+            assert_int_equal(blk_write_zeroes(bs, off, len, below(2) ? BLK_ZERO_MAY_UNMAP : 0, NULL), 0);
             memset(shadow + off, 0, len);
         } else if (k < 18) {
-            assert_int_equal(blk_discard(bs, off, len), 0);
+            assert_int_equal(blk_discard(bs, off, len, NULL), 0);
             uint64_t a = (off + cs - 1) / cs * cs, end = off + len;
             uint64_t b = end == size ? (end + cs - 1) / cs * cs : end / cs * cs;
             if (b > size)
@@ -173,9 +174,9 @@ static void random_ops(struct blk_node *bs, uint8_t *shadow, const struct cfg *c
             if (a < b && !(v2 && c->chain))
                 memset(shadow + a, 0, b - a);
         } else if (k < 19) {
-            assert_int_equal(blk_flush(bs), 0);
+            assert_int_equal(blk_flush(bs, NULL), 0);
         } else {
-            assert_int_equal(blk_pread(bs, off, buf, len), 0);
+            assert_int_equal(blk_pread(bs, off, buf, len, NULL), 0);
             if (memcmp(buf, shadow + off, len) != 0)
                 fail_msg("read %lu+%lu differs from the shadow (op %d)", (unsigned long)off,
                          (unsigned long)len, i);
@@ -272,7 +273,7 @@ static void test_partial_kinds(void **state)
         uint8_t buf[1000];
         memset(buf, 0xee, sizeof(buf));
         for (int c = 0; c < 6; c++)
-            assert_int_equal(blk_pwrite(bs, c * cs + 5000, buf, sizeof(buf), 0), 0);
+            assert_int_equal(blk_pwrite(bs, c * cs + 5000, buf, sizeof(buf), 0, NULL), 0);
         blk_close(bs);
         static const unsigned before[6] = { 0x5a, 0, 0, 0x33, 0x44, 0x44 };
         for (int c = 0; c < 6; c++) {
@@ -295,8 +296,8 @@ static void test_no_header_leak(void **state)
     assert_int_equal(tu_sh("qemu-img create -f qcow2 t.qcow2 1M && qemu-io -c 'write -z 0 64k' t.qcow2"), 0);
     struct blk_node *bs = open_rw("t.qcow2");
     uint8_t one = 0x77, buf[512];
-    assert_int_equal(blk_pwrite(bs, 4096, &one, 1, 0), 0);
-    assert_int_equal(blk_pread(bs, 0, buf, sizeof(buf)), 0);
+    assert_int_equal(blk_pwrite(bs, 4096, &one, 1, 0, NULL), 0);
+    assert_int_equal(blk_pread(bs, 0, buf, sizeof(buf), NULL), 0);
     for (size_t i = 0; i < sizeof(buf); i++)
         assert_int_equal(buf[i], 0);
     blk_close(bs);
@@ -321,14 +322,14 @@ static void test_discard_zero(void **state)
             struct blk_node *bs = open_rw(name);
             uint8_t buf[65536];
             memset(buf, 0x11, sizeof(buf));
-            assert_int_equal(blk_pwrite(bs, 0, buf, sizeof(buf), 0), 0);
-            assert_int_equal(blk_pwrite(bs, 65536, buf, sizeof(buf), 0), 0);
-            assert_int_equal(blk_discard(bs, 0, 65536), 0);
-            assert_int_equal(blk_write_zeroes(bs, 65536, 65536, BLK_ZERO_MAY_UNMAP), 0);
-            assert_int_equal(blk_write_zeroes(bs, 131072, 65536, 0), 0);
+            assert_int_equal(blk_pwrite(bs, 0, buf, sizeof(buf), 0, NULL), 0);
+            assert_int_equal(blk_pwrite(bs, 65536, buf, sizeof(buf), 0, NULL), 0);
+            assert_int_equal(blk_discard(bs, 0, 65536, NULL), 0);
+            assert_int_equal(blk_write_zeroes(bs, 65536, 65536, BLK_ZERO_MAY_UNMAP, NULL), 0);
+            assert_int_equal(blk_write_zeroes(bs, 131072, 65536, 0, NULL), 0);
             uint64_t pnum;
             struct blk_status st;
-            assert_int_equal(blk_block_status(bs, 0, 65536, &pnum, &st), 0);
+            assert_int_equal(blk_block_status(bs, 0, 65536, &pnum, &st, NULL), 0);
             if (img == 1)
                 assert_true(st.depth > 0 || !(st.flags & BLK_STATUS_ALLOCATED) ||
                             (st.flags & BLK_STATUS_ZERO));
@@ -384,7 +385,7 @@ static void test_cluster_past_eof(void **state)
     struct blk_node *bs = open_rw("t.qcow2");
     uint8_t buf[3000];
     memset(buf, 0x22, sizeof(buf));
-    assert_int_equal(blk_pwrite(bs, 65536 + 10000, buf, sizeof(buf), 0), 0);
+    assert_int_equal(blk_pwrite(bs, 65536 + 10000, buf, sizeof(buf), 0, NULL), 0);
     blk_close(bs);
     assert_int_equal(tu_sh("qemu-img check t.qcow2"), 0);
     expect_qemu("t.qcow2", 65536, 2048, 0x11);
@@ -415,8 +416,8 @@ static void test_corrupt_entry_refused(void **state)
     struct blk_node *bs = open_rw("t.qcow2");
     uint8_t buf[512];
     memset(buf, 0xff, sizeof(buf));
-    assert_int_equal(blk_pwrite(bs, 0, buf, sizeof(buf), 0), -EIO);
-    assert_int_equal(blk_pwrite(bs, 100, buf, sizeof(buf), 0), -EIO);
+    assert_int_equal(blk_pwrite(bs, 0, buf, sizeof(buf), 0, NULL), -EIO);
+    assert_int_equal(blk_pwrite(bs, 100, buf, sizeof(buf), 0, NULL), -EIO);
     blk_close(bs);
     h = tu_load("t.qcow2", 4 * 65536);
     assert_memory_equal(h + l1, before, 8);

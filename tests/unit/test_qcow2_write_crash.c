@@ -208,17 +208,17 @@ static void workload(struct blk_node *bs, int ops)
             bool fua = below(15) == 0;
             memset(buf, (int)below(256), len);
             touched(off, len);
-            assert_int_equal(blk_pwrite(bs, off, buf, len, fua ? BLK_WRITE_FUA : 0), 0);
+            assert_int_equal(blk_pwrite(bs, off, buf, len, fua ? BLK_WRITE_FUA : 0, NULL), 0);
             memcpy(live + off, buf, len);
             if (fua)
                 flushed_now();
         } else if (k < 15) {
             touched(off, len);
-            assert_int_equal(blk_write_zeroes(bs, off, len, below(2) ? BLK_ZERO_MAY_UNMAP : 0), 0);
+            assert_int_equal(blk_write_zeroes(bs, off, len, below(2) ? BLK_ZERO_MAY_UNMAP : 0, NULL), 0);
             memset(live + off, 0, len);
         } else if (k < 18) {
             touched(off, len);
-            assert_int_equal(blk_discard(bs, off, len), 0);
+            assert_int_equal(blk_discard(bs, off, len, NULL), 0);
             uint64_t a = (off + csize - 1) / csize * csize, e = off + len;
             uint64_t b = e == vsize ? (e + csize - 1) / csize * csize : e / csize * csize;
             if (b > vsize)
@@ -226,7 +226,7 @@ static void workload(struct blk_node *bs, int ops)
             if (a < b && !discard_keeps)
                 memset(live + a, 0, b - a);
         } else {
-            assert_int_equal(blk_flush(bs), 0);
+            assert_int_equal(blk_flush(bs, NULL), 0);
             flushed_now();
         }
         if (below(12) == 0)
@@ -277,7 +277,8 @@ static void run_cfg(const struct cfg *c)
     struct blk_node *bs;
     struct scuse_err err = { 0 };
     struct blk_opts o = { 0 };
-    o.l2_cache_size = c->cache;
+    char cbuf[32];
+    tu_l2_cache(&o, cbuf, sizeof(cbuf), c->cache);
     if (blk_open(tu_path("t.qcow2"), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
         fail_msg("open: %s", err.msg);
     /* The durable model starts as the file is now. */

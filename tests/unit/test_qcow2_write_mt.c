@@ -65,7 +65,7 @@ static void *writer(void *arg)
             a = 0, len = q;
         uint64_t off = c * csize + (uint64_t)t * q + a;
         memset(buf, t * VALUES + 1 + (int)tu_below(&r, VALUES - 1), len);
-        int e = blk_pwrite(bs, off, buf, len, 0);
+        int e = blk_pwrite(bs, off, buf, len, 0, NULL);
         if (e < 0) {
             fail_async("writer %d: write %lu+%lu: %d", t, (unsigned long)off, (unsigned long)len, e);
             break;
@@ -91,13 +91,13 @@ static void *mixer(void *arg)
         int e;
         if (k < 2) {
             memset(buf, 200 + (int)tu_below(&r, 50), len);
-            e = blk_pwrite(bs, off, buf, len, 0);
+            e = blk_pwrite(bs, off, buf, len, 0, NULL);
             memcpy(shadow + off, buf, len);
         } else if (k == 2) {
-            e = blk_write_zeroes(bs, off, len, tu_below(&r, 2) ? BLK_ZERO_MAY_UNMAP : 0);
+            e = blk_write_zeroes(bs, off, len, tu_below(&r, 2) ? BLK_ZERO_MAY_UNMAP : 0, NULL);
             memset(shadow + off, 0, len);
         } else {
-            e = blk_discard(bs, off, len);
+            e = blk_discard(bs, off, len, NULL);
             uint64_t a = (off + csize - 1) / csize * csize, end = off + len;
             uint64_t b = end == vsize ? vsize : end / csize * csize;
             if (a < b && !keeps_on_discard)
@@ -122,7 +122,7 @@ static void *reader(void *arg)
         uint64_t off = tu_below(&r, low_half() - 1), len = 1 + tu_below(&r, 2 * csize);
         if (len > low_half() - off)
             len = low_half() - off;
-        int e = blk_pread(bs, off, buf, len);
+        int e = blk_pread(bs, off, buf, len, NULL);
         if (e < 0) {
             fail_async("reader: read %lu+%lu: %d", (unsigned long)off, (unsigned long)len, e);
             break;
@@ -146,7 +146,7 @@ static void *flusher(void *arg)
 {
     (void)arg;
     while (!atomic_load(&stop) && !atomic_load(&failed)) {
-        int e = blk_flush(bs);
+        int e = blk_flush(bs, NULL);
         if (e < 0) {
             fail_async("flush: %d", e);
             break;
@@ -187,7 +187,8 @@ static void run_cfg(const struct cfg *c)
 
     struct scuse_err err = { 0 };
     struct blk_opts o = { 0 };
-    o.l2_cache_size = c->cache;
+    char cbuf[32];
+    tu_l2_cache(&o, cbuf, sizeof(cbuf), c->cache);
     if (blk_open(tu_path("t.qcow2"), "qcow2", BLK_OPEN_RW, &o, &bs, &err) < 0)
         fail_msg("open: %s", err.msg);
     atomic_store(&stop, 0);

@@ -383,7 +383,7 @@ static void test_two_luns_detach(void **state)
         td_free(&t[i]);
     }
     uint8_t buf[LBS];
-    assert_int_equal(blk_pread(bs1, 3 * LBS, buf, LBS), 0);
+    assert_int_equal(blk_pread(bs1, 3 * LBS, buf, LBS, NULL), 0);
     assert_int_equal(buf[0], 3);
     assert_int_equal(buf[LBS - 1], 3);
     blk_close(bs1);

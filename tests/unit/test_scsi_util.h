@@ -132,6 +132,7 @@ struct ts_res {
     bool overflow;
     enum scsi_access access;        /* what prepare said */
     uint64_t lba, nblocks;
+    enum scsi_dir dir;              /* as prepare left it (SCSI_DIR_BY_CDB resolved) */
 };
 
 /* Prepare and (unless answered) execute cdb with iov[0..cnt) as the data
@@ -153,6 +154,7 @@ static TS_UNUSED struct ts_res ts_runv(struct scsi_lun *lun, const uint8_t *cdb,
     cmd.sense = r.sense;
     scsi_cmd_prepare(lun, &cmd);
     r.access = cmd.access;
+    r.dir = cmd.dir;
     r.lba = cmd.lba;
     r.nblocks = cmd.nblocks;
     if (cmd.access != SCSI_ACCESS_DONE)

@@ -194,7 +194,7 @@ static inline int per_test(void **state)
     images();
     struct tcmu_daemon_config cfg = { .configfs = tu_path("cfs"), .sysfs = tu_path("sys"),
                                       .dev_dir = tu_path("dev"), .workers = 2,
-                                      .no_netlink = true };
+                                      .no_netlink = true, .sig_fd = -1 };
     struct scuse_err err = { 0 };
     if (tcmu_daemon_create(&cfg, &dm, &err) < 0)
         fail_msg("daemon: %s", err.msg);

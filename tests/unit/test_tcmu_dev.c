@@ -88,8 +88,10 @@ static void env_open(struct env *e, const char *img, uint16_t flags, unsigned wo
     if (with_lun) {
         if (blk_open(tu_path(img), "qcow2", BLK_OPEN_RW, NULL, &e->bs, &err) < 0)
             fail_msg("open %s: %s", img, err.msg);
+        /* As the daemon makes its LUNs (served.c): metadata write-through. */
         struct scsi_lun_config cfg;
         scsi_lun_config_default(&cfg);
+        cfg.meta_write_through = true;
         if (scsi_lun_create(&cfg, e->bs, 0, &e->lun, &err) < 0)
             fail_msg("LUN: %s", err.msg);
     }
@@ -98,7 +100,6 @@ static void env_open(struct env *e, const char *img, uint16_t flags, unsigned wo
         fail_msg("dispatcher: %s", err.msg);
     if (tcmu_dev_init(&e->dev, e->k->map, e->k->size, "test", e->disp, e->lun, kick, e, &err) < 0)
         fail_msg("device: %s", err.msg);
-    tcmu_dev_set_lun(&e->dev, e->lun, e->bs);
 }
 
 static void env_close(struct env *e)

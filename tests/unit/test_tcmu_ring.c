@@ -52,7 +52,7 @@ static void test_mailbox_checks(void **state)
 /* ---- parsing ---- */
 
 /* 40 iovecs, scattered backwards through the data area: copied out as
- * pointers in entry order, the CDB copied, the direction from the opcode. */
+ * pointers in entry order, the CDB copied (its length from the opcode). */
 static void test_many_iovs(void **state)
 {
     (void)state;
@@ -72,7 +72,6 @@ static void test_many_iovs(void **state)
     assert_int_equal(req.cmd_id, id);
     assert_int_equal(req.cdb_len, 10);
     assert_memory_equal(req.cdb, WRITE10, 10);
-    assert_true(req.data_out);
     assert_int_equal(req.iov_cnt, N);
     assert_int_equal(req.data_len, total);
     for (int i = 0; i < N; i++) {
@@ -82,18 +81,18 @@ static void test_many_iovs(void **state)
     assert_int_equal(next(&e, &req), TCMU_NEXT_EMPTY);
     /* Nothing handed back yet: the tail has not moved. */
     assert_int_equal(fk_reap(e.k), 0);
-    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, false, 0);
     assert_int_equal(fk_reap(e.k), 1);
     assert_int_equal(e.k->done[id].status, 0);
     assert_int_equal(e.k->done[id].uflags, 0);
     assert_int_equal(e.k->cleaned, e.k->head);
     assert_true(e.kicks >= 1);
-    /* A data-in command: the other direction. */
+    /* A data-in command. */
     uint64_t o = e.k->data_off, l = 4096;
     fk_cmd(e.k, READ10, sizeof(READ10), &o, &l, 1);
     assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-    assert_false(req.data_out);
-    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 4096);
+    assert_int_equal(req.data_len, 4096);
+    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, true, 4096);
     tcmu_req_fini(&req);
     env_close(&e);
 }
@@ -115,7 +114,7 @@ static void test_pad_at_wrap(void **state)
         assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
         assert_int_equal(req.cmd_id, id);
         assert_int_equal(next(&e, &req), TCMU_NEXT_EMPTY);
-        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 512);
+        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, true, 512);
         done += (unsigned)fk_reap(e.k);
         assert_int_equal(e.k->done[id].count, 1);
         assert_int_equal(*fk_tail_p(e.k), e.k->head);
@@ -153,7 +152,7 @@ static void test_out_of_order(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(next(&e, &req[i]), TCMU_NEXT_CMD);
     uint8_t sense[18] = { 0x70, 0, 0x03, [7] = 10, [12] = 0x11 };
-    tcmu_ring_complete(&e.r, &req[2], 0x02, sense, sizeof(sense), 0);
+    tcmu_ring_complete(&e.r, &req[2], 0x02, sense, sizeof(sense), true, 0);
     assert_int_equal(fk_reap(e.k), 1);
     assert_int_equal(e.k->done[id[2]].count, 1);
     assert_int_equal(e.k->done[id[2]].status, 0x02);
@@ -162,8 +161,8 @@ static void test_out_of_order(void **state)
     for (int j = 0; j < 4; j++)
         assert_ptr_equal(req[0].iov[j].iov_base, e.k->map + off[0][j]);
     assert_memory_equal(req[0].cdb, READ10, 10);
-    tcmu_ring_complete(&e.r, &req[0], 0, NULL, 0, 16384);
-    tcmu_ring_complete(&e.r, &req[1], 0, NULL, 0, 16384);
+    tcmu_ring_complete(&e.r, &req[0], 0, NULL, 0, true, 16384);
+    tcmu_ring_complete(&e.r, &req[1], 0, NULL, 0, true, 16384);
     assert_int_equal(fk_reap(e.k), 2);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(e.k->done[id[i]].count, 1);
@@ -188,13 +187,13 @@ static void test_in_order(void **state)
         tcmu_req_init(&req[i]);
         assert_int_equal(next(&e, &req[i]), TCMU_NEXT_CMD);
     }
-    tcmu_ring_complete(&e.r, &req[2], 0x08, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &req[2], 0x08, NULL, 0, false, 0);
     assert_int_equal(fk_reap(e.k), 0);
     assert_int_equal(*fk_tail_p(e.k), 0);
-    tcmu_ring_complete(&e.r, &req[0], 0x00, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &req[0], 0x00, NULL, 0, false, 0);
     assert_int_equal(fk_reap(e.k), 1);
     assert_int_equal(e.k->done[id[0]].count, 1);
-    tcmu_ring_complete(&e.r, &req[1], 0x18, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &req[1], 0x18, NULL, 0, false, 0);
     assert_int_equal(fk_reap(e.k), 2);
     assert_int_equal(e.k->done[id[1]].status, 0x18);
     assert_int_equal(e.k->done[id[2]].status, 0x08);
@@ -221,7 +220,7 @@ static void test_read_len(void **state)
         assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
         memset(req.iov[0].iov_base, 0x11, 1000);
         memset(req.iov[1].iov_base, 0x22, 500);
-        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 1500);
+        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, true, 1500);
         fk_reap(e.k);
         struct fk_done *d = &e.k->done[id];
         uint8_t *tail_bytes = e.k->map + off[1] + 500;
@@ -237,15 +236,18 @@ static void test_read_len(void **state)
         /* full reply: never READ_LEN */
         id = fk_cmd(e.k, READ10, sizeof(READ10), off, len, 2);
         assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 4096);
+        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, true, 4096);
         fk_reap(e.k);
         assert_int_equal(e.k->done[id].uflags, 0);
-        /* data-out: never READ_LEN */
+        /* not data-in (a write): never READ_LEN, the buffer left as it is */
+        memset(e.k->map + off[1], 0x33, len[1]);
         id = fk_cmd(e.k, WRITE10, sizeof(WRITE10), off, len, 2);
         assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 0);
+        tcmu_ring_complete(&e.r, &req, 0, NULL, 0, false, 0);
         fk_reap(e.k);
         assert_int_equal(e.k->done[id].uflags, 0);
+        for (uint64_t i = 0; i < len[1]; i++)
+            assert_int_equal(e.k->map[off[1] + i], 0x33);
         tcmu_req_fini(&req);
         env_close(&e);
     }
@@ -272,7 +274,7 @@ static void test_tmr_entry(void **state)
     assert_int_equal(tmr.cnt, 3);
     assert_memory_equal(tmr.ids, ids, sizeof(ids));
     /* The TMR slot is passed with the command before it. */
-    tcmu_ring_complete(&e.r, &req, 0x40, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &req, 0x40, NULL, 0, false, 0);
     assert_int_equal(fk_reap(e.k), 1);
     assert_int_equal(e.k->cleaned, e.k->head);
     /* A TMR alone is passed at once. */
@@ -288,7 +290,7 @@ static void test_tmr_entry(void **state)
     id = fk_cmd(e.k, TUR, sizeof(TUR), NULL, NULL, 0);
     assert_int_equal(tcmu_ring_next(&e.r, &other, &tmr), TCMU_NEXT_CMD);
     assert_int_equal(other.cmd_id, id);
-    tcmu_ring_complete(&e.r, &other, 0, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &other, 0, NULL, 0, false, 0);
     assert_int_equal(fk_reap(e.k), 1);
     tcmu_req_fini(&req);
     tcmu_req_fini(&other);
@@ -345,7 +347,7 @@ static void random_workload(uint16_t flags, uint64_t seed)
         int nc = live ? 1 + (int)tu_below(&rng, (uint64_t)live) : 0;
         for (int c = 0; c < nc; c++) {
             int i = (int)tu_below(&rng, (uint64_t)live);
-            tcmu_ring_complete(&e.r, &req[idx[i]], 0, NULL, 0, want[idx[i]]);
+            tcmu_ring_complete(&e.r, &req[idx[i]], 0, NULL, 0, true, want[idx[i]]);
             int t = idx[i];
             idx[i] = idx[live - 1];
             idx[live - 1] = t;

@@ -53,7 +53,7 @@ static void test_hostile_commands(void **state)
     len = 100;
     id = fk_cmd(e.k, READ10, sizeof(READ10), &off, &len, 1);
     assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 100);
+    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, true, 100);
 
     /* cdb_off: into the mailbox, into the ring before the entry, into the
      * iovec array, just past the entry, past the mapping, near 2^64. */
@@ -116,7 +116,7 @@ static void test_hostile_commands(void **state)
     /* After all that, a sound command still runs and the ring is whole. */
     id = fk_cmd(e.k, TUR, sizeof(TUR), NULL, NULL, 0);
     assert_int_equal(next(&e, &req), TCMU_NEXT_CMD);
-    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, 0);
+    tcmu_ring_complete(&e.r, &req, 0, NULL, 0, false, 0);
     fk_reap(e.k);
     assert_int_equal(e.k->done[id].count, 1);
     assert_int_equal(e.k->done[id].status, 0);
@@ -175,7 +175,7 @@ static void test_broken_rings(void **state)
         }
         assert_int_equal(next(&e, &req), TCMU_NEXT_BROKEN);
         assert_int_equal(next(&e, &req), TCMU_NEXT_BROKEN);
-        tcmu_ring_complete(&e.r, &good, 0, NULL, 0, 0);
+        tcmu_ring_complete(&e.r, &good, 0, NULL, 0, false, 0);
         fk_reap(e.k);
         assert_int_equal(e.k->done[gid].count, 1);
         tcmu_req_fini(&good);

@@ -200,3 +200,13 @@ uint64_t tu_seed(uint64_t dflt)
     uint64_t v = s ? strtoull(s, NULL, 0) : dflt;
     return v ? v : 1;
 }
+
+void tu_l2_cache(struct blk_opts *o, char *buf, size_t len, uint64_t bytes)
+{
+    if (!bytes)
+        return;
+    snprintf(buf, len, "%llu", (unsigned long long)bytes);
+    o->fmt.kv[o->fmt.n].key = "l2-cache-size";
+    o->fmt.kv[o->fmt.n].val = buf;
+    o->fmt.n++;
+}

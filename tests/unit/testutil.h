@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "blk/blk.h"
+
 /* ---- The scratch directory: one per test program, kept in testutil.c ---- */
 
 /* Makes a fresh ${TMPDIR:-/tmp}/scuse-test-NAME-<random> (absolute: tests
@@ -63,5 +65,9 @@ uint64_t tu_below(uint64_t *state, uint64_t n);
 /* SCUSE_TEST_SEED (strtoull base 0) when set, else dflt; never 0, which
  * would keep the generator at 0 forever. */
 uint64_t tu_seed(uint64_t dflt);
+
+/* qcow2's l2-cache-size open option in o (bytes; 0 leaves the default).
+ * buf holds the number's text and must outlive the open. */
+void tu_l2_cache(struct blk_opts *o, char *buf, size_t len, uint64_t bytes);
 
 #endif

@@ -178,7 +178,8 @@ section vhost_list | grep -Eq "^vh0 +raw +4 MiB +vhost +$W +/mnt/vh.raw\$" ||
 echo "  $W, $vnexus"
 case_end
 
-case_begin "teardown: delete, configfs empty, the daemon exits 0"
+case_begin "SIGHUP keeps the daemon; teardown: delete, configfs empty, SIGTERM exits 0"
+[ "$(m HUP)" = alive ] || fail "after SIGHUP: daemon $(m HUP)"
 [ "$(rc delete_disk)" = 0 ] || fail "scuse tcmu delete disk0: rc $(rc delete_disk)"
 [ "$(m CLEAN)" = ok ] || fail "left after delete: $(m CLEAN)"
 [ "$(m SCUSE | grep '^exit=')" = "exit=0" ] || fail "scuse serve: $(m SCUSE | grep '^exit=')"

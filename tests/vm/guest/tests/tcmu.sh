@@ -24,8 +24,9 @@
 #      size the image does not have, a missing image, rmdir;
 #   6. vh.raw with 4096-byte blocks behind tcm_loop (capacity, content),
 #      then exported through vhost-scsi: create, configfs, list, delete;
-#   7. the whole disk hashed again, delete, configfs empty, the daemon
-#      stopped (exit status 0).
+#   7. SIGHUP (the daemon rescans and goes on serving), the whole disk
+#      hashed again, delete, configfs empty, the daemon stopped with
+#      SIGTERM (exit status 0).
 # Markers (besides lib.sh's and write.sh's):
 #   @@ RING N TEXT            daemon N's mailbox line (flags, sizes)
 #   @@ UIO NAME SIZE          the UIO device sysfs shows
@@ -42,6 +43,7 @@
 #   @@ NLRING TEXT, @@ SHA256 nl direct HEX   its mailbox line; its disk read after the wrap
 #   @@ K4 DISK BYTES / SHA256 k4 direct HEX   the 4096-byte-block LUN
 #   @@ VHOST STEP ok|bad ...  the vhost export's checks
+#   @@ HUP alive|dead         the daemon after SIGHUP
 #   @@ CLEAN ok|bad WHAT      after delete; @@ SCUSE exit=N
 . /lib/scuse/lib.sh
 set -o pipefail
@@ -316,7 +318,11 @@ else
 fi
 wait_log 'user_5300/vh0 (uio[0-9]*): no longer served'
 
-# --- 7. the whole disk again, then everything removed -------------------------
+# --- 7. SIGHUP (the daemon looks for devices again and goes on), the whole
+# disk again, then everything removed ------------------------------------------
+kill -HUP $SP
+wait_log 'SIGHUP: looking for devices again'
+kill -0 $SP 2>/dev/null && mark HUP alive || mark HUP dead
 sha_disk final
 section delete_disk scuse tcmu delete disk0 || die "scuse tcmu delete disk0"
 i=0

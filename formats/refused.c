@@ -1,0 +1,108 @@
+/* Formats scuse recognises but does not serve yet. Each is probed by its
+ * magic so that an image of it is never mistaken for raw (a guest would
+ * see the metadata as its disk, and its first write would destroy the
+ * image); opening one is refused by name. When a format gets a driver of
+ * its own, its entry here goes and the registry names the new driver. */
+#include <string.h>
+
+#include "blk/driver.h"
+
+static bool starts(const uint8_t *buf, size_t len, const char *magic, size_t mlen)
+{
+    return len >= mlen && memcmp(buf, magic, mlen) == 0;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* A VMDK descriptor file is text whose first lines carry the marker
+ * comment or a createType key; binary data (a NUL byte) is not one. */
+static bool vmdk_descriptor(const uint8_t *buf, size_t len)
+{
+    if (memchr(buf, 0, len))
+        return false;
+    static const char marker[] = "# Disk DescriptorFile";
+    for (size_t i = 0; i < len;) {
+        const uint8_t *nl = memchr(buf + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - buf) : len;
+        size_t j = i;
+        while (j < end && (buf[j] == ' ' || buf[j] == '\t'))
+            j++;
+        if (starts(buf + j, end - j, marker, sizeof(marker) - 1) ||
+            starts(buf + j, end - j, "createType", 10))
+            return true;
+        i = end + 1;
+    }
+    return false;
+}
+
+static int vmdk_probe(const struct blk_probe *p)
+{
+    if (starts(p->head, p->head_len, "KDMV", 4) || starts(p->head, p->head_len, "COWD", 4))
+        return 100;
+    return vmdk_descriptor(p->head, p->head_len) ? 90 : 0;
+}
+
+/* Dynamic and differencing disks copy their footer to offset 0; a fixed
+ * disk has it only at the end (512 bytes, or 511 from old Virtual PCs). */
+static int vpc_probe(const struct blk_probe *p)
+{
+    if (starts(p->head, p->head_len, "conectix", 8))
+        return 100;
+    if (p->tail_len >= 512 && (starts(p->tail, 512, "conectix", 8) ||
+                               starts(p->tail + 1, 511, "conectix", 8)))
+        return 100;
+    return 0;
+}
+
+static int vhdx_probe(const struct blk_probe *p)
+{
+    return starts(p->head, p->head_len, "vhdxfile", 8) ? 100 : 0;
+}
+
+/* qcow version 1 shares qcow2's magic; the version word tells them apart. */
+static int qcow_probe(const struct blk_probe *p)
+{
+    return p->head_len >= 8 && starts(p->head, p->head_len, "QFI\xfb", 4) && be32(p->head + 4) == 1
+               ? 100 : 0;
+}
+
+static int qed_probe(const struct blk_probe *p)
+{
+    return starts(p->head, p->head_len, "QED\0", 4) ? 100 : 0;
+}
+
+static int vdi_probe(const struct blk_probe *p)
+{
+    return p->head_len >= 0x44 && le32(p->head + 0x40) == 0xbeda107fu ? 100 : 0;
+}
+
+static const char *const vpc_aliases[] = { "vhd", NULL };
+
+const struct blk_driver blk_driver_vmdk_refused = {
+    .name = "vmdk", .description = "VMware disk", .unsupported = "VMDK", .probe = vmdk_probe,
+};
+const struct blk_driver blk_driver_vpc_refused = {
+    .name = "vpc", .aliases = vpc_aliases, .description = "Virtual PC / Hyper-V VHD",
+    .unsupported = "VHD", .probe = vpc_probe,
+};
+const struct blk_driver blk_driver_vhdx_refused = {
+    .name = "vhdx", .description = "Hyper-V VHDX", .unsupported = "VHDX", .probe = vhdx_probe,
+};
+const struct blk_driver blk_driver_qcow_refused = {
+    .name = "qcow", .description = "QEMU copy-on-write version 1", .unsupported = "qcow version 1",
+    .probe = qcow_probe,
+};
+const struct blk_driver blk_driver_qed_refused = {
+    .name = "qed", .description = "QEMU enhanced disk", .unsupported = "QED", .probe = qed_probe,
+};
+const struct blk_driver blk_driver_vdi_refused = {
+    .name = "vdi", .description = "VirtualBox disk", .unsupported = "VDI", .probe = vdi_probe,
+};

@@ -10,7 +10,8 @@
 set -u
 : "${SCUSE:?SCUSE must name the scuse binary}"
 T=${SCUSE_TEST_TMP:-${TMPDIR:-/tmp}/scuse-test-serve-cli}
-command -v qemu-img >/dev/null 2>&1 || { echo "SKIP: qemu-img not found" >&2; exit 77; }
+. "$(dirname "$0")/../lib/need.sh"
+need qemu-img python3
 rm -rf "$T"
 mkdir -p "$T"
 cd "$T" || exit 1

@@ -79,6 +79,10 @@ struct blk_driver {
      * backing_name/fmt, cluster_size, align, max_transfer, state. */
     int (*open)(struct blk_node *bs, struct scuse_err *err);
     void (*close)(struct blk_node *bs);
+    /* Optional: called once bs->backing is open (never with
+     * BLK_OPEN_NO_BACKING), to check it against what the image records
+     * of its parent (VMDK's parentCID, VHD's parent UUID); failing fails the open. */
+    int (*verify_backing)(struct blk_node *bs, struct scuse_err *err);
     int (*preadv)(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                   struct scuse_err *err);
     /* Status of [off, off+len) in this layer only: *pnum > 0 bytes share st. */

@@ -180,6 +180,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     bs->read_only = !rw;
     bs->check_only = rw && depth == 0 && (flags & BLK_OPEN_CHECK);
     bs->no_flush = rw && depth == 0 && (flags & BLK_OPEN_NO_FLUSH);
+    bs->share = flags & BLK_OPEN_SHARE;
     bs->depth = depth;
     bs->opts = *opts;
     bs->opts.backing = NULL;        /* the caller's, used only here (opts) */
@@ -300,6 +301,12 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             if (!cc->blamed)
                 err_prefix(err, "'%s': cannot open its backing file: ", path);
             cc->blamed = true;
+            goto fail;
+        }
+        if (bs->drv->verify_backing && (r = bs->drv->verify_backing(bs, err)) < 0) {
+            blk_close(bs->backing);
+            bs->backing = NULL;
+            cc->blamed = true; /* the reason names this image and its parent */
             goto fail;
         }
     }

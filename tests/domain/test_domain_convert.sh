@@ -26,8 +26,8 @@ T=${SCUSE_TEST_TMP:-/tmp/scuse-domain-convert}
 G=$SCUSE_SRC/tests/domain/golden
 rm -rf "$T"
 mkdir -p "$T"
-command -v virt-xml-validate >/dev/null || { echo "SKIP: virt-xml-validate missing"; exit 77; }
-command -v virsh >/dev/null || { echo "SKIP: virsh missing"; exit 77; }
+. "$(dirname "$0")/../lib/need.sh"
+need virt-xml-validate virsh
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }

@@ -7,6 +7,8 @@
 # never started do nothing; failures are one line and exit 1.
 set -euo pipefail
 : "${SCUSE:?}" "${SCUSE_SRC:?}"
+. "$(dirname "$0")/../lib/need.sh"
+need qemu-img
 T=${SCUSE_TEST_TMP:-/tmp/scuse-libvirt-hook}
 rm -rf "$T"
 mkdir -p "$T"

@@ -8,8 +8,6 @@
 
 # format name for qemu-img, extra create options, the name scuse says
 refused=(
-    "vmdk|-o subformat=monolithicSparse|VMDK"
-    "vmdk|-o subformat=streamOptimized|VMDK"
     "vpc|-o subformat=dynamic|VHD"
     "vpc|-o subformat=fixed|VHD"
     "vhdx||VHDX"
@@ -65,10 +63,10 @@ if expect_exit 0 "$SCUSE" --help; then
     grep -q '(vhd)' "$W/.out" || fail "scuse --help does not give vpc's alias vhd"
 fi
 # the alias is the same format: refused as VHD
-if expect_exit 2 "$SCUSE" info -f vhd img3.vpc; then
+if expect_exit 2 "$SCUSE" info -f vhd img1.vpc; then
     stderr_names "scuse cannot open VHD images yet" || true
 fi
-if expect_exit 2 "$SCUSE" info -f nosuch img3.vpc; then
+if expect_exit 2 "$SCUSE" info -f nosuch img1.vpc; then
     stderr_mentions "unknown format 'nosuch'.*qcow2, raw" "the formats scuse opens" || true
 fi
 case_end
@@ -91,19 +89,19 @@ fi
 if expect_exit 1 "$SCUSE" create -f qcow2 -o data_file=d.raw n.qcow2 1M; then
     stderr_mentions "external data file" "why data_file is refused" || true
 fi
-if expect_exit 1 "$SCUSE" create -f vmdk n.vmdk 1M; then
-    stderr_mentions "cannot create VMDK images yet" || true
+if expect_exit 1 "$SCUSE" create -f vhdx n.vhdx 1M; then
+    stderr_mentions "cannot create VHDX images yet" || true
 fi
-[ ! -e n.vmdk ] || fail "a refused create left n.vmdk"
-if expect_exit 1 "$SCUSE" create -f raw -b img1.vmdk -F vmdk n.raw 1M; then
+[ ! -e n.vhdx ] || fail "a refused create left n.vhdx"
+if expect_exit 1 "$SCUSE" create -f raw -b img1.vpc -F vpc n.raw 1M; then
     stderr_mentions "raw images cannot have a backing file" || true
 fi
-if expect_exit 1 "$SCUSE" convert -O vmdk img1.vmdk x.vmdk; then
-    stderr_mentions "output format 'vmdk' is not supported \(qcow2, raw\)" || true
+if expect_exit 1 "$SCUSE" convert -O vpc img1.vpc x.vhd; then
+    stderr_mentions "output format 'vpc' is not supported \(qcow2, raw, vmdk\)" || true
 fi
 qemu-img create -q -f qcow2 src.qcow2 1M
 if expect_exit 1 "$SCUSE" convert -c -O raw src.qcow2 x.raw; then
-    stderr_mentions "-c needs an output format that stores compressed clusters \(qcow2\)" || true
+    stderr_mentions "-c needs an output format that stores compressed clusters \(qcow2, vmdk\)" || true
 fi
 case_end
 

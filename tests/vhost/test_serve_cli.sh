@@ -10,7 +10,8 @@
 set -u
 : "${SCUSE:?SCUSE must name the scuse binary}"
 T=${SCUSE_TEST_TMP:-${TMPDIR:-/tmp}/scuse-test-serve-cli}
-command -v qemu-img >/dev/null 2>&1 || { echo "SKIP: qemu-img not found" >&2; exit 77; }
+. "$(dirname "$0")/../lib/need.sh"
+need qemu-img python3
 rm -rf "$T"
 mkdir -p "$T"
 cd "$T" || exit 1
@@ -57,7 +58,8 @@ refuse "vendor is longer than 8" --vhost-user-scsi "$S" --lun 0=a.qcow2,vendor=L
 refuse "product is longer than 16" --vhost-user-scsi "$S" --lun 0=a.qcow2,product=a-very-long-product
 refuse "cache 'none'" --vhost-user-scsi "$S" --lun 0=a.qcow2,cache=none
 refuse "discard 'maybe'" --vhost-user-scsi "$S" --lun 0=a.qcow2,discard=maybe
-refuse "cannot open VMDK images yet" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vmdk
+refuse "cannot open QED images yet" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=qed
+refuse "not a VMDK image" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vmdk
 refuse "unknown format 'nosuch'" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=nosuch
 refuse "readonly takes no value" --vhost-user-scsi "$S" --lun 0=a.qcow2,readonly=maybe
 refuse "option 'serial' needs a value" --vhost-user-scsi "$S" --lun 0=a.qcow2,serial

@@ -14,9 +14,8 @@
 # kernel directly (<os><kernel>), so QEMU keeps bootindex 0 and the
 # conversion gives the boot controller another one.
 . "$(dirname "$0")/lib/vm.sh"
+need virt-xml-validate virsh
 vm_guest
-command -v virt-xml-validate >/dev/null || setup_error "virt-xml-validate missing (libvirt-clients)"
-command -v virsh >/dev/null || setup_error "virsh missing (libvirt-clients)"
 
 seed=$((RANDOM + 1))
 case_begin "a converted libvirt domain, served by scuse serve --domain"

@@ -19,12 +19,10 @@
 #   3. an image that cannot be opened: the hook fails the start (virsh
 #      start fails naming the hook), nothing left running.
 . "$(dirname "$0")/lib/vm.sh"
+need libvirtd virsh unshare setpriv
 vm_guest
-for tool in libvirtd virsh unshare setpriv; do
-    command -v "$tool" >/dev/null ||
-        { echo "SKIP: $tool missing (Debian: libvirt-daemon, libvirt-daemon-driver-qemu, util-linux)"; exit 77; }
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (a private mount namespace, then user nobody)"; exit 77; }
+# root: a private mount namespace, then the session daemon as nobody
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (a private mount namespace, then user nobody)" >&2; exit 77; }
 
 case_begin "a real libvirtd starts and stops scuse through the hook"
 L=$T/lv

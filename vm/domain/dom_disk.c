@@ -184,7 +184,7 @@ static int parse_chain(const struct dom_ctx *c, const xmlNode *n, struct dom_dis
         if (!can_have_backing(above))
             return dom_fail(c, b, "%s images have no backing file (the <backingStore> of the "
                             "image at line %ld)", above, xmlGetLineNo(above_node));
-        bool block;
+        bool block = false;
         int r = 0;
         if (!dom_attr(b, "type"))
             return dom_fail(c, b, "a backingStore needs type='file' or type='block'");

@@ -17,11 +17,15 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <grp.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +39,9 @@ struct sd_opts {
     bool once;
     unsigned workers;
     int verbose;
+    int socket_mode;                /* -1: as made (0755 less the umask) */
+    gid_t socket_gid;
+    bool have_gid;
 };
 
 static void usage(FILE *f)
@@ -47,7 +54,11 @@ static void usage(FILE *f)
             "  (LUN = unit) as scuse-domain(5) maps them; one process per controller.\n"
             "  --socket-dir DIR  default: the one the domain records, else " DOM_SOCKET_DIR "\n"
             "  --pidfile FILE    written once every socket listens\n"
-            "  --once            each controller's server ends when its VM disconnects\n");
+            "  --socket-mode M   the sockets' mode (octal, e.g. 0660), so QEMU's user connects\n"
+            "  --socket-group G  the sockets' group (name or number)\n"
+            "  --once            each controller's server ends when its VM disconnects\n"
+            "With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every\n"
+            "socket listens, STOPPING=1 when it stops.\n");
 }
 
 static int parse(struct sd_opts *o, int argc, char **argv)
@@ -58,6 +69,8 @@ static int parse(struct sd_opts *o, int argc, char **argv)
         { "pidfile", required_argument, NULL, 'p' },
         { "once", no_argument, NULL, 'o' },
         { "workers", required_argument, NULL, 'w' },
+        { "socket-mode", required_argument, NULL, 'm' },
+        { "socket-group", required_argument, NULL, 'g' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -78,6 +91,26 @@ static int parse(struct sd_opts *o, int argc, char **argv)
                                 DISP_MAX_WORKERS);
             o->workers = (unsigned)v;
             break;
+        case 'm': {
+            char *end;
+            long m = strtol(optarg, &end, 8);
+            if (!*optarg || *end || m < 0 || m > 0777)
+                return cli_fail(EXIT_USAGE, "serve", "--socket-mode '%s': octal, 0 to 0777",
+                                optarg);
+            o->socket_mode = (int)m;
+            break;
+        }
+        case 'g': {
+            char *end;
+            unsigned long g = strtoul(optarg, &end, 10);
+            struct group *gr = *end ? getgrnam(optarg) : NULL;
+            if (!*optarg || (*end && !gr))
+                return cli_fail(EXIT_USAGE, "serve", "--socket-group '%s': no such group",
+                                optarg);
+            o->socket_gid = gr ? gr->gr_gid : (gid_t)g;
+            o->have_gid = true;
+            break;
+        }
         case 'v': o->verbose++; break;
         case 'h': usage(stdout); return -1;
         case ':':
@@ -137,6 +170,26 @@ static int write_pidfile(const char *path)
     return fclose(f) == 0 ? 0 : -EIO;
 }
 
+/* systemd's readiness protocol: one datagram to $NOTIFY_SOCKET ('@' for
+ * the abstract namespace). Without it, nothing. */
+static void notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    memcpy(sa.sun_path, path, strlen(path));
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        log_warn("NOTIFY_SOCKET: %s", strerror(errno));
+    close(fd);
+}
+
 struct child {
     pid_t pid;
     int ready;                      /* read end of its readiness pipe, -1 once read */
@@ -165,8 +218,23 @@ static unsigned reap(struct child *ch, unsigned n)
     return left;
 }
 
+/* Once every socket listens: the mode and group QEMU's user needs. */
+static int socket_perms(const struct sd_opts *o, char (*sockets)[512], unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (o->socket_mode >= 0 && chmod(sockets[i], (mode_t)o->socket_mode) < 0)
+            return cli_fail(EXIT_USAGE, "serve", "--socket-mode on '%s': %s", sockets[i],
+                            strerror(errno));
+        if (o->have_gid && chown(sockets[i], (uid_t)-1, o->socket_gid) < 0)
+            return cli_fail(EXIT_USAGE, "serve", "--socket-group on '%s': %s", sockets[i],
+                            strerror(errno));
+    }
+    return 0;
+}
+
 /* Wait for readiness, then run until every child is gone. */
-static int supervise(const struct sd_opts *o, struct child *ch, unsigned n, int sigfd)
+static int supervise(const struct sd_opts *o, struct child *ch, unsigned n, int sigfd,
+                     char (*sockets)[512])
 {
     unsigned ready = 0;
     bool failed = false, stopping = false;
@@ -194,14 +262,18 @@ static int supervise(const struct sd_opts *o, struct child *ch, unsigned n, int 
             if (pf[j++].revents) {
                 char b;
                 if (read(ch[i].ready, &b, 1) == 1 && ++ready == n && !stopping) {
-                    int r = o->pidfile ? write_pidfile(o->pidfile) : 0;
-                    if (r < 0) {
+                    int r = socket_perms(o, sockets, n) ? -EPERM : 0;
+                    if (!r && o->pidfile && (r = write_pidfile(o->pidfile)) < 0)
                         fprintf(stderr, "scuse serve: --pidfile '%s': %s\n", o->pidfile,
                                 strerror(-r));
+                    if (r < 0) {
                         failed = stopping = true;
                         signal_all(ch, n, SIGTERM);
                     } else {
                         log_info("%s: %u controller%s served", o->file, n, n == 1 ? "" : "s");
+                        char msg[64];
+                        snprintf(msg, sizeof(msg), "READY=1\nMAINPID=%d", (int)getpid());
+                        notify(msg);
                     }
                 }
                 close(ch[i].ready);
@@ -216,6 +288,8 @@ static int supervise(const struct sd_opts *o, struct child *ch, unsigned n, int 
                 signal_all(ch, n, SIGHUP);
                 continue;
             }
+            if (!stopping)
+                notify("STOPPING=1");
             stopping = true;
             signal_all(ch, n, SIGTERM);
         }
@@ -231,7 +305,7 @@ static int supervise(const struct sd_opts *o, struct child *ch, unsigned n, int 
 
 int cmd_serve_domain(int argc, char **argv)
 {
-    struct sd_opts o = { 0 };
+    struct sd_opts o = { .socket_mode = -1 };
     int rc = parse(&o, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
@@ -245,8 +319,8 @@ int cmd_serve_domain(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (d->transport[0] && strcmp(d->transport, "vhost-user-scsi") != 0) {
-        fprintf(stderr, "scuse serve: %s: converted for %s; the kernel serves it through "
-                "`scuse tcmu up` and `scuse serve --tcmu`\n", o.file, d->transport);
+        fprintf(stderr, "scuse serve: %s: converted for %s: the kernel serves it (LIO TCMU: "
+                "scuse tcmu create, scuse serve --tcmu)\n", o.file, d->transport);
         dom_free(d);
         return EXIT_USAGE;
     }
@@ -329,7 +403,7 @@ int cmd_serve_domain(int argc, char **argv)
     for (unsigned i = 0; i < n; i++)
         if (ch[i].pid < 0)
             ch[i].status = EXIT_USAGE;      /* never started: the others are stopped */
-    rc = supervise(&o, ch, n, sigfd);
+    rc = supervise(&o, ch, n, sigfd, sockets);
     close(sigfd);
     dom_free(d);
     return rc;

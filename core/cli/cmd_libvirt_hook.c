@@ -130,25 +130,39 @@ static int paths_of(const struct domain *d, struct paths *p)
     return 0;
 }
 
+/* Whether pid runs `scuse serve --domain XML`. */
+static bool serves(pid_t pid, const char *xml)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    bool serve = false, domain = false;
+    for (const char *a = buf; a < buf + n; a += strlen(a) + 1) {
+        if (domain)
+            return serve && strcmp(a, xml) == 0;
+        serve = serve || strcmp(a, "serve") == 0;
+        domain = strcmp(a, "--domain") == 0;
+    }
+    return false;
+}
+
 /* Stop the server named by the pidfile, if it runs, and wait for it. */
 static int stop_server(const char *dom, const struct paths *p)
 {
     pid_t pid = read_pid(p->pid);
     if (pid < 0)
         return EXIT_OK;                 /* never started, or gone already */
-    /* Only a scuse process is ours to signal (a stale pidfile may name
-     * another process now). */
-    char exe[64], target[PATH_MAX];
-    snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
-    ssize_t n = readlink(exe, target, sizeof(target) - 1);
-    if (n <= 0) {
-        unlink(p->pid);
-        return EXIT_OK;
-    }
-    target[n] = '\0';
-    char self[PATH_MAX];
-    ssize_t m = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (m <= 0 || (self[m] = '\0', strcmp(self, target) != 0)) {
+    /* Only the server this hook started is ours to signal (a stale
+     * pidfile may name another process now): its command line names
+     * this domain's XML copy. (Not its binary: an upgrade replaces it.) */
+    if (!serves(pid, p->xml)) {
         unlink(p->pid);
         return EXIT_OK;
     }

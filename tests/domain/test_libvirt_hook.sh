@@ -71,6 +71,17 @@ rc=0
 out=$(hook hk release end <"$T/hk.xml" 2>&1) || rc=$?
 [ "$rc" = 0 ] && [ -z "$out" ] && ok "release end with nothing running: nothing" || bad "release: $rc '$out'"
 
+# a stale pidfile naming another process: not signalled, the file removed
+sleep 60 &
+other=$!
+echo "$other" >"$T/sock/hk.pid"
+rc=0
+out=$(hook hk release end <"$T/hk.xml" 2>&1) || rc=$?
+[ "$rc" = 0 ] && kill -0 "$other" 2>/dev/null && [ ! -e "$T/sock/hk.pid" ] &&
+    ok "a stale pidfile naming another process: that process is left alone" ||
+    bad "stale pidfile: exit $rc '$out', $(kill -0 "$other" 2>&1 || echo killed)"
+kill "$other" 2>/dev/null || true
+
 # a domain that is not scuse's, even one scuse's parser would refuse
 cat >"$T/other.xml" <<'XML'
 <domain type='kvm'><name>other</name><memory unit='MiB'>64</memory><devices>

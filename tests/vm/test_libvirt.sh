@@ -17,9 +17,15 @@
 #   2. `virsh start` again and `virsh destroy` while the guest runs: scuse
 #      stopped the same way, the image clean;
 #   3. an image that cannot be opened: the hook fails the start (virsh
-#      start fails naming the hook), nothing left running.
+#      start fails naming the hook), nothing left running;
+#   4. the boot order kept: a domain booting by <boot dev='hd'/> whose
+#      first disk is scuse's (sda) and which has a virtio disk too, both
+#      holding a boot sector (tests/vm/mbr) with a marker of their own:
+#      SeaBIOS boots scuse's disk (bootindex 0, libvirt gives the virtio
+#      disk 1), which prints its marker on COM1 and ends QEMU through
+#      isa-debug-exit (a <qemu:arg> of the original domain, kept).
 . "$(dirname "$0")/lib/vm.sh"
-need libvirtd virsh unshare setpriv
+need libvirtd virsh unshare setpriv as ld
 vm_guest
 # root: a private mount namespace, then the session daemon as nobody
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (a private mount namespace, then user nobody)" >&2; exit 77; }
@@ -97,7 +103,52 @@ XML
 }
 domain_xml lvt "$L/img/top.qcow2" >"$T/lvt.xml"
 domain_xml lvbad "$L/img/missing.qcow2" >"$T/lvbad.xml"
-for d in lvt lvbad; do
+
+# 4: two bootable disks, the SCSI one first for libvirt's <boot dev='hd'/>
+as --32 -o "$T/boot.o" "$VM_DIR/mbr/boot.S"
+ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o "$T/boot.bin" "$T/boot.o"
+boot_disk() { # FILE MARKER
+    head -c 1M /dev/zero >"$1"
+    dd if="$T/boot.bin" of="$1" conv=notrunc status=none
+    printf '%s\0' "$2" | dd of="$1" bs=512 seek=1 conv=notrunc status=none
+}
+boot_disk "$T/scsi-boot.raw" "scuse-disk-$RANDOM"
+boot_disk "$L/img/virtio-boot.raw" "virtio-disk-$RANDOM"
+qemu-img convert -f raw -O qcow2 "$T/scsi-boot.raw" "$L/img/scsi-boot.qcow2"
+cat >"$T/lvboot.xml" <<XML
+<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>lvboot</name>
+  <memory unit='MiB'>128</memory>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='scsi' index='0' model='virtio-scsi'/>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$L/img/virtio-boot.raw'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$L/img/scsi-boot.qcow2'/>
+      <target dev='sda' bus='scsi'/>
+      <readonly/>
+    </disk>
+    <serial type='file'>
+      <source path='$L/lvboot.console'/>
+      <target port='0'/>
+    </serial>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='isa-debug-exit,iobase=0xf4,iosize=0x04'/>
+  </qemu:commandline>
+</domain>
+XML
+for d in lvt lvbad lvboot; do
     "$SCUSE" domain "$T/$d.xml" --transport vhost-user-scsi --socket-dir "$L/sock" -o "$L/$d.scuse.xml" ||
         setup_error "scuse domain $d failed"
 done
@@ -132,7 +183,7 @@ lp=$!
 for ((i = 0; i < 100; i++)); do [ -S "$L/run/libvirt/libvirt-sock" ] && break; sleep 0.1; done
 [ -S "$L/run/libvirt/libvirt-sock" ] || { echo "@@H FAIL libvirtd made no socket"; kill $lp; exit 0; }
 echo "@@H LIBVIRTD $(as_user libvirtd --version)"
-for d in lvt lvbad; do v define "$L/$d.scuse.xml" >/dev/null || echo "@@H FAIL define $d"; done
+for d in lvt lvbad lvboot; do v define "$L/$d.scuse.xml" >/dev/null || echo "@@H FAIL define $d"; done
 
 # 1. start, the guest runs its test and powers off
 if v start lvt >"$L/start1.out" 2>&1; then
@@ -169,7 +220,16 @@ else
 fi
 sleep 0.5
 echo "@@H BADLEFT pids=$(scuse_pids lvbad) state=$(v domstate lvbad)"
-for d in lvt lvbad; do v undefine "$d" >/dev/null; done
+
+# 4. SeaBIOS boots the disk the domain booted from before the conversion
+if v start lvboot >"$L/start4.out" 2>&1; then
+    wait_state lvboot "shut off" 120 || { echo "@@H FAIL lvboot still $(v domstate lvboot)"; v destroy lvboot; }
+    sleep 0.5
+    echo "@@H BOOTED $(tr -d '\r' <"$L/lvboot.console" | sed -n 's/^SCUSE-MBR marker=//p') pids=$(scuse_pids lvboot)"
+else
+    echo "@@H FAIL virsh start lvboot: $(tr '\n' ' ' <"$L/start4.out")"
+fi
+for d in lvt lvbad lvboot; do v undefine "$d" >/dev/null; done
 kill $lp
 wait $lp
 exit 0
@@ -188,6 +248,10 @@ echo "  $(H LIBVIRTD)"
     fail "a missing image: virsh start said '$(H BADSTART)'"
 [ "$(H BADLEFT)" = "pids= state=shut off" ] || fail "after the failed start: $(H BADLEFT)"
 echo "  failed start: $(H BADSTART | cut -c1-160)"
+want="$(tr -d '\0' < <(dd if="$T/scsi-boot.raw" bs=512 skip=1 count=1 status=none)) pids="
+[ "$(H BOOTED)" = "$want" ] && echo "  boot order: SeaBIOS booted scuse's disk ($(H BOOTED | cut -d' ' -f1))" ||
+    fail "boot order: the boot sector that ran printed '$(H BOOTED)', scuse's disk would print '$want'"
+sed 's/&quot;/"/g' "$L/lvboot.scuse.xml" | grep -q '"bootindex":0}' || fail "lvboot's device has no bootindex 0"
 
 # What the guest saw in the first boot.
 tr -d '\r' <"$L/lvt.console.1" >"$T/lv1.log" 2>/dev/null || : >"$T/lv1.log"

@@ -54,7 +54,8 @@ refuse "vendor is longer than 8" --vhost-user-scsi "$S" --lun 0=a.qcow2,vendor=L
 refuse "product is longer than 16" --vhost-user-scsi "$S" --lun 0=a.qcow2,product=a-very-long-product
 refuse "cache 'none'" --vhost-user-scsi "$S" --lun 0=a.qcow2,cache=none
 refuse "discard 'maybe'" --vhost-user-scsi "$S" --lun 0=a.qcow2,discard=maybe
-refuse "cannot open VMDK images yet" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vmdk
+refuse "cannot open VHD images yet" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vpc
+refuse "'a.qcow2': not a VMDK image" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vmdk
 refuse "unknown format 'nosuch'" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=nosuch
 refuse "readonly takes no value" --vhost-user-scsi "$S" --lun 0=a.qcow2,readonly=maybe
 refuse "option 'serial' needs a value" --vhost-user-scsi "$S" --lun 0=a.qcow2,serial

@@ -50,18 +50,6 @@ static int vmdk_probe(const struct blk_probe *p)
     return vmdk_descriptor(p->head, p->head_len) ? 90 : 0;
 }
 
-/* Dynamic and differencing disks copy their footer to offset 0; a fixed
- * disk has it only at the end (512 bytes, or 511 from old Virtual PCs). */
-static int vpc_probe(const struct blk_probe *p)
-{
-    if (starts(p->head, p->head_len, "conectix", 8))
-        return 100;
-    if (p->tail_len >= 512 && (starts(p->tail, 512, "conectix", 8) ||
-                               starts(p->tail + 1, 511, "conectix", 8)))
-        return 100;
-    return 0;
-}
-
 static int vhdx_probe(const struct blk_probe *p)
 {
     return starts(p->head, p->head_len, "vhdxfile", 8) ? 100 : 0;
@@ -84,14 +72,8 @@ static int vdi_probe(const struct blk_probe *p)
     return p->head_len >= 0x44 && le32(p->head + 0x40) == 0xbeda107fu ? 100 : 0;
 }
 
-static const char *const vpc_aliases[] = { "vhd", NULL };
-
 const struct blk_driver blk_driver_vmdk_refused = {
     .name = "vmdk", .description = "VMware disk", .unsupported = "VMDK", .probe = vmdk_probe,
-};
-const struct blk_driver blk_driver_vpc_refused = {
-    .name = "vpc", .aliases = vpc_aliases, .description = "Virtual PC / Hyper-V VHD",
-    .unsupported = "VHD", .probe = vpc_probe,
 };
 const struct blk_driver blk_driver_vhdx_refused = {
     .name = "vhdx", .description = "Hyper-V VHDX", .unsupported = "VHDX", .probe = vhdx_probe,

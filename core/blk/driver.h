@@ -119,6 +119,10 @@ struct blk_driver {
     /* Re-read the virtual size (the image was grown or shrunk underneath,
      * e.g. `truncate -s`); store it with blk_set_size(). */
     int (*refresh_size)(struct blk_node *bs, struct scuse_err *err);
+    /* Called once the block layer has opened bs->backing (from the name
+     * and format open set): whether it is the image bs was made from
+     * (VHD records its parent's UUID). Failing fails the open. */
+    int (*verify_backing)(struct blk_node *bs, struct scuse_err *err);
 };
 
 /* The registry (core/blk/registry.c); extra (NULL-terminated, may be

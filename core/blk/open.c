@@ -266,6 +266,10 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             cc->blamed = true;
             goto fail;
         }
+        if (bs->drv->verify_backing && (r = bs->drv->verify_backing(bs, err)) < 0) {
+            cc->blamed = true;
+            goto fail;
+        }
     }
     *out = bs;
     return 0;

@@ -10,7 +10,7 @@
 extern const struct blk_driver blk_driver_raw;
 extern const struct blk_driver blk_driver_qcow2;
 extern const struct blk_driver blk_driver_vmdk_refused;
-extern const struct blk_driver blk_driver_vpc_refused;
+extern const struct blk_driver blk_driver_vpc;
 extern const struct blk_driver blk_driver_vhdx_refused;
 extern const struct blk_driver blk_driver_qcow_refused;
 extern const struct blk_driver blk_driver_qed_refused;
@@ -20,7 +20,7 @@ static const struct blk_driver *const drivers[] = {
     &blk_driver_qcow2,
     &blk_driver_raw,
     &blk_driver_vmdk_refused,
-    &blk_driver_vpc_refused,
+    &blk_driver_vpc,
     &blk_driver_vhdx_refused,
     &blk_driver_qcow_refused,
     &blk_driver_qed_refused,

@@ -10,8 +10,6 @@
 refused=(
     "vmdk|-o subformat=monolithicSparse|VMDK"
     "vmdk|-o subformat=streamOptimized|VMDK"
-    "vpc|-o subformat=dynamic|VHD"
-    "vpc|-o subformat=fixed|VHD"
     "vhdx||VHDX"
     "qcow||qcow version 1"
     "qed||QED"
@@ -64,11 +62,12 @@ if expect_exit 0 "$SCUSE" --help; then
     done
     grep -q '(vhd)' "$W/.out" || fail "scuse --help does not give vpc's alias vhd"
 fi
-# the alias is the same format: refused as VHD
-if expect_exit 2 "$SCUSE" info -f vhd img3.vpc; then
-    stderr_names "scuse cannot open VHD images yet" || true
+# the alias is the same format (VHD: QEMU's and libvirt's vpc)
+qemu-img create -q -f vpc alias.vhd 4M
+if expect_exit 0 "$SCUSE" info -f vhd alias.vhd; then
+    grep -q '^file format: vpc$' "$W/.out" || fail "info -f vhd does not say vpc: $(head -n 2 "$W/.out")"
 fi
-if expect_exit 2 "$SCUSE" info -f nosuch img3.vpc; then
+if expect_exit 2 "$SCUSE" info -f nosuch img3.vhdx; then
     stderr_mentions "unknown format 'nosuch'.*qcow2, raw" "the formats scuse opens" || true
 fi
 case_end

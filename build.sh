@@ -17,11 +17,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Debian packages the build and the tests need: qemu-utils is the oracle;
 # qemu-system-x86, cpio, kmod, xz-utils and binutils make and boot the test
 # guests (tests/vm, tests/vhost); libnl-genl talks to the kernel's TCMU;
-# libvirt-clients brings virt-xml-validate and libvirt's schemas.
+# libvirt-clients brings virt-xml-validate and libvirt's schemas; libvhdi1
+# is the VHD tests' second opinion (through ctypes), bzip2 unpacks QEMU's
+# sample images.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
-      libnl-3-dev libnl-genl-3-dev libvirt-clients)
+      libnl-3-dev libnl-genl-3-dev libvirt-clients libvhdi1 bzip2)
 
 install_deps() {
     local missing=()

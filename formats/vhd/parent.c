@@ -1,10 +1,12 @@
 /* A differencing disk's parent: found through the locators (W2ru, then
  * W2ku, then the UTF-16BE name in the header), each a Windows path
- * resolved relative to the child's directory; the block layer opens it
+ * resolved relative to the child's directory, the first that carries the
+ * parent's UUID (else the first that exists); the block layer opens it
  * (depth and loop limits, locks), then vhd_verify_parent checks that it is
  * the disk the child was made from (UUID, and the timestamp when set). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -140,8 +142,17 @@ static int read_locator(struct blk_node *bs, struct vhd_state *s, int i, char **
     return 0;
 }
 
-/* Does name, taken relative to the child, exist? */
-static bool exists_near(const char *child, const char *name)
+/* Whether buf holds a footer with a right checksum whose UUID is uuid. */
+static bool footer_has(const uint8_t *buf, const uint8_t *uuid)
+{
+    return memcmp(buf, VHD_COOKIE, 8) == 0 &&
+           vhd_checksum(buf, VHD_FOOTER_SIZE, 64) == vhd_be32(buf + 64) &&
+           memcmp(buf + 68, uuid, 16) == 0;
+}
+
+/* Does name, taken relative to the child, exist (1), and is it a VHD
+ * with the parent's UUID (2)? */
+static int look_near(const char *child, const char *name, const uint8_t *uuid)
 {
     char *path = NULL;
     if (name[0] == '/') {
@@ -152,10 +163,18 @@ static bool exists_near(const char *child, const char *name)
             path = NULL;
         free(copy);
     }
-    struct stat st;
-    bool ok = path && stat(path, &st) == 0;
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     free(path);
-    return ok;
+    if (fd < 0)
+        return 0;
+    uint8_t buf[VHD_FOOTER_SIZE];
+    uint64_t size = 0;
+    bool match = file_pread_exact(fd, buf, sizeof(buf), 0) == 0 && footer_has(buf, uuid);
+    if (!match && file_size(fd, &size) == 0 && size >= VHD_FOOTER_SIZE)
+        match = file_pread_exact(fd, buf, sizeof(buf), size - VHD_FOOTER_SIZE) == 0 &&
+                footer_has(buf, uuid);
+    close(fd);
+    return match ? 2 : 1;
 }
 
 int vhd_find_parent(struct blk_node *bs, struct vhd_state *s, struct scuse_err *err)
@@ -188,10 +207,18 @@ int vhd_find_parent(struct blk_node *bs, struct vhd_state *s, struct scuse_err *
         if (name)
             cand[n++] = name;
     }
-    int pick = -1;
-    for (int i = 0; r == 0 && i < n && pick < 0; i++)
-        if (exists_near(bs->path, cand[i]))
+    /* The first that is the parent; else the first that exists, for
+     * vhd_verify_parent to refuse with both UUIDs. */
+    int pick = -1, found = -1;
+    for (int i = 0; r == 0 && i < n && pick < 0; i++) {
+        int k = look_near(bs->path, cand[i], s->dh.parent_uuid);
+        if (k == 2)
             pick = i;
+        else if (k == 1 && found < 0)
+            found = i;
+    }
+    if (pick < 0)
+        pick = found;
     if (r == 0 && n == 0)
         r = err_set(err, -EINVAL, "'%s': a differencing disk that names no parent (no W2ru or "
                     "W2ku locator, no parent name)", bs->path);

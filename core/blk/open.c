@@ -267,6 +267,8 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             goto fail;
         }
         if (bs->drv->verify_backing && (r = bs->drv->verify_backing(bs, err)) < 0) {
+            blk_close(bs->backing);
+            bs->backing = NULL;
             cc->blamed = true;
             goto fail;
         }

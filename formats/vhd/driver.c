@@ -1,6 +1,7 @@
 /* VHD driver vtable ("vpc", as QEMU and libvirt name it; alias "vhd"):
  * probe, open/close and `info`. Validation is in open.c, the parent in
- * parent.c, the read path in read.c. */
+ * parent.c, the read path in read.c, the writer in write.c and flush.c,
+ * create.c and check.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ static void state_free(struct vhd_state *s)
     free(s->bat);
     free(s->bstate);
     free(s->parent_name);
+    free(s->bat_dirty);
     free(s);
 }
 
@@ -60,12 +62,27 @@ static int vpc_open(struct blk_node *bs, struct scuse_err *err)
              f->creator_version & 0xffff);
     vhd_uuid_text(f->uuid, s->txt.uuid);
     vhd_uuid_text(s->dh.parent_uuid, s->txt.parent_uuid);
+    if (!bs->read_only && !bs->check_only) {
+        r = vhd_writer_open(bs, s, err);
+        if (r < 0) {
+            bs->state = NULL;
+            state_free(s);
+            return r;
+        }
+    }
     return 0;
 }
 
 static void vpc_close(struct blk_node *bs)
 {
-    state_free(bs->state);
+    struct vhd_state *s = bs->state;
+    if (s && s->writable) {
+        /* Tools flush before closing and report failures; this is the
+         * last chance for the metadata of anyone who did not. */
+        struct scuse_err err = { 0 };
+        (void)vhd_flush(bs, &err);
+    }
+    state_free(s);
     bs->state = NULL;
 }
 
@@ -121,5 +138,13 @@ const struct blk_driver blk_driver_vpc = {
     .preadv = vhd_preadv,
     .block_status = vhd_block_status,
     .info = vpc_info,
+    .pwritev = vhd_pwritev,
+    .write_zeroes = vhd_write_zeroes,
+    .discard = vhd_discard,
+    .flush = vhd_flush,
+    .meta_pending = vhd_meta_pending,
+    .create = vhd_create,
+    .create_opts = vhd_create_opts,
+    .check = vhd_check,
     .verify_backing = vhd_verify_parent,
 };

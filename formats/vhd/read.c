@@ -24,7 +24,16 @@ int vhd_map(struct vhd_state *s, uint64_t off, uint64_t len, struct vhd_run *run
         *run = (struct vhd_run){ .kind = absent, .len = n };
         return 0;
     }
-    uint64_t data = (uint64_t)e * VHD_SECTOR + s->bitmap_size;
+    uint64_t host = (uint64_t)e * VHD_SECTOR, data = host + s->bitmap_size;
+    /* (a writable open has checked every entry) */
+    if (!s->writable && (host >= s->file_size || s->bitmap_size > s->file_size - host))
+        return err_set(err, -EIO, "'%s': BAT entry %u puts the bitmap of block %u at %" PRIu64
+                       ", past the end of the file (size %" PRIu64 ")", s->path, blk, blk, host,
+                       s->file_size);
+    if (!s->writable && s->block_size > s->file_size - data)
+        return err_set(err, -EIO, "'%s': BAT entry %u puts block %u at %" PRIu64 ", whose %u "
+                       "bytes of data run past the end of the file (size %" PRIu64 ")", s->path,
+                       blk, blk, host, s->block_size, s->file_size);
     int st;
     int r = vhd_block_state(s, blk, &st, err);
     if (r < 0)

@@ -152,9 +152,28 @@ struct vhd_state {
 
     struct vhd_text txt;
 
-    pthread_mutex_t lock;      /* the bitmap cache */
+    /* The bitmap cache and, on a writable open, the writer's metadata:
+     * allocation, BAT changes, bitmap bits, flush. */
+    pthread_mutex_t lock;
     bool lock_ready;
     struct vhd_bcache bc;
+
+    /* Writer (write.c, flush.c). */
+    bool writable;
+    bool no_flush;             /* BLK_OPEN_NO_FLUSH: syncs are skipped */
+    uint64_t data_end;         /* where the next block goes */
+    uint8_t *bat_dirty;        /* per 512-byte piece of the BAT */
+    uint32_t bat_pieces;
+    bool bat_any_dirty;
+    uint32_t ndirty;           /* dirty bitmaps in the cache */
+    bool meta_unsynced;        /* metadata written since the last sync */
+    bool data_unsynced;        /* guest data written since the last sync (atomic) */
+    bool tail_fixed;           /* the file ends with our footer at data_end */
+};
+
+/* What a layout check finds (check.c). */
+struct vhd_problem {
+    char msg[256];
 };
 
 static inline uint16_t vhd_be16(const uint8_t *p)
@@ -240,6 +259,45 @@ int vhd_block_state(struct vhd_state *s, uint32_t blk, int *state, struct scuse_
  * that of `first`; *set says which. */
 int vhd_bitmap_run(struct vhd_state *s, uint32_t blk, uint32_t first, uint32_t n,
                    bool *set, uint32_t *count, struct scuse_err *err);
+
+/* bitmap.c, for the writer (s->lock held): the bitmap of allocated block
+ * blk with bits [first, first+n) set, dirty until written back; a new
+ * block's bitmap put in the cache; every dirty bitmap written. */
+int vhd_bitmap_set_locked(struct vhd_state *s, uint32_t blk, uint32_t first, uint32_t n,
+                          struct scuse_err *err);
+int vhd_bitmap_insert_locked(struct vhd_state *s, uint32_t blk, const uint8_t *bm,
+                             struct scuse_err *err);
+int vhd_bitmap_writeback_locked(struct vhd_state *s, struct scuse_err *err);
+/* Forget cached bitmaps (check's repairs rewrite them). */
+void vhd_bcache_drop(struct vhd_state *s);
+
+/* write.c */
+int vhd_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,
+                struct scuse_err *err);
+int vhd_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags,
+                     struct scuse_err *err);
+int vhd_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err);
+
+/* flush.c */
+int vhd_writer_open(struct blk_node *bs, struct vhd_state *s, struct scuse_err *err);
+int vhd_flush_locked(struct vhd_state *s, struct scuse_err *err);
+int vhd_flush(struct blk_node *bs, struct scuse_err *err);
+bool vhd_meta_pending(struct blk_node *bs);
+int vhd_sync(struct vhd_state *s);
+/* The end of the metadata and of every allocated block (where the next
+ * block goes). */
+uint64_t vhd_used_end(const struct vhd_state *s);
+
+/* check.c */
+/* The first place two structures of the file overlap, or a block lies
+ * past the end of the file: 1 with p filled, 0 when there is none. */
+int vhd_layout_problem(const struct vhd_state *s, struct vhd_problem *p);
+int vhd_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res,
+              struct scuse_err *err);
+
+/* create.c */
+int vhd_create(const char *path, const struct blk_create_opts *o, struct scuse_err *err);
+extern const struct blk_opt_desc vhd_create_opts[];
 
 /* read.c */
 enum vhd_kind {

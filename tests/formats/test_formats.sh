@@ -98,7 +98,7 @@ if expect_exit 1 "$SCUSE" create -f raw -b img1.vmdk -F vmdk n.raw 1M; then
     stderr_mentions "raw images cannot have a backing file" || true
 fi
 if expect_exit 1 "$SCUSE" convert -O vmdk img1.vmdk x.vmdk; then
-    stderr_mentions "output format 'vmdk' is not supported \(qcow2, raw\)" || true
+    stderr_mentions "output format 'vmdk' is not supported \(qcow2, raw, vpc\)" || true
 fi
 qemu-img create -q -f qcow2 src.qcow2 1M
 if expect_exit 1 "$SCUSE" convert -c -O raw src.qcow2 x.raw; then

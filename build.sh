@@ -17,13 +17,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Debian packages the build and the tests need: qemu-utils is the oracle;
 # qemu-system-x86, cpio, kmod, xz-utils and binutils make and boot the test
 # guests (tests/vm, tests/vhost); libnl-genl talks to the kernel's TCMU;
-# libvirt-clients brings virt-xml-validate and libvirt's schemas; libvhdi1
-# is the VHD tests' second opinion (through ctypes), bzip2 unpacks QEMU's
-# sample images.
+# libvirt-clients brings virt-xml-validate and libvirt's schemas; libvhdi
+# and libqcow read VHDX and qcow version 1 (formats/yal), libvhdi is also
+# the VHD tests' second opinion, bzip2 unpacks QEMU's sample images.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
-      libnl-3-dev libnl-genl-3-dev libvirt-clients libvhdi1 bzip2)
+      libnl-3-dev libnl-genl-3-dev libvirt-clients libvhdi-dev libqcow-dev bzip2)
 
 install_deps() {
     local missing=()

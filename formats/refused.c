@@ -17,11 +17,6 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* A VMDK descriptor file is text whose first lines carry the marker
  * comment or a createType key; binary data (a NUL byte) is not one. */
 static bool vmdk_descriptor(const uint8_t *buf, size_t len)
@@ -50,18 +45,6 @@ static int vmdk_probe(const struct blk_probe *p)
     return vmdk_descriptor(p->head, p->head_len) ? 90 : 0;
 }
 
-static int vhdx_probe(const struct blk_probe *p)
-{
-    return starts(p->head, p->head_len, "vhdxfile", 8) ? 100 : 0;
-}
-
-/* qcow version 1 shares qcow2's magic; the version word tells them apart. */
-static int qcow_probe(const struct blk_probe *p)
-{
-    return p->head_len >= 8 && starts(p->head, p->head_len, "QFI\xfb", 4) && be32(p->head + 4) == 1
-               ? 100 : 0;
-}
-
 static int qed_probe(const struct blk_probe *p)
 {
     return starts(p->head, p->head_len, "QED\0", 4) ? 100 : 0;
@@ -74,13 +57,6 @@ static int vdi_probe(const struct blk_probe *p)
 
 const struct blk_driver blk_driver_vmdk_refused = {
     .name = "vmdk", .description = "VMware disk", .unsupported = "VMDK", .probe = vmdk_probe,
-};
-const struct blk_driver blk_driver_vhdx_refused = {
-    .name = "vhdx", .description = "Hyper-V VHDX", .unsupported = "VHDX", .probe = vhdx_probe,
-};
-const struct blk_driver blk_driver_qcow_refused = {
-    .name = "qcow", .description = "QEMU copy-on-write version 1", .unsupported = "qcow version 1",
-    .probe = qcow_probe,
 };
 const struct blk_driver blk_driver_qed_refused = {
     .name = "qed", .description = "QEMU enhanced disk", .unsupported = "QED", .probe = qed_probe,

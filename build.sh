@@ -8,7 +8,7 @@
 #   ./build.sh demo     the main job on a built-in sample: a guest boots from a
 #                       qcow2 chain served by scuse serve
 #   ./build.sh demo-tools  info/map/convert on the same kind of chain
-#   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O)
+#   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O, then VHD/VHDX)
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -102,6 +102,7 @@ bench)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
     SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/vhd.sh"
     ;;
 *)
     echo "usage: $0 [test|asan|tsan|fuzz|demo|demo-tools|bench]" >&2

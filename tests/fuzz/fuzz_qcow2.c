@@ -196,7 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (bs->drv->info) {
             struct blk_info info;
             memset(&info, 0, sizeof(info));
-            if (bs->drv->info(bs, &info) == 0) {
+            struct scuse_err ierr = { 0 };
+            if (bs->drv->info(bs, &info, &ierr) == 0) {
                 size_t sum = 0;
                 for (int i = 0; i < info.n_items; i++)
                     if (info.item[i].kind == BLK_INFO_STR && info.item[i].s)

@@ -2,13 +2,18 @@
 # scuse build driver.
 #   ./build.sh          build into build/
 #   ./build.sh test     install what is missing (Debian), build, run every test
+#   ./build.sh release  a Release (-O3) build into build-release, its unit and
+#                       install tests, and a -DBUILD_TESTING=OFF configure
 #   ./build.sh asan     the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   ./build.sh tsan     the tests that run threads against each other, under ThreadSanitizer
 #   ./build.sh fuzz     build the libFuzzer targets with clang and run each briefly
 #   ./build.sh demo     the main job on a built-in sample: a guest boots from a
 #                       qcow2 chain served by scuse serve
 #   ./build.sh demo-tools  info/map/convert on the same kind of chain
-#   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O, then VHD/VHDX)
+#   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O, then VMDK, VHD/VHDX)
+# Every mode builds with -Werror (SCUSE_WERROR; a plain cmake build has it
+# off), and every test run fails when ctest skipped a test (a missing
+# oracle is a failure here, not a pass).
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$PWD
@@ -17,13 +22,15 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Debian packages the build and the tests need: qemu-utils is the oracle;
 # qemu-system-x86, cpio, kmod, xz-utils and binutils make and boot the test
 # guests (tests/vm, tests/vhost); libnl-genl talks to the kernel's TCMU;
-# libvirt-clients brings virt-xml-validate and libvirt's schemas; libvhdi
-# and libqcow read VHDX and qcow version 1 (formats/yal), libvhdi is also
-# the VHD tests' second opinion, bzip2 unpacks QEMU's sample images.
+# libvirt-clients brings virt-xml-validate and libvirt's schemas;
+# python3-libvmdk is the second opinion on VMDK reads; libvhdi and libqcow
+# read VHDX and qcow version 1 (formats/yal), libvhdi (and vhdiinfo) is
+# also the VHD tests' second opinion, bzip2 unpacks QEMU's sample images.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
-      libnl-3-dev libnl-genl-3-dev libvirt-clients libvhdi-dev libqcow-dev bzip2)
+      libnl-3-dev libnl-genl-3-dev libvirt-clients python3-libvmdk
+      libvhdi-dev libvhdi-utils libqcow-dev bzip2)
 
 install_deps() {
     local missing=()
@@ -41,15 +48,49 @@ install_deps() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The programs the tests are judged by or cannot run without (the
+# packages above bring them): a test missing one would only be skipped.
+ORACLES=(qemu-img qemu-io qemu-system-x86_64 virt-xml-validate python3 as ld cpio depmod xz)
+
+check_oracles() {
+    local missing=() t
+    for t in "${ORACLES[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    if [ ${#missing[@]} -ne 0 ]; then
+        echo "build.sh: the tests need ${missing[*]}, not found after installing ${PKGS[*]}" >&2
+        exit 1
+    fi
+}
+
 configure_build() { # dir, cmake args...
     local dir=$1; shift
-    cmake -S "$top" -B "$dir" "$@" >/dev/null
+    cmake -S "$top" -B "$dir" -DSCUSE_WERROR=ON "$@" >/dev/null
     cmake --build "$dir" -j"$jobs"
 }
 
+# ctest, then its JUnit report: a skipped test fails the run, named with
+# the reason it gave (its last SKIP line).
 run_ctest() { # dir, ctest args...
     local dir=$1; shift
-    ctest --test-dir "$dir" --output-on-failure -j"$jobs" "$@"
+    local junit=$top/$dir/Testing/junit.xml rc=0
+    rm -f "$junit"
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" --output-junit "$junit" "$@" || rc=$?
+    [ -f "$junit" ] || { echo "build.sh: ctest wrote no $junit" >&2; exit 1; }
+    local skipped
+    skipped=$(python3 - "$junit" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+    if case.find("skipped") is not None:
+        out = (case.findtext("system-out") or "").splitlines()
+        why = [l for l in out if l.startswith("SKIP")] or out[-1:] or ["(no reason given)"]
+        print("  %s: %s" % (case.get("name"), why[-1].strip()))
+EOF
+    )
+    if [ -n "$skipped" ]; then
+        echo "build.sh: ctest skipped tests; a skip is a failure here:" >&2
+        echo "$skipped" >&2
+        exit 1
+    fi
+    return "$rc"
 }
 
 mode=${1:-build}
@@ -59,8 +100,27 @@ build)
     ;;
 test)
     install_deps
+    check_oracles
     configure_build build
     run_ctest build
+    ;;
+release)
+    # What a packager builds: -O3, where GCC warns about more than at -O2.
+    # A smoke (--version, the unit tests, cmake --install into a DESTDIR),
+    # then a configure with the tests off, which must not need cmocka.
+    install_deps
+    check_oracles
+    configure_build build-release -DCMAKE_BUILD_TYPE=Release
+    v=$(build-release/scuse --version)
+    echo "build.sh: $v"
+    [[ $v =~ ^scuse\ version\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "build.sh: bad --version: '$v'" >&2; exit 1; }
+    run_ctest build-release -L 'unit|install'
+    rm -rf build-release-notests
+    configure_build build-release-notests -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+    if grep -rqi cmocka build-release-notests --include=CMakeCache.txt --include='*.make' --include=link.txt; then
+        echo "build.sh: a -DBUILD_TESTING=OFF build still uses cmocka" >&2
+        exit 1
+    fi
     ;;
 asan)
     install_deps
@@ -102,10 +162,11 @@ bench)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/tests/bench/convert.sh"
     SCUSE="$top/build/scuse" bash "$top/tests/bench/peer.sh"
+    SCUSE="$top/build/scuse" bash "$top/tests/bench/vmdk.sh"
     SCUSE="$top/build/scuse" bash "$top/tests/bench/vhd.sh"
     ;;
 *)
-    echo "usage: $0 [test|asan|tsan|fuzz|demo|demo-tools|bench]" >&2
+    echo "usage: $0 [test|release|asan|tsan|fuzz|demo|demo-tools|bench]" >&2
     exit 1
     ;;
 esac

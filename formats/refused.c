@@ -17,34 +17,6 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* A VMDK descriptor file is text whose first lines carry the marker
- * comment or a createType key; binary data (a NUL byte) is not one. */
-static bool vmdk_descriptor(const uint8_t *buf, size_t len)
-{
-    if (memchr(buf, 0, len))
-        return false;
-    static const char marker[] = "# Disk DescriptorFile";
-    for (size_t i = 0; i < len;) {
-        const uint8_t *nl = memchr(buf + i, '\n', len - i);
-        size_t end = nl ? (size_t)(nl - buf) : len;
-        size_t j = i;
-        while (j < end && (buf[j] == ' ' || buf[j] == '\t'))
-            j++;
-        if (starts(buf + j, end - j, marker, sizeof(marker) - 1) ||
-            starts(buf + j, end - j, "createType", 10))
-            return true;
-        i = end + 1;
-    }
-    return false;
-}
-
-static int vmdk_probe(const struct blk_probe *p)
-{
-    if (starts(p->head, p->head_len, "KDMV", 4) || starts(p->head, p->head_len, "COWD", 4))
-        return 100;
-    return vmdk_descriptor(p->head, p->head_len) ? 90 : 0;
-}
-
 static int qed_probe(const struct blk_probe *p)
 {
     return starts(p->head, p->head_len, "QED\0", 4) ? 100 : 0;
@@ -55,9 +27,6 @@ static int vdi_probe(const struct blk_probe *p)
     return p->head_len >= 0x44 && le32(p->head + 0x40) == 0xbeda107fu ? 100 : 0;
 }
 
-const struct blk_driver blk_driver_vmdk_refused = {
-    .name = "vmdk", .description = "VMware disk", .unsupported = "VMDK", .probe = vmdk_probe,
-};
 const struct blk_driver blk_driver_qed_refused = {
     .name = "qed", .description = "QEMU enhanced disk", .unsupported = "QED", .probe = qed_probe,
 };

@@ -100,6 +100,7 @@ struct blk_node {
     bool check_only;          /* opened with BLK_OPEN_CHECK */
     bool no_flush;            /* opened with BLK_OPEN_NO_FLUSH */
     bool probed;              /* format was guessed, not given */
+    bool share;               /* BLK_OPEN_SHARE: take no image locks (drivers' extra files too) */
     unsigned depth;           /* 0 = top of the chain */
     struct blk_opts opts;
 
@@ -112,6 +113,9 @@ struct blk_node {
     uint64_t max_transfer;    /* largest request handed to the driver, 0 = any */
     bool dirty;               /* the image says it was not closed cleanly */
     bool discard_zeroes;      /* what discard deallocates reads back as zeros (LBPRZ) */
+    /* The image takes data only as whole compressed clusters (VMDK
+     * streamOptimized): copies into it use write_compressed. */
+    bool compressed_only;
 
     struct blk_node *backing; /* opened by the block layer */
     /* With align > 1: writes that cover whole blocks share it, a

@@ -227,6 +227,10 @@ int blk_copy_to_fd(struct blk_node *src, int dst_fd, const struct blk_copy_opts 
 int blk_copy_to_node(struct blk_node *src, struct blk_node *dst, const struct blk_copy_opts *o,
                      struct blk_copy_failure *f)
 {
+    struct blk_copy_opts oc = *o;
+    if (dst->compressed_only)
+        oc.compress = true;
+    o = &oc;
     struct copy_job j = { .src = src, .fd = -1, .dst = dst, .o = o };
     if (o->compress && (!blk_can_compress(dst) ||
                         COPY_WINDOW % dst->cluster_size))

@@ -79,6 +79,10 @@ struct blk_driver {
      * backing_name/fmt, cluster_size, align, max_transfer, state. */
     int (*open)(struct blk_node *bs, struct scuse_err *err);
     void (*close)(struct blk_node *bs);
+    /* Optional: called once bs->backing is open (never with
+     * BLK_OPEN_NO_BACKING), to check it against what the image records
+     * of its parent (VMDK's parentCID, VHD's parent UUID); failing fails the open. */
+    int (*verify_backing)(struct blk_node *bs, struct scuse_err *err);
     int (*preadv)(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                   struct scuse_err *err);
     /* Status of [off, off+len) in this layer only: *pnum > 0 bytes share st. */
@@ -119,10 +123,6 @@ struct blk_driver {
     /* Re-read the virtual size (the image was grown or shrunk underneath,
      * e.g. `truncate -s`); store it with blk_set_size(). */
     int (*refresh_size)(struct blk_node *bs, struct scuse_err *err);
-    /* Called once the block layer has opened bs->backing (from the name
-     * and format open set): whether it is the image bs was made from
-     * (VHD records its parent's UUID). Failing fails the open. */
-    int (*verify_backing)(struct blk_node *bs, struct scuse_err *err);
 };
 
 /* The registry (core/blk/registry.c); extra (NULL-terminated, may be

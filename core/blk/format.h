@@ -8,7 +8,13 @@
 #include "blk/blk.h"
 
 /* Format-specific facts for `scuse info`, in qemu-img's vocabulary. */
-enum blk_info_kind { BLK_INFO_STR, BLK_INFO_BOOL, BLK_INFO_INT };
+enum blk_info_kind {
+    BLK_INFO_STR, BLK_INFO_BOOL, BLK_INFO_INT,
+    /* Nesting, as qemu-img prints VMDK's extents: LIST (with a key) opens
+     * a list of objects, OBJ (no key) opens one object in it, END closes
+     * the innermost open LIST or OBJ. */
+    BLK_INFO_LIST, BLK_INFO_OBJ, BLK_INFO_END,
+};
 
 struct blk_info_item {
     const char *key;          /* JSON key, e.g. "refcount-bits" */
@@ -28,7 +34,7 @@ struct blk_snapshot_info {
     uint64_t icount;          /* UINT64_MAX if not recorded */
 };
 
-#define BLK_INFO_MAX_ITEMS 16
+#define BLK_INFO_MAX_ITEMS 512
 
 struct blk_info {
     const char *type;                          /* "qcow2" */

@@ -150,6 +150,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     bs->read_only = !rw;
     bs->check_only = rw && depth == 0 && (flags & BLK_OPEN_CHECK);
     bs->no_flush = rw && depth == 0 && (flags & BLK_OPEN_NO_FLUSH);
+    bs->share = flags & BLK_OPEN_SHARE;
     bs->depth = depth;
     bs->opts = *opts;
     bs->align = 1;
@@ -269,7 +270,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
         if (bs->drv->verify_backing && (r = bs->drv->verify_backing(bs, err)) < 0) {
             blk_close(bs->backing);
             bs->backing = NULL;
-            cc->blamed = true;
+            cc->blamed = true; /* the reason names this image and its parent */
             goto fail;
         }
     }

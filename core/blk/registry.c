@@ -9,7 +9,7 @@
 
 extern const struct blk_driver blk_driver_raw;
 extern const struct blk_driver blk_driver_qcow2;
-extern const struct blk_driver blk_driver_vmdk_refused;
+extern const struct blk_driver blk_driver_vmdk;
 extern const struct blk_driver blk_driver_vpc;
 extern const struct blk_driver blk_driver_vhdx;
 extern const struct blk_driver blk_driver_qcow;
@@ -19,7 +19,7 @@ extern const struct blk_driver blk_driver_vdi_refused;
 static const struct blk_driver *const drivers[] = {
     &blk_driver_qcow2,
     &blk_driver_raw,
-    &blk_driver_vmdk_refused,
+    &blk_driver_vmdk,
     &blk_driver_vpc,
     &blk_driver_vhdx,
     &blk_driver_qcow,

@@ -52,15 +52,29 @@ static void json_node(struct json_out *j, struct blk_node *bs, const struct blk_
         json_obj_begin(j, "format-specific");
         json_str(j, "type", fi->type);
         json_obj_begin(j, "data");
+        /* open[d]: whether nesting level d is a list (else an object) */
+        bool open[8];
+        int depth = 0;
         for (int i = 0; i < fi->n_items; i++) {
             const struct blk_info_item *it = &fi->item[i];
             if (it->kind == BLK_INFO_STR)
                 json_str(j, it->key, it->s ? it->s : "");
             else if (it->kind == BLK_INFO_BOOL)
                 json_bool(j, it->key, it->b);
-            else
+            else if (it->kind == BLK_INFO_INT)
                 json_int(j, it->key, it->i);
+            else if (it->kind == BLK_INFO_END && depth > 0)
+                open[--depth] ? json_arr_end(j) : json_obj_end(j);
+            else if (it->kind != BLK_INFO_END && depth < 8) {
+                open[depth++] = it->kind == BLK_INFO_LIST;
+                if (it->kind == BLK_INFO_LIST)
+                    json_arr_begin(j, it->key);
+                else
+                    json_obj_begin(j, NULL);
+            }
         }
+        while (depth > 0)
+            open[--depth] ? json_arr_end(j) : json_obj_end(j);
         json_obj_end(j);
         json_obj_end(j);
     }
@@ -127,14 +141,29 @@ static void human_node(struct blk_node *bs, const struct blk_info *fi)
         human_snapshots(fi);
     if (fi && fi->type && fi->n_items > 0) {
         printf("Format specific information:\n");
+        /* As qemu-img: a list's objects are numbered "[0]:", each level
+         * indented by four more spaces. */
+        int ind = 4, index[8] = { 0 }, depth = 0;
         for (int i = 0; i < fi->n_items; i++) {
             const struct blk_info_item *it = &fi->item[i];
             if (it->kind == BLK_INFO_STR)
-                printf("    %s: %s\n", it->label, it->s ? it->s : "");
+                printf("%*s%s: %s\n", ind, "", it->label, it->s ? it->s : "");
             else if (it->kind == BLK_INFO_BOOL)
-                printf("    %s: %s\n", it->label, it->b ? "true" : "false");
-            else
-                printf("    %s: %lld\n", it->label, (long long)it->i);
+                printf("%*s%s: %s\n", ind, "", it->label, it->b ? "true" : "false");
+            else if (it->kind == BLK_INFO_INT)
+                printf("%*s%s: %lld\n", ind, "", it->label, (long long)it->i);
+            else if (it->kind == BLK_INFO_LIST && depth < 8) {
+                printf("%*s%s:\n", ind, "", it->label);
+                index[depth++] = 0;
+                ind += 4;
+            } else if (it->kind == BLK_INFO_OBJ && depth > 0 && depth < 8) {
+                printf("%*s[%d]:\n", ind, "", index[depth - 1]++);
+                index[depth++] = 0;
+                ind += 4;
+            } else if (it->kind == BLK_INFO_END && depth > 0) {
+                depth--;
+                ind -= 4;
+            }
         }
     }
 }

@@ -32,6 +32,7 @@ struct serve_lun {
     char *items;                    /* the parsed copy of spec: opts.fmt points into it */
     struct blk_opts opts;           /* the format's own open options (l2-cache-size...) */
     bool readonly;
+    const char *policy_key;         /* allow, deny or policy-file: the one given */
     struct scsi_lun_config cfg;
     struct blk_node *bs;
     struct scsi_lun *lun;
@@ -83,6 +84,12 @@ static void serve_usage(FILE *f)
             "      block-size=512|4096   logical block size\n"
             "      discard=unmap|ignore  serve UNMAP and WRITE SAME with UNMAP, or not\n"
             "      cache=writeback|writethrough  write cache reported and honoured\n"
+            "      deny=CMD[:CMD...]     refuse these commands (INVALID COMMAND OPERATION\n"
+            "                            CODE, absent from REPORT SUPPORTED OPERATION CODES)\n"
+            "      allow=CMD[:CMD...]    serve only these commands\n"
+            "      policy-file=FILE      allow or deny, then the commands, one a line\n"
+            "    CMD: a name (UNMAP, WRITE_SAME_16, READ_CAPACITY_16...; see scuse(1)), a hex\n"
+            "    opcode (42 or 0x42) or opcode/service action (9e/12)\n"
             "      KEY=VAL               the format's own open options (qcow2: l2-cache-size,\n"
             "                            compressed-cache-size)\n"
             "    a comma inside a value is written twice (,,)\n"
@@ -147,6 +154,29 @@ static int parse_wwn(struct serve_lun *l, const char *val)
     return 0;
 }
 
+/* The LUN's command policy: allow=LIST, deny=LIST or policy-file=PATH,
+ * one of them (core/scsi/policy.c reads the text). */
+static int parse_policy(struct serve_lun *l, const char *key, const char *val)
+{
+    if (l->policy_key)
+        return lun_fail(l, "%s= after %s=: a LUN has one command policy", key, l->policy_key);
+    struct scuse_err err = { 0 };
+    int r;
+    if (strcmp(key, "policy-file") == 0) {
+        r = scsi_policy_load(val, &l->cfg, &err);
+        l->policy_key = "policy-file";
+    } else {
+        char *spec = malloc(strlen(key) + strlen(val) + 2);
+        if (!spec)
+            return lun_fail(l, "out of memory");
+        sprintf(spec, "%s=%s", key, val);
+        r = scsi_policy_parse(spec, &l->cfg, &err);
+        free(spec);
+        l->policy_key = strcmp(key, "allow") == 0 ? "allow" : "deny";
+    }
+    return r < 0 ? lun_fail(l, "%s: %s", key, err.msg) : 0;
+}
+
 static int parse_option(struct serve_lun *l, char *item)
 {
     char *eq = strchr(item, '=');
@@ -198,6 +228,8 @@ static int parse_option(struct serve_lun *l, char *item)
         l->cfg.write_cache = strcmp(val, "writeback") == 0;
         return 0;
     }
+    if (strcmp(key, "allow") == 0 || strcmp(key, "deny") == 0 || strcmp(key, "policy-file") == 0)
+        return parse_policy(l, key, val);
     /* Anything else is the format's own open option, checked by the
      * format when the image is opened (an unknown key is refused there). */
     if (l->opts.fmt.n == BLK_MAX_KV)
@@ -311,8 +343,11 @@ static int open_luns(struct serve *s)
         if (scsi_lun_create(&l->cfg, l->bs, l->id, &l->lun, &err) < 0 ||
             scsi_target_add_lun(s->target, l->lun, &err) < 0)
             return start_fail("--lun %s: %s", l->spec, err.msg);
-        log_info("LUN %u: '%s' (%s, %llu bytes%s)", l->id, l->file, blk_format_name(l->bs),
-                 (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "");
+        char policy[SCSI_POLICY_TEXT_MAX + 16];
+        scsi_policy_format(&l->cfg, ':', policy, sizeof(policy));
+        log_info("LUN %u: '%s' (%s, %llu bytes%s%s%s)", l->id, l->file, blk_format_name(l->bs),
+                 (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "",
+                 policy[0] ? ", commands " : "", policy);
     }
     return 0;
 }

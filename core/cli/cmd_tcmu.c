@@ -30,6 +30,7 @@ static void tcmu_usage(FILE *f)
         "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|none]\n"
         "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
         "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
+        "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
@@ -49,6 +50,10 @@ static void tcmu_usage(FILE *f)
         "  --max-sectors N      hw_max_sectors, blocks per command (default: 32 MiB of blocks)\n"
         "  --data-area-mb N     the ring's data area (default %u; must hold max-sectors)\n"
         "  --serial S           unit serial (default: the one scuse derives from the image)\n"
+        "  --policy P           command policy: deny=CMD:... refuses those commands, allow=CMD:...\n"
+        "                       serves only those; CMD a name (UNMAP, WRITE_SAME_16; see scuse(1)),\n"
+        "                       a hex opcode or opcode/service action (9e/12); kept in dev_config\n"
+        "  --policy-file FILE   the same from a file: allow or deny, then one command a line\n"
         "  --configfs DIR       configfs root (default " DEFAULT_CONFIGFS ")\n"
         "  --sysfs DIR          sysfs root (default /sys)\n"
         "  --workers N          SCSI dispatcher threads (default: chosen from the CPUs)\n"
@@ -70,7 +75,8 @@ static int fail(int code, const char *sub, const char *fmt, ...)
     return code;
 }
 
-enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS };
+enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
+       O_POLICY, O_POLICY_FILE };
 
 static const struct option longopts[] = {
     { "format", required_argument, NULL, 'f' },
@@ -83,12 +89,16 @@ static const struct option longopts[] = {
     { "configfs", required_argument, NULL, O_CONFIGFS },
     { "sysfs", required_argument, NULL, O_SYSFS },
     { "workers", required_argument, NULL, O_WORKERS },
+    { "policy", required_argument, NULL, O_POLICY },
+    { "policy-file", required_argument, NULL, O_POLICY_FILE },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
 
 struct opts {
     const char *fmt, *wwpn, *serial, *configfs, *sysfs;
+    const char *policy_opt;         /* --policy or --policy-file, once given */
+    struct scsi_lun_config policy;  /* its commands */
     enum tcmu_fabric fabric;
     uint64_t block_size, max_sectors, data_area_mb, workers;
     bool have_max_sectors;
@@ -104,12 +114,32 @@ static int number(const char *sub, const char *opt, const char *arg, uint64_t mi
     return 0;
 }
 
+/* --policy TEXT or --policy-file PATH, one of them, once; a bad one is a
+ * usage error naming the option and the token. */
+static int policy_opt(const char *sub, const char *opt, const char *arg, struct opts *o)
+{
+    if (strcmp(sub, "create") != 0)
+        return cli_fail(EXIT_USAGE, "tcmu", "%s: %s is an option of create (the policy is kept "
+                        "in the backstore's dev_config)", sub, opt);
+    if (o->policy_opt)
+        return cli_fail(EXIT_USAGE, "tcmu", "%s: %s after %s: a LUN has one command policy", sub,
+                        opt, o->policy_opt);
+    struct scuse_err err = { 0 };
+    int r = strcmp(opt, "--policy") == 0 ? scsi_policy_parse(arg, &o->policy, &err)
+                                         : scsi_policy_load(arg, &o->policy, &err);
+    if (r < 0)
+        return cli_fail(EXIT_USAGE, "tcmu", "%s: %s: %s", sub, opt, err.msg);
+    o->policy_opt = opt;
+    return 0;
+}
+
 /* Parse options (any order with the positional arguments); returns
  * CLI_OPT_NEXT to go on, or an exit code. */
 static int parse(int argc, char **argv, const char *sub, struct opts *o)
 {
     *o = (struct opts){ .configfs = DEFAULT_CONFIGFS, .fabric = TCMU_FABRIC_VHOST,
                         .block_size = 512, .data_area_mb = DEFAULT_DATA_AREA_MB };
+    scsi_lun_config_default(&o->policy);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:vh", longopts, NULL)) != -1) {
@@ -149,6 +179,11 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
                 return EXIT_USAGE;
             break;
         case O_SERIAL: o->serial = optarg; break;
+        case O_POLICY:
+        case O_POLICY_FILE:
+            if (policy_opt(sub, c == O_POLICY ? "--policy" : "--policy-file", optarg, o))
+                return EXIT_USAGE;
+            break;
         case O_CONFIGFS: o->configfs = optarg; break;
         case O_SYSFS: o->sysfs = optarg; break;
         case O_WORKERS:
@@ -240,7 +275,8 @@ static int do_create(int argc, char **argv)
         return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
                     bs->size);
     }
-    r = tcmu_config_format(blk_format_name(bs), abs, b.config, sizeof(b.config), &err);
+    r = tcmu_config_format_policy(blk_format_name(bs), &o.policy, abs, b.config, sizeof(b.config),
+                                  &err);
     b.size = bs->size;
     if (o.serial)
         snprintf(b.serial, sizeof(b.serial), "%s", o.serial);
@@ -265,6 +301,11 @@ static int do_create(int argc, char **argv)
     char human[32];
     cli_human_size(b.size, human, sizeof(human));
     printf("backstore user_%u/%s: %s (%s, %s)\n", TCMU_SCUSE_HBA, name, abs, fmt, human);
+    if (scsi_policy_set(&o.policy)) {
+        char policy[SCSI_POLICY_TEXT_MAX + 16];
+        scsi_policy_format(&o.policy, ':', policy, sizeof(policy));
+        printf("commands: %s\n", policy);
+    }
     if (b.fabric == TCMU_FABRIC_VHOST) {
         printf("vhost-scsi target %s, TPG 1, LUN 0\n", b.wwpn);
         printf("QEMU:    -device vhost-scsi-pci,wwpn=%s\n", b.wwpn);
@@ -310,16 +351,17 @@ static int do_list(int argc, char **argv)
     if (tcmu_cfs_list(o.configfs, &d, &n, &err) < 0)
         return fail(EXIT_USAGE, "list", "%s", err.msg);
     if (n)
-        printf("%-20s %-6s %-10s %-9s %-21s %s\n", "NAME", "FORMAT", "SIZE", "FABRIC", "WWPN",
-               "IMAGE");
+        printf("%-20s %-6s %-10s %-9s %-21s %-12s %s\n", "NAME", "FORMAT", "SIZE", "FABRIC",
+               "WWPN", "COMMANDS", "IMAGE");
     for (size_t i = 0; i < n; i++) {
         struct tcmu_image_cfg img;
         if (tcmu_config_parse(d[i].config, &img, NULL) <= 0)
             snprintf(img.path, sizeof(img.path), "(no dev_config)");
         char human[32];
         cli_human_size(d[i].size, human, sizeof(human));
-        printf("%-20s %-6s %-10s %-9s %-21s %s%s\n", d[i].name, img.fmt[0] ? img.fmt : "probe",
-               human, tcmu_fabric_name(d[i].fabric), d[i].fabric ? d[i].wwpn : "-", img.path,
+        printf("%-20s %-6s %-10s %-9s %-21s %-12s %s%s\n", d[i].name,
+               img.fmt[0] ? img.fmt : "probe", human, tcmu_fabric_name(d[i].fabric),
+               d[i].fabric ? d[i].wwpn : "-", img.policy[0] ? img.policy : "all", img.path,
                d[i].enabled ? "" : " (not enabled)");
     }
     free(d);

@@ -7,8 +7,9 @@
 #include "cli/cli.h"
 #include "util/log.h"
 
+/* From CMakeLists.txt's project(VERSION), the one place it is kept. */
 #ifndef SCUSE_VERSION
-#define SCUSE_VERSION "0.1"
+#error "SCUSE_VERSION is defined by the build (CMakeLists.txt, project VERSION)"
 #endif
 
 static const struct {

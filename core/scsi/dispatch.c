@@ -276,11 +276,14 @@ void scsi_disp_destroy(struct scsi_disp *d)
     free(d);
 }
 
-/* lun's queue in d, attaching it on first use (lock held). */
+/* lun's queue in d, attaching it on first use (lock held). *out is the
+ * queue, or NULL when this fails: set on every path, so no caller reads
+ * an unset pointer (GCC -O3 cannot see through err_set's return). */
 static int lun_queue(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_disp_lun **out,
                      struct scuse_err *err)
 {
     struct scsi_disp_lun **slot = scsi_lun_disp_slot(lun);
+    *out = NULL;
     if (*slot) {
         if ((*slot)->disp != d)
             return err_set(err, -EBUSY, "the LUN is attached to another dispatcher");

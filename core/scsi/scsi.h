@@ -161,10 +161,26 @@ struct scsi_lun_config {
  * version, write cache on, discard on, no policy). */
 void scsi_lun_config_default(struct scsi_lun_config *cfg);
 
-/* Set cfg's command policy from "allow=LIST" or "deny=LIST", LIST being
- * comma-separated opcodes or opcode/service action pairs (0x9e/0x12);
- * numbers in hex (0x) or decimal. Unknown commands are an error. */
+/* Set cfg's command policy from "allow=LIST" or "deny=LIST" (the word
+ * may also be followed by white space instead of '='). LIST: commands by
+ * name (the table's, ignoring case and all but letters and digits:
+ * WRITE_SAME_16) or by hex opcode (0x optional), opcode/service action
+ * (9e/12) for opcodes that have them; separated by ',', ':' or white
+ * space; '#' comments to the end of a line. Unknown commands, empty
+ * entries and more than 64 entries are errors (err names the token);
+ * cfg is untouched on error. */
 int scsi_policy_parse(const char *spec, struct scsi_lun_config *cfg, struct scuse_err *err);
+/* The same from a file (at most 64 KiB); errors name the file and line. */
+int scsi_policy_load(const char *path, struct scsi_lun_config *cfg, struct scuse_err *err);
+/* Whether cfg has a policy (an allow list, or a non-empty deny list). */
+bool scsi_policy_set(const struct scsi_lun_config *cfg);
+/* The longest text scsi_policy_format gives for a parsed policy (every
+ * command of the table listed; the unit test holds the table to it). */
+#define SCSI_POLICY_TEXT_MAX 160
+/* cfg's policy as scsi_policy_parse reads it back, entries in hex joined
+ * by sep ("deny=42:93/12"; "" without a policy), into out as snprintf
+ * does; returns the full length. */
+int scsi_policy_format(const struct scsi_lun_config *cfg, char sep, char *out, size_t len);
 
 /* A LUN over bs (not owned: the caller closes it after the LUN). No unit
  * attention is pending at creation; a transport that attaches the LUN to

@@ -27,6 +27,22 @@ static int check_path(const char *p, struct scuse_err *err)
     return 0;
 }
 
+/* The policy part of a dev_config ('+' between entries) into out->policy
+ * (':' between them), checked by the SCSI layer's parser. */
+static int parse_policy(const char *config, const char *p, size_t n, struct tcmu_image_cfg *out,
+                        struct scuse_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        out->policy[i] = p[i] == '+' ? ':' : p[i];
+    out->policy[n] = '\0';
+    struct scsi_lun_config cfg;
+    struct scuse_err perr = { 0 };
+    scsi_lun_config_default(&cfg);
+    if (scsi_policy_parse(out->policy, &cfg, &perr) < 0)
+        return err_set(err, -EINVAL, "dev_config '%s': command policy: %s", config, perr.msg);
+    return 0;
+}
+
 int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scuse_err *err)
 {
     memset(out, 0, sizeof(*out));
@@ -50,12 +66,16 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
         const char *at = strchr(rest, '@');
         if (!at)
             return err_set(err, -EINVAL, "dev_config '%s': expected " TCMU_SUBTYPE
-                           "/<format>@<absolute path> or " TCMU_SUBTYPE "/<absolute path>",
-                           config);
-        int r = check_fmt(rest, (size_t)(at - rest), err);
+                           "/<format>[;<policy>]@<absolute path> or " TCMU_SUBTYPE
+                           "/<absolute path>", config);
+        const char *semi = memchr(rest, ';', (size_t)(at - rest));
+        const char *fmt_end = semi ? semi : at;
+        int r = fmt_end == rest && semi ? 0 : check_fmt(rest, (size_t)(fmt_end - rest), err);
         if (r < 0)
             return r;
-        memcpy(out->fmt, rest, (size_t)(at - rest));
+        memcpy(out->fmt, rest, (size_t)(fmt_end - rest));
+        if (semi && (r = parse_policy(config, semi + 1, (size_t)(at - semi - 1), out, err)) < 0)
+            return r;
         path = at + 1;
     }
     int r = check_path(path, err);
@@ -65,18 +85,43 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
     return 1;
 }
 
-int tcmu_config_format(const char *fmt, const char *path, char *out, size_t len,
-                       struct scuse_err *err)
+int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg,
+                              const char *path, char *out, size_t len, struct scuse_err *err)
 {
     int r = check_path(path, err);
     if (r < 0)
         return r;
     if (fmt && *fmt && (r = check_fmt(fmt, strlen(fmt), err)) < 0)
         return r;
-    int n = fmt && *fmt ? snprintf(out, len, TCMU_SUBTYPE "/%s@%s", fmt, path)
-                        : snprintf(out, len, TCMU_SUBTYPE "/%s", path);
+    char policy[SCSI_POLICY_TEXT_MAX * 2];
+    int pn = cfg ? scsi_policy_format(cfg, '+', policy, sizeof(policy)) : 0;
+    if (pn >= (int)sizeof(policy))
+        return err_set(err, -ENAMETOOLONG, "the command policy is %d bytes", pn);
+    int n;
+    if (pn > 0)
+        n = snprintf(out, len, TCMU_SUBTYPE "/%s;%s@%s", fmt ? fmt : "", policy, path);
+    else if (fmt && *fmt)
+        n = snprintf(out, len, TCMU_SUBTYPE "/%s@%s", fmt, path);
+    else
+        n = snprintf(out, len, TCMU_SUBTYPE "/%s", path);
     if (n < 0 || (size_t)n >= len || n >= TCMU_CONFIG_MAX)
-        return err_set(err, -ENAMETOOLONG, "dev_config for '%s' would be %d bytes, more than "
-                       "the kernel's %d", path, n, TCMU_CONFIG_MAX - 1);
+        return err_set(err, -ENAMETOOLONG, "dev_config for '%s'%s would be %d bytes, more than "
+                       "the kernel's %d%s", path, pn > 0 ? " and its command policy" : "", n,
+                       TCMU_CONFIG_MAX - 1,
+                       pn > 0 ? " (a shorter path, e.g. a symlink, or fewer commands)" : "");
     return 0;
+}
+
+int tcmu_config_format(const char *fmt, const char *path, char *out, size_t len,
+                       struct scuse_err *err)
+{
+    return tcmu_config_format_policy(fmt, NULL, path, out, len, err);
+}
+
+int tcmu_config_policy(const struct tcmu_image_cfg *img, struct scsi_lun_config *cfg,
+                       struct scuse_err *err)
+{
+    cfg->policy_allow = false;
+    cfg->n_policy = 0;
+    return img->policy[0] ? scsi_policy_parse(img->policy, cfg, err) : 0;
 }

@@ -1,6 +1,20 @@
 /* scuse's dev_config string: "scuse/<format>@<absolute image path>", or
  * "scuse/<absolute image path>" to probe the format (what a hand-made
- * targetcli backstore `user:scuse` with cfgstring=<path> gives).
+ * targetcli backstore `user:scuse` with cfgstring=<path> gives), or with
+ * the LUN's command policy after the format:
+ *     scuse/qcow2;deny=42+93@/var/lib/images/vm1.qcow2
+ *     scuse/;allow=00+12+25+28+a0@/srv/ro.raw        (format probed)
+ * The policy is scsi_policy_parse's text with '+' between entries (the
+ * kernel splits the control string at ',', rtslib refuses ':'); the first
+ * '@' ends it. It lives in dev_config, not in a file beside it: the
+ * kernel keeps it with the device for as long as the device exists, every
+ * daemon (a restarted one, one in another mount namespace) reads the same
+ * text, and writing attrib/dev_config changes it (RECONFIG). A daemon
+ * older than this format refuses such a device (its format check fails)
+ * rather than serving it without the policy. The price is length: the
+ * whole string is at most 255 bytes: an allow list of every command
+ * (122 bytes today, at most SCSI_POLICY_TEXT_MAX) leaves about 120 for
+ * the path, a deny list of a few commands costs 20.
  *
  * The kernel splits its control string at ',' and newlines and keeps at
  * most 255 bytes, so neither may appear and the whole must fit; the
@@ -12,6 +26,7 @@
 
 #include <stddef.h>
 
+#include "scsi/scsi.h"
 #include "tcmu/uio.h"
 #include "util/err.h"
 
@@ -21,6 +36,8 @@
 struct tcmu_image_cfg {
     char fmt[TCMU_FMT_MAX];         /* "" = probe */
     char path[TCMU_CONFIG_MAX];
+    char policy[TCMU_CONFIG_MAX];   /* "" = none; else scsi_policy_parse's text, ':' between
+                                       entries (checked: it parses) */
 };
 
 /* 1 when config names scuse and is well formed (out filled), 0 when it
@@ -32,6 +49,12 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
  * -EINVAL when the path cannot be carried (not absolute, ',' or a
  * control character in it, too long). */
 int tcmu_config_format(const char *fmt, const char *path, char *out, size_t len,
+                       struct scuse_err *err);
+/* The same with cfg's command policy (none: as tcmu_config_format). */
+int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg,
+                              const char *path, char *out, size_t len, struct scuse_err *err);
+/* Set cfg's command policy from img (none when img has none). */
+int tcmu_config_policy(const struct tcmu_image_cfg *img, struct scsi_lun_config *cfg,
                        struct scuse_err *err);
 
 #endif

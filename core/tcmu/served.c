@@ -1,7 +1,7 @@
 /* One device the daemon serves: its image opened as a LUN with the
  * settings its configfs attributes give (block size, write cache, unit
- * serial), its UIO mapping, its ring (dev.c), and the changes netlink
- * asks for. */
+ * serial) and the command policy its dev_config carries, its UIO
+ * mapping, its ring (dev.c), and the changes netlink asks for. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -165,7 +165,8 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     if (r == 0)
         r = err_set(err, -EINVAL, "%s: dev_config '%s' does not name scuse", s->label,
                     u->name.config);
-    if (r < 0 || (r = lun_settings(s, err)) < 0)
+    if (r < 0 || (r = lun_settings(s, err)) < 0 ||
+        (r = tcmu_config_policy(&s->img, &s->lcfg, err)) < 0)
         goto fail;
     struct scuse_err merr = { 0 };
     r = open_medium(s, &s->img, &merr);
@@ -197,10 +198,11 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     s->next = dm->served;
     dm->served = s;
     dm->n_served++;
-    log_info("tcmu %s: serving %s (%s, %" PRIu64 " bytes, %u-byte blocks, write cache %s)",
+    log_info("tcmu %s: serving %s (%s, %" PRIu64 " bytes, %u-byte blocks, write cache %s%s%s)",
              s->label, s->img.path,
              !s->bs ? "no medium" : s->img.fmt[0] ? s->img.fmt : "format probed",
-             s->bs ? s->bs->size : 0, s->lcfg.block_size, s->lcfg.write_cache ? "on" : "off");
+             s->bs ? s->bs->size : 0, s->lcfg.block_size, s->lcfg.write_cache ? "on" : "off",
+             s->img.policy[0] ? ", commands " : "", s->img.policy);
     *out = s;
     tcmu_served_pump(s);
     return 0;
@@ -277,9 +279,14 @@ int tcmu_served_reconfig(struct tcmu_served *s, const struct tcmu_nl_event *ev,
                        "cannot be handed to another handler)", s->label, ev->cfg);
     if (r < 0)
         return r;
+    /* The new dev_config may bring another command policy. */
+    struct scsi_lun_config old = s->lcfg;
+    if ((r = tcmu_config_policy(&img, &s->lcfg, err)) < 0)
+        return r;
     close_medium(s, true);
     if ((r = open_medium(s, &img, err)) < 0) {
         struct scuse_err back = { 0 };
+        s->lcfg = old;
         if (open_medium(s, &s->img, &back) < 0)
             log_error("tcmu %s: cannot reopen %s either: %s; serving without medium", s->label,
                       s->img.path, back.msg);

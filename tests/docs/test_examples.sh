@@ -7,7 +7,8 @@ set -euo pipefail
 T=${SCUSE_TEST_TMP:-/tmp/scuse-docs}
 rm -rf "$T"
 mkdir -p "$T"
-command -v virt-xml-validate >/dev/null || { echo "SKIP: virt-xml-validate missing"; exit 77; }
+. "$(dirname "$0")/../lib/need.sh"
+need virt-xml-validate qemu-img
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }

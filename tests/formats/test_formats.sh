@@ -8,8 +8,6 @@
 
 # format name for qemu-img, extra create options, the name scuse says
 refused=(
-    "vmdk|-o subformat=monolithicSparse|VMDK"
-    "vmdk|-o subformat=streamOptimized|VMDK"
     "qed||QED"
     "vdi||VDI"
 )
@@ -65,7 +63,7 @@ qemu-img create -q -f vpc alias.vhd 4M
 if expect_exit 0 "$SCUSE" info -f vhd alias.vhd; then
     grep -q '^file format: vpc$' "$W/.out" || fail "info -f vhd does not say vpc: $(head -n 2 "$W/.out")"
 fi
-if expect_exit 2 "$SCUSE" info -f nosuch img1.vmdk; then
+if expect_exit 2 "$SCUSE" info -f nosuch img1.qed; then
     stderr_mentions "unknown format 'nosuch'.*qcow2, raw" "the formats scuse opens" || true
 fi
 case_end
@@ -88,19 +86,23 @@ fi
 if expect_exit 1 "$SCUSE" create -f qcow2 -o data_file=d.raw n.qcow2 1M; then
     stderr_mentions "external data file" "why data_file is refused" || true
 fi
-if expect_exit 1 "$SCUSE" create -f vmdk n.vmdk 1M; then
-    stderr_mentions "cannot create VMDK images yet" || true
+if expect_exit 1 "$SCUSE" create -f qed n.qed 1M; then
+    stderr_mentions "cannot create QED images yet" || true
 fi
-[ ! -e n.vmdk ] || fail "a refused create left n.vmdk"
-if expect_exit 1 "$SCUSE" create -f raw -b img1.vmdk -F vmdk n.raw 1M; then
+[ ! -e n.qed ] || fail "a refused create left n.qed"
+if expect_exit 1 "$SCUSE" create -f vhdx n.vhdx 1M; then
+    stderr_mentions "cannot create vhdx images" || true
+fi
+[ ! -e n.vhdx ] || fail "a refused create left n.vhdx"
+if expect_exit 1 "$SCUSE" create -f raw -b img1.qed -F qed n.raw 1M; then
     stderr_mentions "raw images cannot have a backing file" || true
 fi
-if expect_exit 1 "$SCUSE" convert -O vmdk img1.vmdk x.vmdk; then
-    stderr_mentions "output format 'vmdk' is not supported \(qcow2, raw, vpc\)" || true
+if expect_exit 1 "$SCUSE" convert -O qed img1.qed x.qed; then
+    stderr_mentions "output format 'qed' is not supported \(qcow2, raw, vmdk, vpc\)" || true
 fi
 qemu-img create -q -f qcow2 src.qcow2 1M
 if expect_exit 1 "$SCUSE" convert -c -O raw src.qcow2 x.raw; then
-    stderr_mentions "-c needs an output format that stores compressed clusters \(qcow2\)" || true
+    stderr_mentions "-c needs an output format that stores compressed clusters \(qcow2, vmdk\)" || true
 fi
 case_end
 

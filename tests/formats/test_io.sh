@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `scuse io`, the qemu-io look-alike the write tests drive: exit codes
 # (0 ok, 1 usage / verification, 2 I/O), messages, read-only mode, size
-# suffixes, argument order, several commands per run, output lines.
-# Data is always judged with qemu-io.
+# suffixes, argument order, several commands per run, output lines;
+# commands from standard input (long scripts, their errors by line, the
+# prompt only at a terminal) and -c lists past 256 commands.
+# Data is always judged with qemu-io and qemu-img.
 . "$(dirname "$0")/lib/common.sh"
 . "$LIB_DIR/wcommon.sh"
 
@@ -168,6 +170,191 @@ expect_exit 0 "$SCUSE" io -f raw -c "write -P 0x61 $((sz - 512)) 512" fr.qcow2 |
 qread fr.qcow2 -f raw "read -P 0x61 $((sz - 512)) 512"
 truncate -s 1M plain.raw
 expect_exit 2 "$SCUSE" io -f qcow2 -c 'read 0 512' plain.raw || true
+case_end
+
+
+# io_script SIZE CLUSTER SEED N: N commands for scuse io's standard input
+# (writes with patterns, zero writes with and without -u, whole-cluster
+# discards, flushes, reads: half of them verified with -P where the model
+# knows the bytes), with comment and blank lines among them. Unaligned
+# offsets and lengths; every range inside SIZE.
+io_script() {
+    python3 - "$@" <<'EOF'
+import random, sys
+size, cs, seed, n = (int(a, 0) for a in sys.argv[1:5])
+rnd = random.Random(seed)
+model = bytearray(size)          # the image starts all zero
+def span(maxlen):
+    ln = rnd.choice([1, 512, 4096, rnd.randint(1, maxlen)])
+    off = rnd.randrange(0, size - ln + 1)
+    if rnd.random() < 0.5:       # sometimes sector aligned
+        off -= off % 512
+    return off, ln
+out = ["# scuse io script: seed %d, %d commands" % (seed, n)]
+for i in range(n):
+    if rnd.random() < 0.02:
+        out.append(rnd.choice(["", "   ", "# a comment", "\t# an indented comment"]))
+    r = rnd.random()
+    if r < 0.45:
+        off, ln = span(256 * 1024)
+        b = rnd.randrange(1, 256)
+        model[off:off + ln] = bytes([b]) * ln
+        out.append("write -P 0x%02x %d %d" % (b, off, ln))
+    elif r < 0.55:
+        off, ln = span(128 * 1024)
+        model[off:off + ln] = bytes(ln)
+        out.append("write -z%s %d %d" % (rnd.choice(["", " -u"]), off, ln))
+    elif r < 0.60:
+        c0 = rnd.randrange(0, size // cs)
+        k = rnd.randint(1, min(8, size // cs - c0))
+        model[c0 * cs:(c0 + k) * cs] = bytes(k * cs)
+        out.append("discard %d %d" % (c0 * cs, k * cs))
+    elif r < 0.62:
+        out.append("flush")
+    else:
+        off, ln = span(64 * 1024)
+        b = model[off]
+        if rnd.random() < 0.5 and model[off:off + ln] == bytes([b]) * ln:
+            out.append("read -P 0x%02x %d %d" % (b, off, ln))
+        else:
+            out.append("read %d %d" % (off, ln))
+print("\n".join(out))
+EOF
+}
+
+# result_lines FILE: the "wrote/read/discard N/N bytes at offset X" lines,
+# without qemu-io's prompts.
+result_lines() { sed 's/^\(qemu-io> \)*//' "$1" | grep -E '^(wrote|read|discard) ' || true; }
+
+case_begin "5000 commands from standard input = qemu-io fed the same script (qemu-img compare)"
+n=${SCUSE_IO_SCRIPT_OPS:-5000}
+qimg create -q -f qcow2 -o cluster_size=4096 in.qcow2 32M
+cp in.qcow2 want.qcow2
+io_script $((32 << 20)) 4096 "${SCUSE_TEST_SEED:-4242}" "$n" >script.txt
+[ "$(grep -cvE '^[[:space:]]*(#|$)' script.txt)" -eq "$n" ] || fail "setup: the script does not hold $n commands"
+# qemu-io's interactive mode takes no comments: it gets the commands only
+grep -vE '^[[:space:]]*(#|$)' script.txt >script.qemu-io
+qemu-io -f qcow2 want.qcow2 <script.qemu-io >want.out 2>&1 || true
+if grep -qiE 'verification failed|error|not found|invalid' want.out; then
+    echo "SETUP ERROR: qemu-io on the script: $(grep -m 3 -iE 'verification failed|error|not found|invalid' want.out)" >&2
+    exit 1
+fi
+run "$SCUSE" io -f qcow2 in.qcow2 <script.txt
+if [ "$RC" -ne 0 ]; then
+    fail "scuse io on a $n-command script exited $RC: $(head -n 3 "$W/.err" | tr '\n' '|')"
+else
+    [ ! -s "$W/.err" ] || fail "stderr not empty: $(head -n 3 "$W/.err" | tr '\n' '|')"
+    ! grep -q 'scuse io>' "$W/.out" || fail "a prompt was printed though standard input is no terminal"
+    result_lines "$W/.out" >got.lines
+    result_lines want.out >want.lines
+    cmp -s want.lines got.lines ||
+        fail "result lines differ from qemu-io's ($(wc -l <got.lines) vs $(wc -l <want.lines)): $(diff want.lines got.lines | head -n 4 | tr '\n' '|')"
+    if ! out=$(qemu-img compare -f qcow2 -F qcow2 in.qcow2 want.qcow2 2>&1); then
+        fail "qemu-img compare with qemu-io's copy: $out"
+    fi
+    qcheck in.qcow2 0
+fi
+case_end
+
+case_begin "-c past 256 commands (1000 in one run) = qemu-io -c with the same list"
+qimg create -q -f qcow2 c1.qcow2 8M
+cp c1.qcow2 c2.qcow2
+args=()
+for i in $(seq 0 999); do
+    args+=(-c "write -P $((i % 255 + 1)) $((i * 7919 % (8 << 20) / 512 * 512)) $((512 + i % 3 * 1000))")
+done
+args+=(-c "read -P $((999 % 255 + 1)) $((999 * 7919 % (8 << 20) / 512 * 512)) 512")
+qio "${args[@]}" c2.qcow2
+if expect_exit 0 "$SCUSE" io "${args[@]}" c1.qcow2; then
+    [ "$(grep -c '^wrote ' "$W/.out")" -eq 1000 ] || fail "$(grep -c '^wrote ' "$W/.out") 'wrote' lines for 1000 writes"
+    out=$(qemu-img compare c1.qcow2 c2.qcow2 2>&1) || fail "qemu-img compare with qemu-io's copy: $out"
+fi
+case_end
+
+case_begin "a script's failing line: named by number, the run stops there, exit 1 (usage) or 2 (I/O)"
+# printf: line 6 is the bad one; comments and blank lines count as lines
+bad_script() { # BAD-COMMAND
+    printf '%s\n' '# header' 'write -P 0x41 0 4k' '' '    # indented' 'write -P 0x42 4k 4k' "$1" \
+        'write -P 0x43 8k 4k'
+}
+for c in 'write 0 12q' 'frobnicate 0 512' 'write -x 0 512' "write 0 $((8 << 20))" 'read' \
+    'write -P 0x100 0 512'; do
+    qimg create -q -f qcow2 l.qcow2 4M
+    bad_script "$c" >bad.txt
+    if expect_exit 1 "$SCUSE" io l.qcow2 <bad.txt; then
+        stderr_one_line || true
+        stderr_mentions '(^|[^0-9])line 6([^0-9]|$)' "line 6 (command: '$c')" || true
+    else
+        fail "(command: '$c')"
+    fi
+    qread l.qcow2 "read -P 0x41 0 4k" "read -P 0x42 4k 4k" "read -P 0 8k 4k"
+done
+# An I/O error (bad.qcow2 from above: an unaligned L2 entry) on line 2.
+printf '%s\n' 'read -P 0 512k 512' 'read 0 512' 'read 512k 512' >ioerr.txt
+if expect_exit 2 "$SCUSE" io -r bad.qcow2 <ioerr.txt; then
+    stderr_one_line || true
+    stderr_mentions '(^|[^0-9])line 2([^0-9]|$)' "line 2" || true
+    [ "$(grep -c '^read ' "$W/.out")" -eq 1 ] || fail "the run went on after the failing line: $(grep '^read ' "$W/.out" | tr '\n' '|')"
+fi
+# A verification mismatch goes on (as with -c and qemu-io) and exits 1.
+qimg create -q -f qcow2 v.qcow2 1M
+printf '%s\n' 'write -P 0x51 0 4k' '' 'read -P 0x52 0 4k' 'write -P 0x53 4k 4k' >verify.txt
+if expect_exit 1 "$SCUSE" io v.qcow2 <verify.txt; then
+    stderr_mentions '(^|[^0-9])line 3([^0-9]|$)' "line 3" || true
+    grep -q 'Pattern verification failed at offset 0' "$W/.out" || fail "no qemu-io style mismatch line"
+fi
+qread v.qcow2 "read -P 0x51 0 4k" "read -P 0x53 4k 4k"
+case_end
+
+case_begin "standard input: quit ends it, CRLF and tabs are fine, -c means stdin is not read"
+qimg create -q -f qcow2 q.qcow2 1M
+printf 'write\t-P 0x61 0 512\r\n\twrite -P 0x62 512 512\nquit\nwrite -P 0x63 1024 512\n' >q.txt
+expect_exit 0 "$SCUSE" io q.qcow2 <q.txt || true
+qread q.qcow2 "read -P 0x61 0 512" "read -P 0x62 512 512" "read -P 0 1024 512"
+printf 'write -P 0x64 0 512\n' >notread.txt
+expect_exit 0 "$SCUSE" io -c 'read -P 0x61 0 512' q.qcow2 <notread.txt || true
+qread q.qcow2 "read -P 0x61 0 512"
+expect_exit 0 "$SCUSE" io q.qcow2 </dev/null || true   # no commands at all
+qcheck q.qcow2 0
+case_end
+
+case_begin "at a terminal: a prompt, a failing command reported and the next one read, EOF ends"
+qimg create -q -f qcow2 t.qcow2 1M
+run python3 - "$SCUSE" t.qcow2 <<'EOF'
+import os, pty, signal, sys
+signal.alarm(30)                   # no prompt must not mean a hang
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "io", sys.argv[2]])
+out = b""
+def until(want):
+    global out
+    while want not in out:
+        b = os.read(fd, 4096)
+        if not b:
+            raise SystemExit("EOF before %r; got %r" % (want, out))
+        out += b
+for cmd in (b"write -P 0x71 0 512", b"write 0 12q", b"write -P 0x72 512 512"):
+    until(b"scuse io> ")
+    out = b""
+    os.write(fd, cmd + b"\n")
+until(b"scuse io> ")
+os.write(fd, b"\x04")              # ^D at the start of a line: end of input
+try:
+    while os.read(fd, 4096):
+        pass
+except OSError:                    # EIO once the child has gone
+    pass
+_, st = os.waitpid(pid, 0)
+print("exit", os.waitstatus_to_exitcode(st))
+EOF
+if [ "$RC" -ne 0 ]; then
+    fail "the pty driver failed: $(tail -n 2 "$W/.err" | tr '\n' '|')"
+else
+    # the usage error is reported, the session goes on; its status stays
+    grep -qx 'exit 1' "$W/.out" || fail "want exit 1 after a failing command at the terminal: $(tail -n 1 "$W/.out")"
+fi
+qread t.qcow2 "read -P 0x71 0 512" "read -P 0x72 512 512"
 case_end
 
 finish

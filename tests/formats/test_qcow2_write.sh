@@ -833,7 +833,7 @@ crash_trial() { # TRIAL VARIANT
     # a lazy-refcounts image may be left dirty: a read-write open rebuilds
     if [[ $opts == *lazy* ]] && qemu-img info --output=json "$img" | grep -q '"dirty-flag": true'; then
         echo "  (dirty after the kill: rebuilding with a read-write scuse io open)"
-        expect_exit 0 "$SCUSE" io "$img" || true
+        expect_exit 0 "$SCUSE" io "$img" </dev/null || true   # no commands: open, rebuild, close
     fi
     qcheck "$img" 0 3
     if [ "$QRC_RC" -eq 3 ]; then

@@ -116,7 +116,7 @@ printf 'KDM' | dd of=h.raw conv=notrunc status=none
 sum=$(sum_of h.raw)
 if expect_exit 2 "$SCUSE" io -c "write -P 0x56 3 1" h.raw; then
     stderr_one_line || true
-    grep -q VMDK "$W/.err" || fail "the message does not name VMDK: $(cat "$W/.err")"
+    grep -qi VMDK "$W/.err" || fail "the message does not name VMDK: $(cat "$W/.err")"
 fi
 [ "$(sum_of h.raw)" = "$sum" ] || fail "the refused write changed h.raw"
 truncate -s 0 v.raw

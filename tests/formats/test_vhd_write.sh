@@ -17,6 +17,7 @@
 # SCUSE_STRESS_SEED, SCUSE_CRASH_TRIALS (default 20).
 . "$(dirname "$0")/lib/common.sh"
 . "$LIB_DIR/wcommon.sh"
+need vhdiinfo stdbuf
 V=$LIB_DIR/vhd.py
 vhd() { python3 "$V" "$@"; }
 
@@ -523,7 +524,6 @@ crash_trial() { # TRIAL VARIANT
 }
 sec_crash() {
     cd "$W"
-    command -v stdbuf >/dev/null || { echo "SETUP ERROR: stdbuf (coreutils) not found" >&2; exit 1; }
     CRASH_KILLED=0
     local t
     for ((t = 0; t <= CRASH_TRIALS; t++)); do

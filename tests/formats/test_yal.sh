@@ -9,6 +9,7 @@
 # misreads chains). (Legacy AES qcow and the handle pool: unit/test_yal.)
 . "$(dirname "$0")/lib/common.sh"
 . "$LIB_DIR/qemu_samples.sh"
+need bzip2 apt-get
 
 same() { # NAME IMG [qemu-img -f FMT]: scuse convert == qemu-img convert
     local name=$1 img=$2

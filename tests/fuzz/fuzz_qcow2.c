@@ -30,6 +30,7 @@
 
 #include "blk/blk.h"
 #include "blk/driver.h"
+#include "blk/format.h"
 
 #define READ_CAP (4u << 20)       /* first bytes read in full */
 #define SMALL_CHECK (64u << 10)   /* zero extents up to this are verified */
@@ -193,22 +194,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!err.msg[0])
             die("blk_open failed without an error message", (uint64_t)-r, 0);
     } else {
-        if (bs->drv->info) {
-            struct blk_info info;
-            memset(&info, 0, sizeof(info));
-            struct scuse_err ierr = { 0 };
-            if (bs->drv->info(bs, &info, &ierr) == 0) {
-                size_t sum = 0;
-                for (int i = 0; i < info.n_items; i++)
-                    if (info.item[i].kind == BLK_INFO_STR && info.item[i].s)
-                        sum += strlen(info.item[i].s);
-                for (int i = 0; i < info.n_snapshots; i++)
-                    sum += strnlen(info.snapshots[i].id, sizeof(info.snapshots[i].id)) +
-                           strnlen(info.snapshots[i].name, sizeof(info.snapshots[i].name));
-                (void)sum;
-            }
-            free(info.snapshots);
+        struct blk_info info;
+        struct scuse_err ierr = { 0 };
+        if (blk_info(bs, &info, &ierr) == 0) {
+            size_t sum = 0;
+            for (int i = 0; i < info.n_items; i++)
+                if (info.item[i].kind == BLK_INFO_STR && info.item[i].s)
+                    sum += strlen(info.item[i].s);
+            for (int i = 0; i < info.n_snapshots; i++)
+                sum += strnlen(info.snapshots[i].id, sizeof(info.snapshots[i].id)) +
+                       strnlen(info.snapshots[i].name, sizeof(info.snapshots[i].name));
+            (void)sum;
         }
+        free(info.snapshots);
         walk_status(bs);
         read_range(bs, 0, READ_CAP);
         uint64_t sz = bs->size;

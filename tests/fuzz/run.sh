@@ -23,8 +23,6 @@ mkdir -p "$artifacts"
 seed_dir=$(mktemp -d "${TMPDIR:-/tmp}/scuse-fuzz-seed.XXXXXX")
 trap 'rm -rf "$seed_dir"' EXIT
 
-have_qemu=1
-command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || have_qemu=0
 
 # One seed: keep it if it is a sensible size, under the name it was made.
 keep() {
@@ -86,10 +84,17 @@ open(sys.argv[1], "wb").write(img)
 EOF
 }
 
-seeder="$(cd "$(dirname "$0")" && pwd)/seeds_${name#fuzz_}.py"
+# The seeds come from python3 and (without a seeder) qemu-img/qemu-io:
+# without them the run would be a weaker one passing as the real thing,
+# so it is skipped (77) naming what is missing (tests/lib/need.sh).
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/need.sh"
+seeder="$here/seeds_${name#fuzz_}.py"
 if [ -f "$seeder" ]; then
+    need python3
     python3 "$seeder" "$corpus"
-elif [ "$have_qemu" = 1 ]; then
+else
+    need python3 qemu-img qemu-io
     cd "$seed_dir"
     guest_data data.raw 49152
     q() { qemu-io -f qcow2 "$@" >/dev/null; }
@@ -149,8 +154,6 @@ elif [ "$have_qemu" = 1 ]; then
     fi
     keep extl2.qcow2
     cd - >/dev/null
-else
-    echo "run.sh: qemu-img/qemu-io not found; fuzzing without qcow2 seeds" >&2
 fi
 if [ ! -f "$seeder" ]; then
     # Seeds that are not images at all.

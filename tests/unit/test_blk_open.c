@@ -145,6 +145,7 @@ static void drop_backing_fmt_ext(const char *path)
 static int setup(void **state)
 {
     (void)state;
+    tu_require_qemu();
     assert_int_equal(tu_dir_make("open"), 0); /* absolute: tests chdir around */
     saved_cwd = open(".", O_RDONLY | O_DIRECTORY);
     assert_true(saved_cwd >= 0);

@@ -36,7 +36,7 @@ static void bad(const char *s)
         fail_msg("cli_parse_size(\"%s\") accepted it as %llu, want an error", s ? s : "(null)",
                  (unsigned long long)v);
     if (r != -EINVAL && r != -ERANGE)
-        fail_msg("cli_parse_size(\"%s\") = %d, want -EINVAL or -ERANGE", s, r);
+        fail_msg("cli_parse_size(\"%s\") = %d, want -EINVAL or -ERANGE", s ? s : "(null)", r);
 }
 
 static void test_parse_plain(void **state)

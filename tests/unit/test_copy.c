@@ -256,6 +256,7 @@ static void test_qcow2_chain_vs_qemu_img(void **state)
 
 int main(void)
 {
+    tu_require_qemu(); /* the qcow2 case's reference */
     if (tu_dir_make("copy") < 0)
         return 1;
     const struct CMUnitTest tests[] = {

@@ -38,12 +38,16 @@ void tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* qemu-img and qemu-io are installed. */
 bool tu_have_qemu(void);
-/* Group setup of a program whose tests are judged by qemu-img: without it,
- * makes nothing (tu_need_qemu then skips every test); else makes the
- * directory and, when seed is not NULL, sets *seed = tu_seed(dflt) and
- * prints "# seed N, dir DIR". Returns 0 or -1. */
+/* Without them, ends the program with exit status 77 (ctest's skip code
+ * for these tests) after one line naming them: a program judged by
+ * qemu-img is skipped as a whole, never passed with its tests unrun. */
+void tu_require_qemu(void);
+/* Group setup of a program whose tests are judged by qemu-img:
+ * tu_require_qemu, then makes the directory and, when seed is not NULL,
+ * sets *seed = tu_seed(dflt) and prints "# seed N, dir DIR". Returns 0 or -1. */
 int tu_qemu_setup(const char *name, uint64_t *seed, uint64_t dflt);
-/* cmocka per-test setup: skips the test when no directory was made. */
+/* cmocka per-test setup: skips the test when no directory was made (a
+ * group setup that failed half-way). */
 int tu_need_qemu(void **state);
 
 /* ---- Whole files in the directory (failures fail the test) ---- */

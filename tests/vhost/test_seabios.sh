@@ -5,14 +5,13 @@
 # in two sectors; it resets the machine once (QEMU stops and restarts the
 # rings, SeaBIOS boots again and reads again), then QEMU exits 33 through
 # isa-debug-exit, and `serve --once` exits 0 when QEMU is gone. Skips (77)
-# without qemu-system-x86_64.
+# without QEMU, qemu-img, binutils or python3.
 set -u
 : "${SCUSE:?SCUSE must name the scuse binary}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=${SCUSE_TEST_TMP:-${TMPDIR:-/tmp}/scuse-test-seabios}
-for tool in qemu-system-x86_64 qemu-img as ld python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "SKIP: $tool not found" >&2; exit 77; }
-done
+. "$HERE/../lib/need.sh"
+need qemu-system-x86_64 qemu-img as ld python3
 rm -rf "$T"
 mkdir -p "$T"
 cd "$T" || exit 1

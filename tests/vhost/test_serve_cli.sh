@@ -3,11 +3,15 @@
 # with exactly one line on stderr naming it, and exit status 1; the socket
 # appears listening and the pidfile names the process; a live socket is
 # refused, a stale one replaced; SIGTERM and SIGINT end it with status 0,
-# the image flushed (qemu-img check), the socket and pidfile gone.
+# the image flushed (qemu-img check), the socket and pidfile gone. A bad
+# command policy (allow=, deny=, policy-file=) is refused naming the
+# option and the token; good ones (names, hex, a file) start and -v logs
+# each LUN's policy. What a guest sees of one: tests/vm/test_policy.sh.
 set -u
 : "${SCUSE:?SCUSE must name the scuse binary}"
 T=${SCUSE_TEST_TMP:-${TMPDIR:-/tmp}/scuse-test-serve-cli}
-command -v qemu-img >/dev/null 2>&1 || { echo "SKIP: qemu-img not found" >&2; exit 77; }
+. "$(dirname "$0")/../lib/need.sh"
+need qemu-img python3
 rm -rf "$T"
 mkdir -p "$T"
 cd "$T" || exit 1
@@ -54,11 +58,28 @@ refuse "vendor is longer than 8" --vhost-user-scsi "$S" --lun 0=a.qcow2,vendor=L
 refuse "product is longer than 16" --vhost-user-scsi "$S" --lun 0=a.qcow2,product=a-very-long-product
 refuse "cache 'none'" --vhost-user-scsi "$S" --lun 0=a.qcow2,cache=none
 refuse "discard 'maybe'" --vhost-user-scsi "$S" --lun 0=a.qcow2,discard=maybe
-refuse "cannot open VMDK images yet" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vmdk
+refuse "cannot open QED images yet" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=qed
+refuse "not a VMDK image" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=vmdk
 refuse "unknown format 'nosuch'" --vhost-user-scsi "$S" --lun 0=a.qcow2,format=nosuch
 refuse "readonly takes no value" --vhost-user-scsi "$S" --lun 0=a.qcow2,readonly=maybe
 refuse "option 'serial' needs a value" --vhost-user-scsi "$S" --lun 0=a.qcow2,serial
 refuse "LUN 0 is given twice" --vhost-user-scsi "$S" --lun 0=a.qcow2 --lun 0=b.raw
+# The command policy: one line naming the option and the bad token.
+refuse "deny: unknown command 'WRITE_SAME_32'" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=UNMAP:WRITE_SAME_32
+refuse "allow: unknown command 'READ'" --vhost-user-scsi "$S" --lun 0=a.qcow2,allow=READ
+refuse "deny: '0x99' is not a command scuse serves" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=0x99
+refuse "deny: opcode '100' is out of range" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=100
+refuse "deny: '28/1': opcode 28 has no service actions" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=28/1
+refuse "deny: an empty entry after '42'" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=42::93
+refuse "deny: an empty entry after '42'" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=42,,,,93
+refuse "deny: deny= lists no commands" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=
+refuse "option 'allow' needs a value" --vhost-user-scsi "$S" --lun 0=a.qcow2,allow
+refuse "allow= after deny=: a LUN has one command policy" --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=42,allow=28
+refuse "policy-file: '$T/nope.policy': No such file" --vhost-user-scsi "$S" --lun 0=a.qcow2,policy-file="$T/nope.policy"
+printf '# refuse discards\ndeny\nUNMAP\nWRITE SAME(61)\n' >bad.policy
+refuse "policy-file: 'bad.policy' line 4: unknown command 'WRITE SAME(61)'" --vhost-user-scsi "$S" --lun 0=a.qcow2,policy-file=bad.policy
+printf 'refuse\nUNMAP\n' >bad.policy
+refuse "policy-file: 'bad.policy' line 1: 'refuse': a policy starts with allow= or deny=" --vhost-user-scsi "$S" --lun 0=a.qcow2,policy-file=bad.policy
 refuse "missing.img" --vhost-user-scsi "$S" --lun 0=missing.img
 refuse "a.qcow2" --vhost-user-scsi "$S" --lun 0=a.qcow2 --lun 1=a.qcow2
 refuse "bad --workers '0'" --vhost-user-scsi "$S" --lun 0=a.qcow2 --workers 0
@@ -85,6 +106,22 @@ rc=$?
 pid=
 [ "$rc" = 0 ] || fail "SIGINT: exit $rc"
 [ ! -e "$S" ] && [ ! -e p ] || fail "SIGINT left the socket or the pidfile"
+
+# Policies that are right start, and -v logs what each LUN refuses or serves.
+printf '# what the backup appliance may send\nallow\nTEST UNIT READY\nINQUIRY  # identify\nREAD_CAPACITY_16\n28, 88\n' >good.policy
+"$SCUSE" serve --vhost-user-scsi "$S" --lun 0=a.qcow2,deny=unmap:write-same-16:0x41,serial=x \
+    --lun 1=b.raw,policy-file=good.policy --lun 2=c,,d.raw,allow=0:12:9e/10:a0:28,,2a --pidfile p -v 2>log.txt &
+pid=$!
+for _ in $(seq 200); do [ -s p ] && break; sleep 0.05; done
+[ -S "$S" ] || fail "no socket with command policies: $(cat log.txt)"
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+pid=
+[ "$rc" = 0 ] || fail "policies: SIGTERM: exit $rc: $(cat log.txt)"
+grep -q "LUN 0: .*, commands deny=42:93:41)" log.txt || fail "LUN 0's policy not logged: $(cat log.txt)"
+grep -q "LUN 1: .*, commands allow=00:12:9e/10:28:88)" log.txt || fail "LUN 1's policy: $(cat log.txt)"
+grep -q "LUN 2: .*, commands allow=00:12:9e/10:a0:28:2a)" log.txt || fail "LUN 2's policy: $(cat log.txt)"
 
 # A stale socket (its process gone) is replaced; SIGTERM flushes a
 # qcow2 that was opened for writing.

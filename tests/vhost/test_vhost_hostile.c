@@ -78,14 +78,24 @@ static uint64_t state_ack(struct front *f, uint32_t req, unsigned index, unsigne
 static uint32_t raw_chain(struct front *f, unsigned vq, const struct vring_desc *d, unsigned n)
 {
     uint16_t idx[64];
+    if (n == 0 || n > 64) {
+        fail_msg("raw_chain: a list of %u descriptors (1 to 64)", n);
+        return 0;
+    }
     for (unsigned k = 0; k < n; k++)
         idx[k] = f_desc_get(f, vq);
     for (unsigned k = 0; k < n; k++) {
         struct vring_desc x = d[k];
-        if (le16toh(x.flags) & VRING_DESC_F_NEXT && x.next == 0xffff)
-            x.next = htole16(idx[k + 1]);
-        else if (le16toh(x.flags) & VRING_DESC_F_NEXT)
-            x.next = htole16(idx[le16toh(x.next)]);
+        if (le16toh(x.flags) & VRING_DESC_F_NEXT) {
+            /* A link names a member of this list (the test's own slip
+             * otherwise): idx[] holds ring slots for those only. */
+            unsigned to = x.next == 0xffff ? k + 1 : le16toh(x.next);
+            if (to >= n) {
+                fail_msg("raw_chain: descriptor %u links to %u of a list of %u", k, to, n);
+                return 0;
+            }
+            x.next = htole16(idx[to]);
+        }
         f_desc(f, vq)[idx[k]] = x;
     }
     f_publish(f, vq, idx[0], true);

@@ -7,9 +7,7 @@
 # qcow2 (compressed, plain and unallocated clusters).
 . "$(dirname "$0")/lib/vm.sh"
 vm_require_disk_path
-for tool in as ld; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: $tool not found (binutils)" >&2; exit 1; }
-done
+need as ld   # the boot sector is assembled (tests/lib/need.sh: skip without)
 
 case_begin "SeaBIOS boots a qcow2 boot sector"
 as --32 -o "$T/boot.o" "$VM_DIR/mbr/boot.S"

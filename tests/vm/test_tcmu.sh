@@ -8,7 +8,8 @@
 # writes it, kills and restarts the daemon under I/O, has the SCSI error
 # handler abort a command (a TMR entry on the ring), drives a
 # targetcli-style backstore through the kernel's netlink waits, serves a
-# raw image with 4096-byte blocks, exports it through vhost-scsi and
+# raw image with 4096-byte blocks under a command policy (UNMAP and
+# WRITE SAME(16) refused), exports it through vhost-scsi and
 # removes everything. The host judges
 # from the console markers, then with qemu-img: `check` clean, the top
 # equal to the expected raw image (the chain before the run plus every
@@ -156,11 +157,24 @@ echo "  missing image: enable failed with '$(nl added_missing | cut -d' ' -f2-)'
      "wrong dev_size: '$(nl reconfig_size_bad | cut -d' ' -f2-)'"
 case_end
 
-case_begin "4096-byte blocks: capacity and content"
+case_begin "4096-byte blocks: capacity and content; a command policy through the kernel"
 [ "$(m K4 | cut -d' ' -f2-)" = "4194304 4096" ] || fail "the 4K LUN: $(m K4)"
 [ "$(m SHA256 | awk '$1 == "k4" { print $3 }')" = "$(sha256sum <"$S/vh.raw" | cut -d' ' -f1)" ] ||
     fail "the 4K LUN reads other bytes than vh.raw"
 [ "$(rc k4_create)" = 0 ] && [ "$(rc k4_delete)" = 0 ] || fail "create/delete k4"
+# Its command policy: carried in dev_config, applied by the daemon.
+section k4_config | grep -qx "scuse/raw;deny=42+93@/mnt/vh.raw" ||
+    fail "k4's dev_config: $(section k4_config | tr '\n' ' ')"
+ops=$(section k4_opcodes)
+grep -Eq '^ 28 .*Read\(10\)$' <<<"$ops" && grep -Eq '^ 41 .*Write same\(10\)$' <<<"$ops" &&
+    ! grep -Eq '^ (42|93) ' <<<"$ops" ||
+    fail "sg_opcodes through the kernel: not Read(10) and Write same(10) without 42 and 93: $(tr '\n' '|' <<<"$ops")"
+[ "$(rc k4_unmap)" = 9 ] || fail "sg_unmap on the deny list: rc $(rc k4_unmap) (want 9, invalid opcode)"
+ws16=$(section k4_ws16)
+[ "$(rc k4_ws16)" = 9 ] && grep -q "Sense key: Illegal Request" <<<"$ws16" &&
+    grep -q "Additional sense: Invalid command operation code" <<<"$ws16" &&
+    grep -Eq '^ +70 00 05( [0-9a-f]{2}){5}  00 00 00 00 20 00 ' <<<"$ws16" ||
+    fail "WRITE SAME(16) on the deny list: not 05/20/00: $(tail -n 6 <<<"$ws16" | tr '\n' '|')"
 case_end
 
 case_begin "vhost-scsi fabric: create, configfs, list, delete"
@@ -171,7 +185,7 @@ grep -qx "QEMU:    -device vhost-scsi-pci,wwpn=$W" <<<"$out" ||
     fail "no QEMU line naming $W: $(tr '\n' ' ' <<<"$out")"
 grep -qF "libvirt: <hostdev mode='subsystem' type='scsi_host'><source protocol='vhost' wwpn='$W'/></hostdev>" <<<"$out" ||
     fail "no libvirt line naming $W"
-section vhost_list | grep -Eq "^vh0 +raw +4 MiB +vhost +$W +/mnt/vh.raw\$" ||
+section vhost_list | grep -Eq "^vh0 +raw +4 MiB +vhost +$W +all +/mnt/vh.raw\$" ||
     fail "scuse tcmu list: $(section vhost_list | tr '\n' ' ')"
 [ "$(m VHOST | awk '$1 == "delete"')" = "delete ok" ] && [ "$(rc vhost_delete)" = 0 ] ||
     fail "delete: $(m VHOST | grep delete)"

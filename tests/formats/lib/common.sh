@@ -21,18 +21,10 @@ TEST_NAME=$(basename "$0" .sh)
 : "${SCUSE_TEST_TMP:=${TMPDIR:-/tmp}/scuse-formats/$TEST_NAME}"
 case "$SCUSE" in /*) ;; *) SCUSE=$(cd "$(dirname "$SCUSE")" && pwd)/$(basename "$SCUSE") ;; esac
 
-# Skip (77) only when the oracle is truly absent; the other tools come
-# with it (qemu-io is in the same package) or are required outright.
-if ! command -v qemu-img >/dev/null 2>&1; then
-    echo "SKIP: qemu-img not found" >&2
-    exit 77
-fi
-for tool in qemu-io python3 timeout cmp; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "FAIL: $tool not found (qemu-img is installed, so is the rest expected)" >&2
-        exit 1
-    fi
-done
+# The oracles and the input makers: without any of them, skip (77) with
+# a line naming it (build.sh test fails on a skip; see tests/lib/need.sh).
+. "$LIB_DIR/../../lib/need.sh"
+need qemu-img qemu-io python3 timeout cmp
 # The real interpreter, once: a pyenv shim costs ~0.7 s per call under load.
 # -S (no site packages: only the standard library is used) halves the
 # start-up time again; the suite starts python some hundred times.

@@ -33,16 +33,10 @@ TEST_NAME=$(basename "$0" .sh)
 case "$SCUSE" in /*) ;; *) SCUSE=$(cd "$(dirname "$SCUSE")" && pwd)/$(basename "$SCUSE") ;; esac
 VM_MEM=${VM_MEM:-256}
 
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
-    echo "SKIP: qemu-system-x86_64 not found (Debian package qemu-system-x86)" >&2
-    exit 77
-fi
-for tool in qemu-img qemu-io timeout python3 sha256sum cpio depmod; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "FAIL: $tool not found (build.sh test installs qemu-utils, cpio, kmod, python3)" >&2
-        exit 1
-    fi
-done
+# QEMU, qemu-img and the guest's makers, or skip (77) naming what is
+# missing (tests/lib/need.sh; build.sh test installs them all).
+. "$VM_DIR/../lib/need.sh"
+need qemu-system-x86_64 qemu-img qemu-io timeout python3 sha256sum cpio depmod
 PYTHON=$(command python3 -c 'import sys; print(sys.executable)')
 
 # The disk path. vhost without `scuse serve` in the binary is a failure
@@ -117,9 +111,13 @@ setup_error() {
 
 # vm_guest [PROFILE]: build or find the guest; sets VMLINUX and INITRD.
 vm_guest() {
-    local out
-    out=$(bash "$VM_DIR/guest/build.sh" --cache "$SCUSE_VM_CACHE" --profile "${1:-base}") ||
-        setup_error "the guest build failed (tests/vm/guest/build.sh)"
+    local out rc=0
+    out=$(bash "$VM_DIR/guest/build.sh" --cache "$SCUSE_VM_CACHE" --profile "${1:-base}") || rc=$?
+    if [ "$rc" -eq 77 ]; then   # a tool the guest needs is missing; its SKIP line said which
+        vm_cleanup
+        exit 77
+    fi
+    [ "$rc" -eq 0 ] || setup_error "the guest build failed (tests/vm/guest/build.sh)"
     VMLINUX=$(sed -n 's/^vmlinux //p' <<<"$out")
     INITRD=$(sed -n 's/^initrd //p' <<<"$out")
     [ -f "$VMLINUX" ] && [ -f "$INITRD" ] || setup_error "guest build gave no vmlinux/initrd"

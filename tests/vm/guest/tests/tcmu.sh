@@ -22,8 +22,10 @@
 #      (grown); exported through tcm_loop by hand, 9000 TEST UNIT READYs
 #      wrap its ring (a PAD entry), the disk is read across the wrap; a
 #      size the image does not have, a missing image, rmdir;
-#   6. vh.raw with 4096-byte blocks behind tcm_loop (capacity, content),
-#      then exported through vhost-scsi: create, configfs, list, delete;
+#   6. vh.raw with 4096-byte blocks and a command policy (deny UNMAP and
+#      WRITE SAME(16)) behind tcm_loop (capacity, content, sg_opcodes, the
+#      refused commands), then exported through vhost-scsi: create,
+#      configfs, list, delete;
 #   7. SIGHUP (the daemon rescans and goes on serving), the whole disk
 #      hashed again, delete, configfs empty, the daemon stopped with
 #      SIGTERM (exit status 0).
@@ -286,11 +288,18 @@ rmdir $LIO/core/user_7
 mark NL refused "$(grep -c 'the kernel refused' "$LOG")"
 
 # --- 6. 4096-byte blocks, then a vhost-scsi export (configfs only: no nested VM) --
-section k4_create scuse tcmu create k4 /mnt/vh.raw --fabric loopback --block-size 4096 ||
-    die "scuse tcmu create k4"
+section k4_create scuse tcmu create k4 /mnt/vh.raw --fabric loopback --block-size 4096 \
+    --policy deny=UNMAP:WRITE_SAME_16 || die "scuse tcmu create k4"
 other_disk k4
 mark K4 "$DISK" "$(($(cat /sys/block/$DISK/size) * 512))" "$(cat /sys/block/$DISK/queue/logical_block_size)"
 sha_disk k4
+# Its command policy, kept in dev_config: absent from RSOC, refused with
+# INVALID COMMAND OPERATION CODE (vh.raw stays as it was).
+section k4_config cat $HBA/k4/attrib/dev_config
+section k4_opcodes sg_opcodes "$SG"
+section k4_unmap sg_unmap --force --lba=0 --num=1 "$SG"
+head -c 4096 /dev/zero >/tmp/z4k
+section k4_ws16 sg_raw -v -s 4096 -i /tmp/z4k "$SG" 93 00 00 00 00 00 00 00 00 00 00 00 00 01 00 00
 section k4_delete scuse tcmu delete k4
 gone
 DISK=$DISK0 SG=$SG0

@@ -28,8 +28,24 @@ struct blk_kv {
     struct { const char *key, *val; } kv[BLK_MAX_KV];
 };
 
+/* A backing file named by the caller rather than by the image (libvirt's
+ * <backingStore>): used as written, in this format, never probed. */
+struct blk_backing {
+    const char *file;
+    const char *fmt;
+};
+
 struct blk_opts {
     unsigned max_depth;      /* backing chain depth limit; 0 = default */
+    /* A chain given explicitly: backing[i] is the backing file of the
+     * image at depth i, used instead of whatever that image records (its
+     * recorded name and format are not followed). With backing_end the
+     * chain stops after the last one given (n_backing 0: the top image
+     * has no backing file); without it, the last one's own backing file is
+     * the one its header records, as usual. Strings are the caller's. */
+    const struct blk_backing *backing;
+    unsigned n_backing;
+    bool backing_end;
     /* Formats of the caller's own (an embedder's, a test's), looked up and
      * probed before the registry's; NULL-terminated, or NULL. */
     const struct blk_driver *const *drivers;

@@ -138,8 +138,38 @@ struct chain_ctx {
 };
 
 static int open_node(const char *filename, const char *path, const char *fmt, bool rw,
-                     unsigned flags, unsigned depth, const struct blk_opts *opts, struct chain_ctx *cc,
-                     struct blk_node **out, struct scuse_err *err)
+                     unsigned flags, unsigned depth, const struct blk_opts *opts,
+                     struct chain_ctx *cc, struct blk_node **out, struct scuse_err *err);
+
+/* The caller's backing file for bs (opts->backing[bs->depth]), or none
+ * where the given chain ends: what the image records is not followed. */
+static int open_given_backing(struct blk_node *bs, unsigned flags, const struct blk_opts *opts,
+                              struct chain_ctx *cc, struct scuse_err *err)
+{
+    if (bs->depth >= opts->n_backing)
+        return 0;
+    const struct blk_backing *b = &opts->backing[bs->depth];
+    if (!(bs->drv->caps & BLK_DRV_BACKING))
+        return err_set(err, -EINVAL, "'%s': %s images have no backing file, but '%s' is given "
+                       "as its backing file", bs->path, bs->drv->name, b->file);
+    if (!b->file || !b->file[0] || !b->fmt || !b->fmt[0])
+        return err_set(err, -EINVAL, "'%s': a backing file given without %s", bs->path,
+                       b->file && b->file[0] ? "its format" : "a name");
+    if (bs->depth + 1 >= cc->max_depth)
+        return err_set(err, -EMLINK, "'%s': backing chain is deeper than %u images", bs->path,
+                       cc->max_depth);
+    cc->blamed = false;
+    int r = open_node(b->file, b->file, b->fmt, false, flags, bs->depth + 1, opts, cc,
+                      &bs->backing, err);
+    if (r < 0 && !cc->blamed)
+        err_prefix(err, "'%s': cannot open its backing file: ", bs->path);
+    cc->blamed = true;
+    return r;
+}
+
+static int open_node(const char *filename, const char *path, const char *fmt, bool rw,
+                     unsigned flags, unsigned depth, const struct blk_opts *opts,
+                     struct chain_ctx *cc, struct blk_node **out, struct scuse_err *err)
 {
     struct blk_node *bs = calloc(1, sizeof(*bs));
     if (!bs)
@@ -153,6 +183,8 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
     bs->share = flags & BLK_OPEN_SHARE;
     bs->depth = depth;
     bs->opts = *opts;
+    bs->opts.backing = NULL;        /* the caller's, used only here (opts) */
+    bs->opts.n_backing = 0;
     bs->align = 1;
     int r;
     if (!bs->filename || !bs->path) {
@@ -230,7 +262,11 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
         bs->rmw_lock_ready = true;
     }
 
-    if (bs->backing_name && !(depth == 0 && (flags & BLK_OPEN_NO_BACKING))) {
+    r = 0;
+    bool explicit = depth < opts->n_backing || (depth == opts->n_backing && opts->backing_end);
+    if (explicit && !(depth == 0 && (flags & BLK_OPEN_NO_BACKING))) {
+        r = open_given_backing(bs, flags, opts, cc, err);
+    } else if (bs->backing_name && !(depth == 0 && (flags & BLK_OPEN_NO_BACKING))) {
         /* The reasons below name this overlay and its backing file already. */
         cc->blamed = true;
         if (depth + 1 >= cc->max_depth) {
@@ -274,6 +310,8 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             goto fail;
         }
     }
+    if (r < 0)
+        goto fail;
     *out = bs;
     return 0;
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "blk/blk.h"
+#include "scsi/scsi.h"
 
 /* Exit codes, as qemu-img users expect them. */
 enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_IMAGE = 2 };
@@ -21,6 +22,30 @@ int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tcmu(int argc, char **argv);
+int cmd_domain(int argc, char **argv);
+int cmd_libvirt_hook(int argc, char **argv);
+/* `scuse serve --domain FILE` (cmd_serve_domain.c). */
+int cmd_serve_domain(int argc, char **argv);
+
+/* One LUN of a vhost-user-scsi daemon, described whole (serve --domain). */
+struct serve_lun_spec {
+    uint16_t id;
+    const char *what;               /* names it in messages: "vm1.xml: sda" */
+    const char *file, *fmt;
+    unsigned flags;                 /* blk_open's: BLK_OPEN_RW, SHARE, NO_FLUSH */
+    struct blk_opts opts;           /* chain, format options (the caller's strings) */
+    struct scsi_lun_config cfg;
+};
+struct serve_daemon_opts {
+    const char *socket, *pidfile;
+    bool once;
+    unsigned workers;               /* 0: the dispatcher's choice */
+    int ready_fd;                   /* gets a byte once the socket listens; -1: none */
+};
+/* Serve specs on socket until SIGTERM/SIGINT (or, with once, the VM's
+ * disconnection), as `scuse serve --lun` does. Returns the exit status. */
+int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *specs,
+               unsigned n);
 /* `scuse tcmu serve` (argv[0] "serve"), also what `scuse serve --tcmu` runs. */
 int cmd_tcmu_serve(int argc, char **argv);
 

@@ -32,6 +32,7 @@ struct serve_lun {
     char *items;                    /* the parsed copy of spec: opts.fmt points into it */
     struct blk_opts opts;           /* the format's own open options (l2-cache-size...) */
     bool readonly;
+    unsigned open_flags;            /* more blk_open flags (serve --domain: SHARE, NO_FLUSH) */
     const char *policy_key;         /* allow, deny or policy-file: the one given */
     struct scsi_lun_config cfg;
     struct blk_node *bs;
@@ -337,7 +338,8 @@ static int open_luns(struct serve *s)
         struct serve_lun *l = &s->luns[i];
         l->cfg.read_only = l->readonly;
         err_clear(&err);
-        if (blk_open(l->file, l->fmt, l->readonly ? 0 : BLK_OPEN_RW, &l->opts, &l->bs, &err) < 0)
+        if (blk_open(l->file, l->fmt, (l->readonly ? 0 : BLK_OPEN_RW) | l->open_flags, &l->opts,
+                     &l->bs, &err) < 0)
             return start_fail("--lun %s: %s", l->spec,
                             err.msg[0] ? err.msg : "cannot open the image");
         if (scsi_lun_create(&l->cfg, l->bs, l->id, &l->lun, &err) < 0 ||
@@ -517,11 +519,60 @@ static int serve_tcmu(int argc, char **argv, int at)
     return rc;
 }
 
+/* One vhost-user-scsi daemon over LUNs described by the caller (serve
+ * --domain, cmd_serve_domain.c) instead of --lun options; ready_fd gets a
+ * byte once the socket listens. */
+int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *specs,
+               unsigned n)
+{
+    struct serve *s = calloc(1, sizeof(*s));
+    if (!s)
+        return cli_fail(EXIT_USAGE, "serve", "out of memory");
+    s->sigfd = -1;
+    s->socket = o->socket;
+    s->pidfile = o->pidfile;
+    s->once = o->once;
+    s->workers = o->workers;
+    int rc = 0;
+    for (unsigned i = 0; i < n && !rc; i++) {
+        struct serve_lun *l = &s->luns[s->nluns++];
+        l->id = specs[i].id;
+        l->spec = strdup(specs[i].what);
+        l->file = strdup(specs[i].file);
+        l->fmt = specs[i].fmt ? strdup(specs[i].fmt) : NULL;
+        l->opts = specs[i].opts;
+        l->cfg = specs[i].cfg;
+        l->readonly = !(specs[i].flags & BLK_OPEN_RW);
+        l->open_flags = specs[i].flags & ~BLK_OPEN_RW;
+        if (!l->spec || !l->file || (specs[i].fmt && !l->fmt))
+            rc = cli_fail(EXIT_USAGE, "serve", "out of memory");
+    }
+    if (n > SERVE_MAX_LUNS)
+        rc = cli_fail(EXIT_USAGE, "serve", "more than %d LUNs on one socket", SERVE_MAX_LUNS);
+    if (rc == 0 && !(rc = start(s))) {
+        if (o->ready_fd >= 0) {
+            ssize_t w = write(o->ready_fd, "1", 1);
+            (void)w;
+            close(o->ready_fd);
+        }
+        rc = vhost_server_run(s->server) < 0 ? EXIT_IMAGE : EXIT_OK;
+        int r = stop(s, true);
+        rc = rc ? rc : r;
+    } else {
+        stop(s, false);
+    }
+    free(s);
+    return rc;
+}
+
 int cmd_serve(int argc, char **argv)
 {
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strcmp(argv[i], "--tcmu"))
             return serve_tcmu(argc, argv, i);
+        if (!strcmp(argv[i], "--domain") || !strncmp(argv[i], "--domain=", 9))
+            return cmd_serve_domain(argc, argv);
+    }
     struct serve *s = calloc(1, sizeof(*s));
     if (!s)
         return cli_fail(EXIT_USAGE, "serve", "out of memory");

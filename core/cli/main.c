@@ -25,6 +25,8 @@ static const struct {
     { "io", cmd_io, "read, write, zero, discard and flush ranges, as qemu-io does" },
     { "bench", cmd_bench, "drive an image through the SCSI dispatcher as a transport would" },
     { "serve", cmd_serve, "serve images as SCSI LUNs: to QEMU over vhost-user-scsi, or to LIO (--tcmu)" },
+    { "domain", cmd_domain, "a libvirt domain's virtio-scsi disks as scuse serves them" },
+    { "libvirt-hook", cmd_libvirt_hook, "libvirt's qemu hook: serve a converted domain while it runs" },
     { "tcmu", cmd_tcmu, "LIO TCMU backstores for images (vhost-scsi, loopback) and their daemon" },
 };
 

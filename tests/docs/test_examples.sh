@@ -22,16 +22,22 @@ done
 
 # The schema check can fail: a misspelt element is refused.
 sed 's/memoryBacking>/memoryBackng>/g' "$SCUSE_SRC/docs/examples/vm1-vhost-user-scsi.xml" >"$T/bad.xml"
+grep -q memoryBackng "$T/bad.xml" || bad "the misspelling was not made"
 if virt-xml-validate "$T/bad.xml" domain >/dev/null 2>&1; then
     bad "a misspelt element passed virt-xml-validate"
 else
     ok "a misspelt element is refused by virt-xml-validate"
 fi
 
-# The vhost-user-scsi example: the device names the chardev, shared memory.
+# The vhost-user-scsi example is scuse domain's conversion of vm1.xml: the
+# device (QEMU's JSON form) names the chardev, guest RAM is shared.
 x=$SCUSE_SRC/docs/examples/vm1-vhost-user-scsi.xml
-id=$(sed -n "s/.*value='socket,id=\([^,]*\),path=.*/\1/p" "$x")
-grep -q "value='vhost-user-scsi-pci,.*chardev=$id[,']" "$x" && grep -q "<access mode='shared'/>" "$x" &&
+"$SCUSE" domain "$SCUSE_SRC/docs/examples/vm1.xml" --transport vhost-user-scsi -o "$T/vm1-conv.xml"
+cmp -s "$T/vm1-conv.xml" "$x" && ok "vm1-vhost-user-scsi.xml is scuse domain's conversion of vm1.xml" ||
+    bad "vm1-vhost-user-scsi.xml differs from the conversion: $(diff "$x" "$T/vm1-conv.xml" | head -n 6)"
+id=$(sed -n 's/.*value="socket,id=\([^,]*\),path=.*/\1/p' "$x")
+sed 's/&quot;/"/g' "$x" | grep -q "\"driver\":\"vhost-user-scsi-pci\".*\"chardev\":\"$id\"" &&
+    grep -q '<access mode="shared"/>' "$x" &&
     ok "vhost-user-scsi example: the device uses chardev '$id', guest RAM shared" ||
     bad "vhost-user-scsi example: device and chardev disagree, or RAM not shared"
 

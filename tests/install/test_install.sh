@@ -17,7 +17,7 @@ bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 # The files a package ships, relative to the prefix; docs compared with
 # their sources.
 docs=(README.md docs/ARCHITECTURE.md docs/tcmu.md)
-want=(bin/scuse share/man/man1/scuse.1)
+want=(bin/scuse share/man/man1/scuse.1 share/man/man5/scuse-domain.5)
 for d in "${docs[@]}"; do want+=("share/doc/scuse/$(basename "$d")"); done
 for x in "$SCUSE_SRC"/docs/examples/*; do want+=("share/doc/scuse/examples/$(basename "$x")"); done
 
@@ -35,6 +35,8 @@ check_tree() { # ROOT PREFIX WHAT
     [ -x "$p/bin/scuse" ] && ok "$what: bin/scuse is executable" || bad "$what: bin/scuse not executable"
     cmp -s "$SCUSE_SRC/docs/scuse.1" "$p/share/man/man1/scuse.1" && ok "$what: the man page" ||
         bad "$what: share/man/man1/scuse.1 differs from docs/scuse.1"
+    cmp -s "$SCUSE_SRC/docs/scuse-domain.5" "$p/share/man/man5/scuse-domain.5" ||
+        bad "$what: share/man/man5/scuse-domain.5 differs from docs/scuse-domain.5"
     for f in "${docs[@]}"; do
         cmp -s "$SCUSE_SRC/$f" "$p/share/doc/scuse/$(basename "$f")" ||
             bad "$what: share/doc/scuse/$(basename "$f") differs from $f"

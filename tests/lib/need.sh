@@ -12,7 +12,9 @@ need_package() { # TOOL -> the Debian package that brings it
     case "$1" in
     qemu-img | qemu-io) echo qemu-utils ;;
     qemu-system-x86_64) echo qemu-system-x86 ;;
-    virt-xml-validate) echo libvirt-clients ;;
+    virt-xml-validate | virsh) echo libvirt-clients ;;
+    libvirtd) echo "libvirt-daemon libvirt-daemon-driver-qemu" ;;
+    unshare | setpriv) echo util-linux ;;
     as | ld) echo binutils ;;
     depmod) echo kmod ;;
     xz) echo xz-utils ;;

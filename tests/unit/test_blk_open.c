@@ -347,6 +347,88 @@ static void test_backing_missing_format(void **state)
     blk_close(bs);
 }
 
+/* A chain given by the caller (libvirt's <backingStore>): used instead of
+ * what the images record, never probed, ended where the caller ends it. */
+static void test_backing_given(void **state)
+{
+    (void)state;
+    const size_t sz = 1u << 20;
+    unsigned char *b1 = make_raw("base1.raw", sz, 1);
+    unsigned char *b2 = make_raw("base2.raw", sz, 2);
+    unsigned char *zero = calloc(1, sz);
+    assert_non_null(zero);
+    tu_run("qemu-img create -q -f qcow2 -b base1.raw -F raw mid.qcow2 1M");
+    tu_run("qemu-img create -q -f qcow2 -b base2.raw -F raw mid2.qcow2 1M");
+    /* top records a file that does not exist: only the given chain opens */
+    tu_run("qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 1M");
+    tu_run("qemu-io -f qcow2 -c 'write -P 0x5a 0 64k' top.qcow2 >/dev/null");
+    tu_run("qemu-img rebase -u -b missing.qcow2 -F qcow2 top.qcow2");
+    unsigned char top64[65536];
+    memset(top64, 0x5a, sizeof(top64));
+
+    /* top -> mid2 given, mid2's own backing (base2.raw) from its header */
+    struct blk_backing chain[2] = { { tu_path("mid2.qcow2"), "qcow2" },
+                                    { tu_path("base1.raw"), "raw" } };
+    struct blk_opts o = { .backing = chain, .n_backing = 1 };
+    struct blk_node *bs = xopen(tu_path("top.qcow2"), "qcow2", 0, &o);
+    assert_int_equal(blk_chain_length(bs), 3);
+    assert_string_equal(bs->backing->path, tu_path("mid2.qcow2"));
+    assert_string_equal(bs->backing_name, "missing.qcow2"); /* what it records, unfollowed */
+    assert_true(bs->backing->read_only);
+    expect_read(bs, 0, top64, sizeof(top64));
+    expect_read(bs, 65536, b2 + 65536, sz - 65536);
+    blk_close(bs);
+
+    /* top -> mid2 -> base1: the second link replaces mid2's base2.raw */
+    o.n_backing = 2;
+    bs = xopen(tu_path("top.qcow2"), "qcow2", 0, &o);
+    assert_int_equal(blk_chain_length(bs), 3);
+    assert_string_equal(bs->backing->backing->path, tu_path("base1.raw"));
+    expect_read(bs, 65536, b1 + 65536, sz - 65536);
+    blk_close(bs);
+
+    /* <backingStore/> after mid2: nothing below it, unallocated is zero */
+    o.n_backing = 1;
+    o.backing_end = true;
+    bs = xopen(tu_path("top.qcow2"), "qcow2", 0, &o);
+    assert_int_equal(blk_chain_length(bs), 2);
+    expect_read(bs, 65536, zero, sz - 65536);
+    blk_close(bs);
+
+    /* ended at the top: no backing file at all, though one is recorded */
+    o.n_backing = 0;
+    bs = xopen(tu_path("top.qcow2"), "qcow2", BLK_OPEN_RW, &o);
+    assert_int_equal(blk_chain_length(bs), 1);
+    expect_read(bs, 0, top64, sizeof(top64));
+    expect_read(bs, 65536, zero, sz - 65536);
+    blk_close(bs);
+
+    struct scuse_err err;
+    /* a raw image cannot have one */
+    o = (struct blk_opts){ .backing = chain + 1, .n_backing = 1 };
+    xopen_fail(tu_path("base2.raw"), "raw", 0, &o, &err);
+    assert_non_null(strstr(err.msg, "raw images have no backing file"));
+    /* no format given: refused, not probed */
+    struct blk_backing nofmt = { tu_path("mid2.qcow2"), NULL };
+    o = (struct blk_opts){ .backing = &nofmt, .n_backing = 1 };
+    xopen_fail(tu_path("top.qcow2"), "qcow2", 0, &o, &err);
+    assert_non_null(strstr(err.msg, "without its format"));
+    /* a missing file names the overlay that was given it */
+    struct blk_backing gone = { tu_path("gone.qcow2"), "qcow2" };
+    o.backing = &gone;
+    xopen_fail(tu_path("top.qcow2"), "qcow2", 0, &o, &err);
+    assert_non_null(strstr(err.msg, "top.qcow2': cannot open its backing file"));
+    assert_non_null(strstr(err.msg, "gone.qcow2"));
+    /* a loop through the given chain is still a loop */
+    struct blk_backing loop[2] = { { tu_path("mid2.qcow2"), "qcow2" },
+                                   { tu_path("top.qcow2"), "qcow2" } };
+    o = (struct blk_opts){ .backing = loop, .n_backing = 2 };
+    assert_int_equal(xopen_fail(tu_path("top.qcow2"), "qcow2", 0, &o, &err), -ELOOP);
+    free(b1);
+    free(b2);
+    free(zero);
+}
+
 static void test_backing_protocol_refused(void **state)
 {
     (void)state;
@@ -775,6 +857,7 @@ int main(void)
         cmocka_unit_test_setup(test_open_errors, each_setup),
         cmocka_unit_test_setup(test_backing_relative_to_overlay_dir, each_setup),
         cmocka_unit_test_setup(test_backing_missing_format, each_setup),
+        cmocka_unit_test_setup(test_backing_given, each_setup),
         cmocka_unit_test_setup(test_backing_protocol_refused, each_setup),
         cmocka_unit_test_setup(test_backing_loop, each_setup),
         cmocka_unit_test_setup(test_depth_limit, each_setup),

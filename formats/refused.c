@@ -17,35 +17,6 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Dynamic and differencing disks copy their footer to offset 0; a fixed
- * disk has it only at the end (512 bytes, or 511 from old Virtual PCs). */
-static int vpc_probe(const struct blk_probe *p)
-{
-    if (starts(p->head, p->head_len, "conectix", 8))
-        return 100;
-    if (p->tail_len >= 512 && (starts(p->tail, 512, "conectix", 8) ||
-                               starts(p->tail + 1, 511, "conectix", 8)))
-        return 100;
-    return 0;
-}
-
-static int vhdx_probe(const struct blk_probe *p)
-{
-    return starts(p->head, p->head_len, "vhdxfile", 8) ? 100 : 0;
-}
-
-/* qcow version 1 shares qcow2's magic; the version word tells them apart. */
-static int qcow_probe(const struct blk_probe *p)
-{
-    return p->head_len >= 8 && starts(p->head, p->head_len, "QFI\xfb", 4) && be32(p->head + 4) == 1
-               ? 100 : 0;
-}
-
 static int qed_probe(const struct blk_probe *p)
 {
     return starts(p->head, p->head_len, "QED\0", 4) ? 100 : 0;
@@ -56,19 +27,6 @@ static int vdi_probe(const struct blk_probe *p)
     return p->head_len >= 0x44 && le32(p->head + 0x40) == 0xbeda107fu ? 100 : 0;
 }
 
-static const char *const vpc_aliases[] = { "vhd", NULL };
-
-const struct blk_driver blk_driver_vpc_refused = {
-    .name = "vpc", .aliases = vpc_aliases, .description = "Virtual PC / Hyper-V VHD",
-    .unsupported = "VHD", .probe = vpc_probe,
-};
-const struct blk_driver blk_driver_vhdx_refused = {
-    .name = "vhdx", .description = "Hyper-V VHDX", .unsupported = "VHDX", .probe = vhdx_probe,
-};
-const struct blk_driver blk_driver_qcow_refused = {
-    .name = "qcow", .description = "QEMU copy-on-write version 1", .unsupported = "qcow version 1",
-    .probe = qcow_probe,
-};
 const struct blk_driver blk_driver_qed_refused = {
     .name = "qed", .description = "QEMU enhanced disk", .unsupported = "QED", .probe = qed_probe,
 };

@@ -10,9 +10,9 @@
 extern const struct blk_driver blk_driver_raw;
 extern const struct blk_driver blk_driver_qcow2;
 extern const struct blk_driver blk_driver_vmdk;
-extern const struct blk_driver blk_driver_vpc_refused;
-extern const struct blk_driver blk_driver_vhdx_refused;
-extern const struct blk_driver blk_driver_qcow_refused;
+extern const struct blk_driver blk_driver_vpc;
+extern const struct blk_driver blk_driver_vhdx;
+extern const struct blk_driver blk_driver_qcow;
 extern const struct blk_driver blk_driver_qed_refused;
 extern const struct blk_driver blk_driver_vdi_refused;
 
@@ -20,9 +20,9 @@ static const struct blk_driver *const drivers[] = {
     &blk_driver_qcow2,
     &blk_driver_raw,
     &blk_driver_vmdk,
-    &blk_driver_vpc_refused,
-    &blk_driver_vhdx_refused,
-    &blk_driver_qcow_refused,
+    &blk_driver_vpc,
+    &blk_driver_vhdx,
+    &blk_driver_qcow,
     &blk_driver_qed_refused,
     &blk_driver_vdi_refused,
 };

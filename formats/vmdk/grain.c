@@ -132,7 +132,9 @@ static uint64_t max_compressed(const struct vmdk_sparse *sp)
     return sp->grain_bytes + sp->grain_bytes / 8 + 1024;
 }
 
-static int inflate_grain(struct vmdk_sparse *sp, struct vmdk_dctx *c, uint64_t host,
+/* Inflate the grain at host into out (grain_bytes), zero-filling a short
+ * one. */
+static int inflate_grain(struct vmdk_sparse *sp, struct vmdk_dctx *c, uint64_t host, uint8_t *out,
                          struct scuse_err *err)
 {
     uint64_t fsize = __atomic_load_n(&sp->file_size, __ATOMIC_ACQUIRE);
@@ -167,15 +169,14 @@ static int inflate_grain(struct vmdk_sparse *sp, struct vmdk_dctx *c, uint64_t h
         return err_set(err, r, "'%s': cannot read the compressed grain at offset %" PRIu64 ": %s",
                        sp->path, host, strerror(-r));
     size_t in_used = 0, out_got = 0;
-    enum libdeflate_result res = libdeflate_zlib_decompress_ex(c->d, c->in, n, c->out,
+    enum libdeflate_result res = libdeflate_zlib_decompress_ex(c->d, c->in, n, out,
                                                                 sp->grain_bytes, &in_used, &out_got);
     if (res != LIBDEFLATE_SUCCESS)
         return err_set(err, -EIO, "'%s': compressed grain at offset %" PRIu64 ": %s", sp->path,
                        host, res == LIBDEFLATE_INSUFFICIENT_SPACE
                                  ? "inflates to more than a grain" : "not a valid zlib stream");
     /* The last grain of a disk may be stored short. */
-    memset(c->out + out_got, 0, sp->grain_bytes - out_got);
-    c->cached = host;
+    memset(out + out_got, 0, sp->grain_bytes - out_got);
     return 0;
 }
 
@@ -186,12 +187,21 @@ int vmdk_read_compressed(struct vmdk_sparse *sp, uint64_t host, uint64_t in_grai
     if (!c)
         return err_set(err, -ENOMEM, "out of memory");
     int r = 0;
-    if (c->cached != host)
-        r = inflate_grain(sp, c, host, err);
-    if (r == 0)
-        iov_view_from_buf(v, 0, c->out + in_grain, v->len);
-    else
-        c->cached = UINT64_MAX;
+    /* A whole grain into one buffer (a conversion's reads): straight there. */
+    uint8_t *direct = in_grain == 0 && v->len == sp->grain_bytes
+                          ? iov_view_contig(v, 0, v->len) : NULL;
+    if (direct && c->cached != host) {
+        r = inflate_grain(sp, c, host, direct, err);
+    } else {
+        if (c->cached != host) {
+            c->cached = UINT64_MAX;
+            r = inflate_grain(sp, c, host, c->out, err);
+            if (r == 0)
+                c->cached = host;
+        }
+        if (r == 0)
+            iov_view_from_buf(v, 0, c->out + in_grain, v->len);
+    }
     dctx_put(sp, c);
     return r;
 }

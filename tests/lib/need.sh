@@ -21,6 +21,7 @@ need_package() { # TOOL -> the Debian package that brings it
     apt-get | apt-cache) echo apt ;;
     timeout | sha256sum | stdbuf) echo coreutils ;;
     cmp) echo diffutils ;;
+    vhdiinfo) echo libvhdi-utils ;;
     *) echo "$1" ;;
     esac
 }

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# VHDX and qcow version 1, read through libvhdi and libqcow (formats/yal),
+# judged by qemu-img (which reads both): convert byte for byte, for images
+# qemu-img and qemu-io make here and for QEMU's real VHDX samples (disk2vhd,
+# a 1 GiB dynamic disk); the sample whose log was never replayed is refused
+# and left untouched, and reads right once qemu-img replayed it; writes are
+# refused with the overlay advice, and the overlay is written by scuse and
+# read back by QEMU; qcow v1 with a backing file is refused (libqcow
+# misreads chains). (Legacy AES qcow and the handle pool: unit/test_yal.)
+. "$(dirname "$0")/lib/common.sh"
+. "$LIB_DIR/qemu_samples.sh"
+need bzip2 apt-get
+
+same() { # NAME IMG [qemu-img -f FMT]: scuse convert == qemu-img convert
+    local name=$1 img=$2
+    shift 2
+    case_begin "$name"
+    qemu-img convert "$@" -O raw "$img" "$W/.want.raw"
+    if expect_exit 0 "$SCUSE" convert -O raw "$img" "$W/.got.raw"; then
+        cmp -s "$W/.want.raw" "$W/.got.raw" ||
+            fail "convert of $img differs from qemu-img's: $(python3 "$LIB_DIR/rawdiff.py" "$W/.want.raw" "$W/.got.raw")"
+    fi
+    qemu-img info "$@" --output=json "$img" >"$W/.q.json"
+    if expect_exit 0 "$SCUSE" info --output=json "$img"; then
+        python3 - "$W/.q.json" "$W/.out" <<'PY' || fail "info differs"
+import json, sys
+q, s = (json.load(open(p)) for p in sys.argv[1:])
+for k in ("virtual-size", "format", "filename"):
+    if q.get(k) != s.get(k):
+        print(f"{k}: qemu-img {q.get(k)!r} scuse {s.get(k)!r}"); sys.exit(1)
+PY
+    fi
+    case_end
+}
+
+sec_vhdx() {
+    local sub bs n=0
+    for sub in dynamic fixed; do
+        for bs in 1M 32M; do
+            n=$((n + 1))
+            qimg create -q -f vhdx -o subformat=$sub,block_size=$bs v$n.vhdx 70M
+            fill v$n.vhdx $((70 << 20)) $((n + 20)) 30 --maxlen $((8 << 20)) --zero 0.1
+            same "vhdx $sub block_size=$bs (qemu-img)" v$n.vhdx
+        done
+    done
+    qimg create -q -f vhdx -o log_size=4M,block_size=8M odd.vhdx $((100 * 1024 * 1024 + 4096))
+    fill odd.vhdx $((100 * 1024 * 1024 + 4096)) 29 20 --maxlen $((3 << 20))
+    same "vhdx of an odd size, 4 MiB log" odd.vhdx
+
+    local s
+    for s in test-disk2vhd.vhdx iotest-dynamic-1G.vhdx; do
+        case_begin "sample $s: fetched from QEMU's source package"
+        qemu_sample "$s" "$s" 2>"$W/.fetch" || fail "cannot get $s: $(cat "$W/.fetch")"
+        case_end
+        [ -s "$s" ] && same "sample $s" "$s"
+    done
+    case_begin "sample iotest-dirtylog-10G-4M.vhdx: a log not replayed is refused, nothing written"
+    local got=0
+    if qemu_sample iotest-dirtylog-10G-4M.vhdx dirty.vhdx 2>"$W/.fetch"; then
+        got=1
+        local sum
+        sum=$(cksum <dirty.vhdx)
+        for cmd in "info" "map" "convert -O raw"; do
+            # shellcheck disable=SC2086
+            if expect_exit 2 "$SCUSE" $cmd dirty.vhdx $([ "$cmd" = "convert -O raw" ] && echo out.raw); then
+                stderr_one_line || true
+                stderr_names "'dirty.vhdx'" || true
+                stderr_mentions "log holds entries not yet replayed" || true
+            fi
+        done
+        [ "$(cksum <dirty.vhdx)" = "$sum" ] || fail "scuse changed the file"
+    else
+        fail "cannot get the sample: $(cat "$W/.fetch")"
+    fi
+    case_end
+    if [ $got = 1 ]; then
+        cp dirty.vhdx replayed.vhdx
+        qemu-img check -q -r all replayed.vhdx >/dev/null 2>&1 || true
+        same "the same sample once qemu-img replayed its log" replayed.vhdx
+    fi
+}
+
+sec_overlay() {
+    qimg create -q -f vhdx base.vhdx 24M
+    fill base.vhdx $((24 << 20)) 41 20 --maxlen $((4 << 20))
+    case_begin "vhdx: writes refused with the overlay advice; the overlay takes them"
+    local sum
+    sum=$(cksum <base.vhdx)
+    if expect_exit 2 "$SCUSE" io -c "write -P 1 0 512" base.vhdx; then
+        stderr_one_line || true
+        stderr_mentions "scuse create -f qcow2 -b base.vhdx -F vhdx" || true
+    fi
+    [ "$(cksum <base.vhdx)" = "$sum" ] || fail "the refused write changed base.vhdx"
+    if expect_exit 0 "$SCUSE" create -q -f qcow2 -b base.vhdx -F vhdx over.qcow2; then
+        qemu-img convert -f vhdx -O raw base.vhdx shadow.raw
+        expect_exit 0 "$SCUSE" io -c "write -P 0x71 1M 3M" -c "write -z 10M 1M" -c "write -P 0x72 $((24 * 1024 * 1024 - 1000)) 1000" over.qcow2 || true
+        python3 - shadow.raw <<'PY'
+with open(__import__("sys").argv[1], "r+b") as f:
+    f.seek(1 << 20); f.write(b"\x71" * (3 << 20))
+    f.seek(10 << 20); f.write(bytes(1 << 20))
+    f.seek((24 << 20) - 1000); f.write(b"\x72" * 1000)
+PY
+        run qemu-img compare -F raw over.qcow2 shadow.raw
+        [ "$RC" -eq 0 ] || fail "QEMU reads the overlay differently: $(head -n 2 "$W/.out")"
+        run qemu-img check over.qcow2
+        [ "$RC" -eq 0 ] || fail "qemu-img check of the overlay: $(head -n 3 "$W/.out")"
+        expect_exit 0 "$SCUSE" convert -O raw over.qcow2 got.raw && { cmp -s shadow.raw got.raw || fail "scuse reads the overlay differently"; }
+    fi
+    [ "$(cksum <base.vhdx)" = "$sum" ] || fail "writing the overlay changed base.vhdx"
+    case_end
+}
+
+sec_qcow() {
+    qimg create -q -f qcow q1.qcow 30M
+    fill q1.qcow $((30 << 20)) 51 30 --maxlen $((4 << 20)) --zero 0.1
+    same "qcow v1 (qemu-img, qemu-io)" q1.qcow
+    head -c $((5 << 20)) /dev/urandom >rnd.raw
+    python3 -c 'import sys; open(sys.argv[1], "ab").write(b"compressible " * 400000)' rnd.raw
+    qemu-img convert -c -f raw -O qcow rnd.raw c.qcow >/dev/null 2>&1 || true # (exits 1, complete)
+    same "qcow v1 with compressed clusters (qemu-img convert -c)" c.qcow
+    qimg create -q -f qcow base.qcow 16M
+    mkdir -p sub
+    (cd sub && qimg create -q -f qcow -b ../base.qcow -F qcow top.qcow 16M)
+    case_begin "qcow v1: with a backing file refused (libqcow misreads chains); writes refused"
+    if expect_exit 2 "$SCUSE" info sub/top.qcow; then
+        stderr_one_line || true
+        stderr_mentions "with a backing file \('../base.qcow'\) are not supported" || true
+    fi
+    if expect_exit 2 "$SCUSE" io -c "write -P 1 0 512" q1.qcow; then
+        stderr_mentions "put a qcow2 overlay on it" || true
+    fi
+    qimg create -q -f raw r.raw 16M
+    qimg create -q -f qcow -b r.raw -F raw overraw.qcow 16M
+    if expect_exit 2 "$SCUSE" info overraw.qcow; then
+        stderr_one_line || true
+        stderr_mentions "with a backing file" || true
+    fi
+    case_end
+}
+
+case_begin "--help: vhdx and qcow are read-only formats"
+if expect_exit 0 "$SCUSE" --help; then
+    grep -Eq '^  vhdx .*: read only' "$W/.out" || fail "vhdx: $(grep vhdx "$W/.out")"
+    grep -Eq '^  qcow .*: read only' "$W/.out" || fail "qcow: $(grep -E '^  qcow ' "$W/.out")"
+fi
+case_end
+lane vhdx sec_vhdx
+lane overlay sec_overlay
+lane qcow sec_qcow
+join_lanes
+finish

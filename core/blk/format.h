@@ -70,6 +70,7 @@ int blk_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res,
 /* Which formats do what, for messages and --help: "qcow2, raw". */
 enum blk_fmt_filter {
     BLK_FMT_OPEN, BLK_FMT_WRITE, BLK_FMT_CREATE, BLK_FMT_CHECK, BLK_FMT_COMPRESS, BLK_FMT_KNOWN,
+    BLK_FMT_BACKING, /* its images may name a backing file */
 };
 void blk_format_list(enum blk_fmt_filter what, char *buf, size_t len);
 /* Whether the format named fmt (or an alias) does what. */

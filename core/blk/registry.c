@@ -93,6 +93,7 @@ static bool matches(const struct blk_driver *d, enum blk_fmt_filter what)
     case BLK_FMT_CREATE: return d->create != NULL;
     case BLK_FMT_CHECK: return d->check != NULL;
     case BLK_FMT_COMPRESS: return d->write_compressed != NULL;
+    case BLK_FMT_BACKING: return d->open && (d->caps & BLK_DRV_BACKING);
     case BLK_FMT_KNOWN: return true;
     }
     return false;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blk/driver.h"
+#include "blk/format.h"
 #include "domain/dom_int.h"
 
 /* libvirt's disk name to index: the letters after the prefix in base 26
@@ -159,8 +159,7 @@ static int disk_type(const struct dom_ctx *c, const xmlNode *n, bool *block)
 
 static bool can_have_backing(const char *fmt)
 {
-    const struct blk_driver *drv = blk_driver_find(fmt);
-    return drv && (drv->caps & BLK_DRV_BACKING);
+    return blk_format_has(fmt, BLK_FMT_BACKING);
 }
 
 /* Nested <backingStore>s, as written: each names its format and source;

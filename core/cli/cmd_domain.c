@@ -19,7 +19,7 @@ static void domain_usage(FILE *f)
     fprintf(f,
             "usage: scuse domain IN.xml\n"
             "       scuse domain IN.xml --transport vhost-user-scsi|vhost-scsi\n"
-            "                    [--socket-dir DIR] [-o OUT.xml]\n"
+            "                    [--socket-dir DIR] [--socket-mode M] [--socket-group G] [-o OUT.xml]\n"
             "  Without --transport: lists what scuse serves of the domain: each\n"
             "  <controller type='scsi' model='virtio-scsi'> with its disks (LUN = the\n"
             "  disk's unit), their images, backing chains and SCSI settings.\n"
@@ -30,6 +30,8 @@ static void domain_usage(FILE *f)
             "                     <hostdev> per controller. Idempotent.\n"
             "  --socket-dir DIR   vhost-user-scsi sockets: DIR/<name>-scsiN.sock (default:\n"
             "                     the one the domain records, else " DOM_SOCKET_DIR ")\n"
+            "  --socket-mode M    --socket-group G  recorded for serve --domain and the hook:\n"
+            "                     the sockets' mode (octal) and group, for QEMU's user\n"
             "  -o OUT.xml         write there (default: standard output)\n"
             "Bad input is one line naming the file, the line and the element (exit 1).\n"
             "See scuse-domain(5) for the elements and scuse's <metadata>.\n");
@@ -121,11 +123,14 @@ int cmd_domain(int argc, char **argv)
     static const struct option longopts[] = {
         { "transport", required_argument, NULL, 't' },
         { "socket-dir", required_argument, NULL, 's' },
+        { "socket-mode", required_argument, NULL, 'm' },
+        { "socket-group", required_argument, NULL, 'g' },
         { "output", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *transport = NULL, *socket_dir = NULL, *out = NULL;
+    const char *transport = NULL, *socket_dir = NULL, *out = NULL, *group = NULL;
+    int mode = -1;
     int c;
     optind = 1;
     opterr = 0;
@@ -133,6 +138,21 @@ int cmd_domain(int argc, char **argv)
         switch (c) {
         case 't': transport = optarg; break;
         case 's': socket_dir = optarg; break;
+        case 'm': {
+            char *end;
+            long m = strtol(optarg, &end, 8);
+            if (!*optarg || *end || m < 0 || m > 0777)
+                return cli_fail(EXIT_USAGE, "domain", "--socket-mode '%s': octal, 0 to 0777",
+                                optarg);
+            mode = (int)m;
+            break;
+        }
+        case 'g':
+            if (!*optarg || strchr(optarg, '\'') || strchr(optarg, '<'))
+                return cli_fail(EXIT_USAGE, "domain", "--socket-group '%s': a group name or "
+                                "number", optarg);
+            group = optarg;
+            break;
         case 'o': out = optarg; break;
         case 'h': domain_usage(stdout); return EXIT_OK;
         case ':':
@@ -150,9 +170,9 @@ int cmd_domain(int argc, char **argv)
     else if (transport && strcmp(transport, "vhost-user-scsi") != 0)
         return cli_fail(EXIT_USAGE, "domain", "--transport '%s': vhost-user-scsi or vhost-scsi",
                         transport);
-    if ((socket_dir || out) && !transport)
+    if ((socket_dir || out || mode >= 0 || group) && !transport)
         return cli_fail(EXIT_USAGE, "domain", "%s goes with --transport",
-                        socket_dir ? "--socket-dir" : "-o");
+                        socket_dir ? "--socket-dir" : out ? "-o" : "--socket-mode/-group");
     if (socket_dir && (socket_dir[0] != '/' || strchr(socket_dir, '\'')))
         return cli_fail(EXIT_USAGE, "domain", "--socket-dir '%s': an absolute path (QEMU runs "
                         "elsewhere)", socket_dir);
@@ -170,7 +190,7 @@ int cmd_domain(int argc, char **argv)
     char *xml;
     size_t len;
     int rc = EXIT_OK;
-    if (dom_convert(d, t, socket_dir, &xml, &len, &err) < 0) {
+    if (dom_convert(d, t, socket_dir, mode, group, &xml, &len, &err) < 0) {
         fprintf(stderr, "scuse domain: %s\n", err.msg);
         rc = EXIT_USAGE;
     } else {

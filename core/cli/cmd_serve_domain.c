@@ -55,7 +55,8 @@ static void usage(FILE *f)
             "  --socket-dir DIR  default: the one the domain records, else " DOM_SOCKET_DIR "\n"
             "  --pidfile FILE    written once every socket listens\n"
             "  --socket-mode M   the sockets' mode (octal, e.g. 0660), so QEMU's user connects\n"
-            "  --socket-group G  the sockets' group (name or number)\n"
+            "  --socket-group G  the sockets' group (name or number); both default to the\n"
+            "                    domain's <scuse:transport socket-mode socket-group>\n"
             "  --once            each controller's server ends when its VM disconnects\n"
             "With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every\n"
             "socket listens, STOPPING=1 when it stops.\n");
@@ -317,6 +318,22 @@ int cmd_serve_domain(int argc, char **argv)
     if (dom_load(o.file, &d, &err) < 0) {
         fprintf(stderr, "scuse serve: %s\n", err.msg);
         return EXIT_USAGE;
+    }
+    /* The sockets' mode and group: the command line's, else the domain's. */
+    if (o.socket_mode < 0)
+        o.socket_mode = d->socket_mode;
+    if (!o.have_gid && d->socket_group) {
+        char *end;
+        unsigned long g = strtoul(d->socket_group, &end, 10);
+        struct group *gr = *end ? getgrnam(d->socket_group) : NULL;
+        if (*end && !gr) {
+            fprintf(stderr, "scuse serve: %s: socket-group '%s': no such group\n", o.file,
+                    d->socket_group);
+            dom_free(d);
+            return EXIT_USAGE;
+        }
+        o.socket_gid = gr ? gr->gr_gid : (gid_t)g;
+        o.have_gid = true;
     }
     if (d->transport[0] && strcmp(d->transport, "vhost-user-scsi") != 0) {
         fprintf(stderr, "scuse serve: %s: converted for %s: the kernel serves it (LIO TCMU: "

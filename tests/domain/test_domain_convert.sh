@@ -115,6 +115,16 @@ c=$(w "$T/multi-other-uuid.xml")
     ok "WWPNs: stable across runs, one per controller, another domain UUID gives others ($a)" ||
     bad "WWPNs: '$a' '$b' '$c'"
 
+# The sockets' mode and group, recorded and kept; vhost-scsi drops them.
+"$SCUSE" domain "$G/basic.xml" --transport vhost-user-scsi --socket-mode 660 --socket-group kvm -o "$T/perm.xml"
+"$SCUSE" domain "$T/perm.xml" --transport vhost-user-scsi -o "$T/perm2.xml"
+"$SCUSE" domain "$T/perm.xml" --transport vhost-scsi -o "$T/perm3.xml"
+grep -q '<scuse:transport type="vhost-user-scsi" socket-dir="/run/scuse" socket-mode="0660" socket-group="kvm"/>' "$T/perm.xml" &&
+    cmp -s "$T/perm.xml" "$T/perm2.xml" && ! grep -q "socket-mode" "$T/perm3.xml" &&
+    ok "--socket-mode/--socket-group recorded in <scuse:transport>, kept when converted again" ||
+    bad "socket mode/group: $(grep scuse:transport "$T/perm.xml" "$T/perm2.xml" "$T/perm3.xml")"
+libvirt_ok "$T/perm.xml" basic "socket mode/group"
+
 # Usage errors.
 rc=0; err=$("$SCUSE" domain "$G/basic.xml" --transport nbd 2>&1) || rc=$?
 [ "$rc" = 1 ] && [[ "$err" == *"--transport 'nbd'"* ]] && ok "an unknown transport: $err" || bad "transport: $rc $err"

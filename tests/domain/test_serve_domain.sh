@@ -90,6 +90,20 @@ sleep 0.2
     bad "SIGTERM: exit $rc, $(ls "$T/sock" "$T/sd.pid" 2>&1 | tr '\n' ' '), notify $(tr '\n' '|' <"$T/notify.log")"
 out=$(qemu-img check "$T/a.qcow2" 2>&1) && ok "qemu-img check: clean" || bad "qemu-img check: $out"
 
+# the mode and group recorded in the domain (scuse domain --socket-mode/
+# --socket-group), with no flag on the command line: what the hook runs
+"$SCUSE" domain "$T/sd.xml" --transport vhost-user-scsi --socket-dir "$T/sock3" \
+    --socket-mode 0640 --socket-group nogroup -o "$T/sd3.xml"
+"$SCUSE" serve --domain "$T/sd3.xml" --pidfile "$T/sd3.pid" >"$T/serve3.log" 2>&1 &
+sp=$!
+pids+=($sp)
+for ((i = 0; i < 200; i++)); do [ -s "$T/sd3.pid" ] && break; sleep 0.05; done
+[ "$(stat -c '%a %G' "$T/sock3/sd-scsi0.sock" "$T/sock3/sd-scsi2.sock" 2>&1 | sort -u)" = "640 nogroup" ] &&
+    ok "the domain's socket-mode 0640 and socket-group nogroup" ||
+    bad "from the domain: $(stat -c '%n %a %G' "$T"/sock3/* 2>&1)"
+kill -TERM "$sp"
+wait "$sp" || bad "serve --domain sd3.xml exited $?"
+
 # one controller cannot start: the other is stopped, exit 1
 rc=0
 NOTIFY_SOCKET=$T/notify.sock timeout 30 "$SCUSE" serve --domain "$T/bad.xml" --socket-dir "$T/sock2" \

@@ -65,7 +65,7 @@ static void check_convert(struct domain *d, enum dom_transport t)
     size_t len, len2;
     struct scuse_err err = { 0 };
     unsigned n_disks = d->n_disks;
-    if (dom_convert(d, t, "/run/s", &out, &len, &err) < 0)
+    if (dom_convert(d, t, "/run/s", -1, NULL, &out, &len, &err) < 0)
         return;                     /* a socket path too long: refused, fine */
     struct domain *d2 = NULL;
     err_clear(&err);
@@ -74,7 +74,7 @@ static void check_convert(struct domain *d, enum dom_transport t)
     if (d2->n_disks != n_disks)
         die("the conversion lists other disks", d2->name);
     check_disks(d2);
-    if (dom_convert(d2, t, "/run/s", &again, &len2, &err) < 0)
+    if (dom_convert(d2, t, "/run/s", -1, NULL, &again, &len2, &err) < 0)
         die("the conversion cannot be converted again", err.msg);
     if (len2 != len || memcmp(out, again, len) != 0)
         die("converting the conversion again changes it", d2->name);

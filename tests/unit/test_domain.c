@@ -379,7 +379,8 @@ static void test_metadata(void **state)
     struct domain *d = parse_ok(
         "    <disk type='file'><source file='/v'/><target dev='vda' bus='virtio'/></disk>\n",
         "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
-        "      <scuse:transport type='vhost-user-scsi' socket-dir='/run/scuse'/>\n"
+        "      <scuse:transport type='vhost-user-scsi' socket-dir='/run/scuse' socket-mode='660'"
+        " socket-group='kvm'/>\n"
         "      <scuse:controller index='2' wwpn='naa.5001405df3e54061'/>\n"
         "      <scuse:lun dev='sdb' deny='UNMAP:write-same-16'>\n"
         "        <scuse:option name='l2-cache-size' value='4M'/>\n"
@@ -390,6 +391,8 @@ static void test_metadata(void **state)
         "    </scuse:domain>\n");
     assert_string_equal(d->transport, "vhost-user-scsi");
     assert_string_equal(d->socket_dir, "/run/scuse");
+    assert_int_equal(d->socket_mode, 0660);
+    assert_string_equal(d->socket_group, "kvm");
     assert_int_equal(d->n_ctrl, 1);
     assert_true(d->ctrl[0].in_metadata);
     assert_string_equal(d->ctrl[0].wwpn, "naa.5001405df3e54061");
@@ -434,6 +437,12 @@ static void test_metadata(void **state)
     parse_bad(CTRL0, "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
               "      <scuse:transport type='nbd'/>\n    </scuse:domain>\n", 10, "scuse:transport",
               "vhost-user-scsi or vhost-scsi");
+    parse_bad(CTRL0, "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
+              "      <scuse:transport type='vhost-user-scsi' socket-mode='0999'/>\n"
+              "    </scuse:domain>\n", 10, "scuse:transport", "socket-mode='0999': octal");
+    parse_bad(CTRL0, "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
+              "      <scuse:transport type='vhost-user-scsi' socket-dir='run'/>\n"
+              "    </scuse:domain>\n", 10, "scuse:transport", "an absolute path");
     parse_bad(CTRL0, "    <scuse:domain xmlns:scuse='urn:scuse:domain:1'>\n"
               "      <disk><source file='/a'/><target dev='vda' bus='virtio'/></disk>\n"
               "    </scuse:domain>\n", 10, "disk", "one of its virtio-scsi controllers");

@@ -504,8 +504,9 @@ static void add_vhost_scsi(struct domain *d, xmlNode *root, xmlNode *mine, xmlNs
 /* ------------------------------------------------------------------ whole */
 
 
-int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir, char **out,
-                size_t *len, struct scuse_err *err)
+int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir,
+                int socket_mode, const char *socket_group, char **out, size_t *len,
+                struct scuse_err *err)
 {
     *out = NULL;
     *len = 0;
@@ -524,10 +525,19 @@ int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir, 
     xmlNode *tr = scuse_child(mine, sns, "transport", NULL, NULL);
     xmlSetProp(tr, BAD_CAST "type", BAD_CAST(t == DOM_VHOST_SCSI ? "vhost-scsi"
                                                                   : "vhost-user-scsi"));
-    if (t == DOM_VHOST_USER_SCSI)
+    if (t == DOM_VHOST_USER_SCSI) {
         xmlSetProp(tr, BAD_CAST "socket-dir", BAD_CAST socket_dir_of(d, socket_dir));
-    else
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", socket_mode & 0777);
+        if (socket_mode >= 0)
+            xmlSetProp(tr, BAD_CAST "socket-mode", BAD_CAST mode);
+        if (socket_group)
+            xmlSetProp(tr, BAD_CAST "socket-group", BAD_CAST socket_group);
+    } else {
         xmlUnsetProp(tr, BAD_CAST "socket-dir");
+        xmlUnsetProp(tr, BAD_CAST "socket-mode");
+        xmlUnsetProp(tr, BAD_CAST "socket-group");
+    }
 
     /* The controllers and their disks, verbatim, in index order. */
     for (unsigned c = 0; c < d->n_ctrl; c++) {

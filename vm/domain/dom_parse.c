@@ -4,7 +4,8 @@
  *
  *   <metadata>
  *     <scuse:domain xmlns:scuse='urn:scuse:domain:1'>
- *       <scuse:transport type='vhost-user-scsi' socket-dir='/run/scuse'/>
+ *       <scuse:transport type='vhost-user-scsi' socket-dir='/run/scuse'
+ *                        socket-mode='0660' socket-group='kvm'/>
  *       <scuse:controller index='0' wwpn='naa.5001405...'/>
  *       <scuse:lun dev='sda' deny='UNMAP:WRITE_SAME_16'>  (or allow=, policy-file=)
  *         <scuse:option name='l2-cache-size' value='4M'/>
@@ -226,7 +227,22 @@ static int parse_scuse_settings(const struct dom_ctx *c, struct domain *d, const
             return dom_fail(c, t, "type='%s': vhost-user-scsi or vhost-scsi", type ? type : "");
         strcpy(d->transport, type);
         const char *dir = dom_attr(t, "socket-dir");
+        if (dir && dir[0] != '/')
+            return dom_fail(c, t, "socket-dir='%s': an absolute path", dir);
         if (dir && !(d->socket_dir = strdup(dir)))
+            return dom_fail(c, t, "out of memory");
+        const char *mode = dom_attr(t, "socket-mode");
+        if (mode) {
+            char *end;
+            long m = strtol(mode, &end, 8);
+            if (!*mode || *end || m < 0 || m > 0777)
+                return dom_fail(c, t, "socket-mode='%s': octal, 0 to 0777", mode);
+            d->socket_mode = (int)m;
+        }
+        const char *group = dom_attr(t, "socket-group");
+        if (group && !*group)
+            return dom_fail(c, t, "socket-group='': a group name or number");
+        if (group && !(d->socket_group = strdup(group)))
             return dom_fail(c, t, "out of memory");
     }
     for (const xmlNode *k = dom_child_ns(m, "controller"); k; k = dom_next(k)) {
@@ -324,6 +340,8 @@ int dom_parse(const char *buf, size_t len, const char *file, struct domain **out
         return err_set(err, -EFBIG, "%s: larger than %u MiB", file, DOM_MAX_FILE >> 20);
     struct domain *d = calloc(1, sizeof(*d));
     xmlParserCtxt *pc = xmlNewParserCtxt();
+    if (d)
+        d->socket_mode = -1;
     if (!d || !pc || !(d->file = strdup(file))) {
         free(d);
         xmlFreeParserCtxt(pc);
@@ -416,6 +434,7 @@ void dom_free(struct domain *d)
     if (d->name)
         xmlFree(d->name);
     free(d->socket_dir);
+    free(d->socket_group);
     free(d->file);
     if (d->doc)
         xmlFreeDoc(d->doc);

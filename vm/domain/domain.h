@@ -78,6 +78,8 @@ struct domain {
     bool has_uuid;
     char transport[24];             /* <scuse:transport type>, "" = not converted */
     char *socket_dir;               /* <scuse:transport socket-dir>, or NULL */
+    int socket_mode;                /* <scuse:transport socket-mode> (octal), -1: not given */
+    char *socket_group;             /* <scuse:transport socket-group>, or NULL */
     struct dom_controller ctrl[DOM_MAX_CONTROLLERS];
     unsigned n_ctrl;
     struct dom_disk *disks;         /* scuse's only */
@@ -113,9 +115,12 @@ enum dom_transport { DOM_VHOST_USER_SCSI, DOM_VHOST_SCSI };
  * chardev and a JSON -device per controller in <qemu:commandline> and
  * shared memory; vhost-scsi adds a <hostdev> per controller. Everything
  * else is left as it was, and converting the output again gives it back.
- * socket_dir: NULL for the one the domain records, else DOM_SOCKET_DIR. */
-int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir, char **out,
-                size_t *len, struct scuse_err *err);
+ * socket_dir: NULL for the one the domain records, else DOM_SOCKET_DIR.
+ * socket_mode (>= 0) and socket_group (non-NULL) are recorded for `scuse
+ * serve --domain` and the hook: the sockets QEMU's user must reach. */
+int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir,
+                int socket_mode, const char *socket_group, char **out, size_t *len,
+                struct scuse_err *err);
 /* The socket of controller k: DIR/<name>-scsi<index>.sock, DIR as
  * dom_convert chooses it. -ENAMETOOLONG when it does not fit. */
 int dom_socket_path(const struct domain *d, const struct dom_controller *k, const char *dir,

@@ -165,10 +165,10 @@ static void test_every_command(void **state)
 static void test_file(void **state)
 {
     (void)state;
-    char path[] = "/tmp/scuse-test-policy-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
+    char dir[64], path[96];
+    assert_non_null(tu_mkdtemp(dir, sizeof(dir), "/tmp/scuse-test-policy-"));
+    snprintf(path, sizeof(path), "%s/policy", dir);
+    FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs("# what the backup appliance may send\n"
           "allow\n"
@@ -217,6 +217,7 @@ static void test_file(void **state)
     err_clear(&err);
     assert_int_equal(scsi_policy_load(path, &cfg, &err), -ENOENT);
     assert_non_null(strstr(err.msg, path));
+    rmdir(dir);
 }
 
 /* Is (op, sa) in the RSOC all-commands list? */

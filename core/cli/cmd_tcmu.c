@@ -13,6 +13,7 @@
 
 #include "blk/format.h"
 #include "cli/cli.h"
+#include "cli/tcmu_domain.h"
 #include "scsi/scsi.h"
 #include "tcmu/config.h"
 #include "tcmu/configfs.h"
@@ -33,6 +34,7 @@ static void tcmu_usage(FILE *f)
         "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
+        "       scuse tcmu up|down DOMAIN.xml [--configfs DIR] [--state-dir DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
@@ -40,6 +42,7 @@ static void tcmu_usage(FILE *f)
         "           SCSI disk); running it again finishes or confirms what is there\n"
         "delete     remove the exports and the backstore, in reverse order\n"
         "list       show scuse's backstores and their exports\n"
+        "up, down   a libvirt domain's vhost-scsi targets, a LUN per disk (scuse tcmu up --help)\n"
         "serve      serve every TCMU device whose dev_config names scuse, until SIGINT/SIGTERM\n"
         "           (images flushed, exit 0); SIGHUP looks for devices again\n"
         "\n"
@@ -383,7 +386,8 @@ int cmd_tcmu_serve(int argc, char **argv)
     if (sig_fd < 0)
         return fail(EXIT_USAGE, "serve", "signalfd: %s", strerror(-sig_fd));
     struct tcmu_daemon_config cfg = { .configfs = o.configfs, .sysfs = o.sysfs,
-                                      .workers = (unsigned)o.workers, .sig_fd = sig_fd };
+                                      .workers = (unsigned)o.workers, .sig_fd = sig_fd,
+                                      .domain_disk = tcmu_domain_disk };
     struct scuse_err err = { 0 };
     struct tcmu_daemon *dm;
     if (tcmu_daemon_create(&cfg, &dm, &err) < 0) {
@@ -418,5 +422,7 @@ int cmd_tcmu(int argc, char **argv)
         return do_list(argc - 1, argv + 1);
     if (!strcmp(sub, "serve"))
         return cmd_tcmu_serve(argc - 1, argv + 1);
+    if (!strcmp(sub, "up") || !strcmp(sub, "down"))
+        return cmd_tcmu_updown(argc - 1, argv + 1);
     return cli_fail(EXIT_USAGE, "tcmu", "unknown subcommand '%s'", sub);
 }

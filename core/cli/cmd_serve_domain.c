@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "  --socket-group G  the sockets' group (name or number); both default to the\n"
             "                    domain's <scuse:transport socket-mode socket-group>\n"
             "  --once            each controller's server ends when its VM disconnects\n"
+            "  --log=stderr|syslog|journal  where the log goes (default stderr)\n"
             "With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every\n"
             "socket listens, STOPPING=1 when it stops.\n");
 }

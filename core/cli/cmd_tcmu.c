@@ -36,6 +36,7 @@ static void tcmu_usage(FILE *f)
         "       scuse tcmu list [--configfs DIR]\n"
         "       scuse tcmu up|down DOMAIN.xml [--configfs DIR] [--state-dir DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
+        "                        [--log=stderr|syslog|journal]\n"
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
         "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
@@ -373,6 +374,8 @@ static int do_list(int argc, char **argv)
 
 int cmd_tcmu_serve(int argc, char **argv)
 {
+    if (cli_log_option(&argc, argv, "tcmu serve") != EXIT_OK)
+        return EXIT_USAGE;
     struct opts o;
     int r = parse(argc, argv, "serve", &o);
     if (r != CLI_OPT_NEXT)

@@ -333,8 +333,14 @@ int cmd_libvirt_hook(int argc, char **argv)
     int first = hook_options(argc, argv, &ho, &install_dir);
     if (first < 0)
         return EXIT_USAGE;
-    if (ho.log)
-        log_open(log_parse_target(ho.log), "scuse-hook");
+    if (ho.log) {
+        /* What the hook does, at info; unreachable, it tells libvirt. */
+        log_set_level(LOG_LVL_INFO);
+        int r = log_open(log_parse_target(ho.log), "scuse-hook");
+        if (r < 0)
+            return cli_fail(EXIT_USAGE, "libvirt-hook", "--log=%s: %s: %s", ho.log,
+                            log_socket_path(log_parse_target(ho.log)), strerror(-r));
+    }
     if (install_dir) {
         if (first != argc)
             return cli_fail(EXIT_USAGE, "libvirt-hook", "--install: unexpected '%s'",

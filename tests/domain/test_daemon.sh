@@ -125,7 +125,7 @@ bad_config "tcmu serve --log=syslog, no socket" "$T/nothing.sock" \
 bad_config "libvirt-hook --log=bogus" "--log 'bogus'" "$SCUSE" libvirt-hook --log=bogus vm prepare begin -
 
 # --- the hook logs to syslog as well as to libvirt (stderr) ------------------
-"$SCUSE" domain "$T/dm.xml" --transport vhost-scsi -o "$T/dm-vs.xml"
+"$SCUSE" domain "$T/dm.xml" --transport vhost-scsi --socket-dir "$T/state" -o "$T/dm-vs.xml"
 sed "s|$T/b.raw|$T/gone.raw|" "$T/dm-vs.xml" >"$T/dm-gone.xml"
 mkdir -p "$T/cfs/target/core"
 rc=0

@@ -178,7 +178,12 @@ wait_state() { # DOMAIN STATE SECONDS
     done
     return 1
 }
-as_user libvirtd >"$L/libvirtd.log" 2>&1 &
+# exec: $! is libvirtd itself (a function run in the background is a
+# subshell, which a kill would end without ending libvirtd)
+(exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    env -i HOME="$L/home" XDG_RUNTIME_DIR="$L/run" XDG_CONFIG_HOME="$L/cfg" \
+    XDG_CACHE_HOME="$L/cache" XDG_DATA_HOME="$L/data" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    libvirtd) >"$L/libvirtd.log" 2>&1 &
 lp=$!
 for ((i = 0; i < 100; i++)); do [ -S "$L/run/libvirt/libvirt-sock" ] && break; sleep 0.1; done
 [ -S "$L/run/libvirt/libvirt-sock" ] || { echo "@@H FAIL libvirtd made no socket"; kill $lp; exit 0; }

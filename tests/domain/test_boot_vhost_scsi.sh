@@ -23,7 +23,10 @@ fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 
-L=$T/lv
+# libvirt's directories: a short path (its QEMU monitor sockets live under
+# XDG_CONFIG_HOME, and a unix socket path has at most 107 bytes)
+L=$(mktemp -d /tmp/scuse-bvs.XXXXXX)
+trap 'rm -rf --one-file-system "$L"' EXIT
 mkdir -p "$L"/{etc,home,run,cfg/libvirt,cache,data,realdev,dom}
 cp -a /etc/libvirt/. "$L/etc/"
 

@@ -338,7 +338,7 @@ int cmd_serve_domain(int argc, char **argv)
     }
     if (d->transport[0] && strcmp(d->transport, "vhost-user-scsi") != 0) {
         fprintf(stderr, "scuse serve: %s: converted for %s: the kernel serves it (LIO TCMU: "
-                "scuse tcmu create, scuse serve --tcmu)\n", o.file, d->transport);
+                "scuse tcmu up, scuse tcmu serve)\n", o.file, d->transport);
         dom_free(d);
         return EXIT_USAGE;
     }

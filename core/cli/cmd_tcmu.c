@@ -205,26 +205,10 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
  * configfs and the daemon's LUN agree. */
 static void derived_serial(struct blk_node *bs, uint32_t block_size, char *out, size_t len)
 {
-    out[0] = '\0';
     struct scsi_lun_config cfg;
     scsi_lun_config_default(&cfg);
     cfg.block_size = block_size;
-    struct scsi_lun *lun;
-    if (scsi_lun_create(&cfg, bs, 0, &lun, NULL) < 0)
-        return;
-    uint8_t cdb[6] = { 0x12, 0x01, 0x80, 0, 255, 0 }, page[255], sense[SCSI_SENSE_MAX];
-    struct iovec iov;
-    struct scsi_cmd cmd = { .cdb = cdb, .cdb_len = 6, .dir = SCSI_DIR_FROM_DEV, .sense = sense };
-    cmd.data = iov_view_of_buf(&iov, page, sizeof(page));
-    scsi_cmd_prepare(lun, &cmd);
-    scsi_cmd_execute(lun, &cmd);
-    if (cmd.status == SCSI_STATUS_GOOD && cmd.xfer >= 4 && page[1] == 0x80) {
-        size_t n = page[3] < cmd.xfer - 4 ? page[3] : cmd.xfer - 4;
-        while (n && page[4 + n - 1] == ' ')
-            n--;
-        snprintf(out, len, "%.*s", (int)n, (const char *)page + 4);
-    }
-    scsi_lun_destroy(lun);
+    tcmu_lun_serial(bs, &cfg, out, len);
 }
 
 /* Whether scuse's backstore name already serves the image at path. */

@@ -103,10 +103,8 @@ static int write_copy(const char *path, const char *xml, size_t len, struct scus
     return 0;
 }
 
-/* The unit serial the SCSI core gives this disk (INQUIRY page 80h), for
- * configfs to show what the initiator sees. */
-static void lun_serial(struct blk_node *bs, const struct scsi_lun_config *cfg, char *out,
-                       size_t len)
+void tcmu_lun_serial(struct blk_node *bs, const struct scsi_lun_config *cfg, char *out,
+                     size_t len)
 {
     out[0] = '\0';
     struct scsi_lun *lun;
@@ -159,7 +157,7 @@ static int backstore_of(const struct domain *d, const struct dom_disk *disk, con
         return err_set(err, -EINVAL, "%s: %" PRIu64 " bytes is less than one block",
                        disk->source, b->size);
     }
-    lun_serial(bs, &disk->cfg, b->serial, sizeof(b->serial));
+    tcmu_lun_serial(bs, &disk->cfg, b->serial, sizeof(b->serial));
     blk_close(bs);
     b->block_size = disk->cfg.block_size;
     b->max_sectors = MAX_XFER_BYTES / b->block_size;

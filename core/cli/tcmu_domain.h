@@ -33,6 +33,11 @@ int tcmu_domain_down(const struct domain *d, const struct tcmu_domain_opts *o,
  * in xml, its LUN settings and its chain opened as the <disk> says. */
 int tcmu_domain_disk(const char *xml, unsigned ctrl, unsigned unit, struct scsi_lun_config *cfg,
                      struct blk_node **bs, struct scuse_err *err);
+/* The unit serial the SCSI core gives a LUN of bs with cfg (INQUIRY page
+ * 80h; "" when it cannot tell), for configfs to show what the initiator
+ * sees. */
+void tcmu_lun_serial(struct blk_node *bs, const struct scsi_lun_config *cfg, char *out,
+                     size_t len);
 /* `scuse tcmu up|down` (argv[0] "up" or "down"). */
 int cmd_tcmu_updown(int argc, char **argv);
 

@@ -347,9 +347,14 @@ static int do_list(int argc, char **argv)
             snprintf(img.path, sizeof(img.path), "(no dev_config)");
         char human[32];
         cli_human_size(d[i].size, human, sizeof(human));
-        printf("%-20s %-6s %-10s %-9s %-21s %-12s %s%s\n", d[i].name,
-               img.fmt[0] ? img.fmt : "probe", human, tcmu_fabric_name(d[i].fabric),
-               d[i].fabric ? d[i].wwpn : "-", img.policy[0] ? img.policy : "all", img.path,
+        /* A domain's disk (tcmu up): the XML copy and the disk's place. */
+        char where[32] = "";
+        if (img.domain)
+            snprintf(where, sizeof(where), " (controller %u, unit %u)", img.ctrl, img.unit);
+        printf("%-20s %-6s %-10s %-9s %-21s %-12s %s%s%s\n", d[i].name,
+               img.domain ? "domain" : img.fmt[0] ? img.fmt : "probe", human,
+               tcmu_fabric_name(d[i].fabric), d[i].fabric ? d[i].wwpn : "-",
+               img.policy[0] ? img.policy : "all", img.path, where,
                d[i].enabled ? "" : " (not enabled)");
     }
     free(d);

@@ -95,6 +95,9 @@ grep -qx "$H/vs-scsi0-0 enable=1 config=scuse/domain=0.0@/tmp/scuse/vs.tcmu.xml 
 [[ "$(grep "^$V/nexus=" <<<"$s2")" == "$V/nexus=naa."* ]] || fail "no nexus on $V: $(grep nexus <<<"$s2")"
 [ "$(grep -c '' <<<"$s2")" -gt 8 ] || fail "a thin state: $s2"
 [ "$(m SAME | grep '^2 ')" = "2 yes" ] && [ "$(rc up2)" = 0 ] || fail "up again changed the state ($(m SAME | grep '^2 '))"
+section list | grep -Eq "^vs-scsi0-0 +domain +8 MiB +vhost +$W +all +/tmp/scuse/vs.tcmu.xml \(controller 0, unit 0\)\$" &&
+    section list | grep -Eq "^vs-scsi0-2 +domain +4 MiB +vhost +$W +all +/tmp/scuse/vs.tcmu.xml \(controller 0, unit 2\)\$" ||
+    fail "scuse tcmu list: $(section list | tr '\n' '|')"
 [ "$(m SERVED | sort | tr '\n' ' ')" = "vs-scsi0-0 vs-scsi0-2 " ] ||
     fail "the daemon did not log serving both as a domain's disk: $(m SERVED)"
 echo "  $W: $(grep -c -- '->' <<<"$s2") LUNs; $(section up1 | sed -n '/^@@/d; 2,3p' | tr -s ' ' | tr '\n' ';')"

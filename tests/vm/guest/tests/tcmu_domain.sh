@@ -83,6 +83,7 @@ section up1 scuse tcmu up /mnt/vs.xml || die "scuse tcmu up"
 mark_state 2
 section up2 scuse tcmu up /mnt/vs.xml || die "scuse tcmu up, again"
 state >/tmp/state2b
+section list scuse tcmu list
 cmp -s /tmp/state2 /tmp/state2b && mark SAME 2 yes || { mark SAME 2 no; diff /tmp/state2 /tmp/state2b; }
 for n in vs-scsi0-0 vs-scsi0-2; do
     i=0

@@ -2,8 +2,9 @@
  * extent: every grain-table entry inside the file, no grain over the
  * header, descriptor, a directory or a grain table, no grain named twice;
  * the redundant directory and tables equal to the primary ones (-r all
- * rewrites the redundant tables from the primary ones). Problems are
- * printed to stderr one a line, as qemu-img check prints them. */
+ * rewrites the redundant tables from the primary ones); leaked space
+ * (leaks.c; -r leaks gives it back). Problems are printed to stderr one a
+ * line, as qemu-img check prints them. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -12,13 +13,11 @@
 #include <string.h>
 
 #include "io/file.h"
-#include "vmdk/vmdk.h"
-
-struct span_k { uint64_t start, end; int kind; uint64_t id; }; /* 0 metadata, 1 grain, 2 reported */
+#include "vmdk/leaks.h"
 
 static int by_start(const void *a, const void *b)
 {
-    const struct span_k *x = a, *y = b;
+    const struct vmdk_span *x = a, *y = b;
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
@@ -101,13 +100,14 @@ static int check_extent(struct vmdk_sparse *sp, uint64_t len, unsigned fix,
 {
     uint64_t grains = (len + sp->grain_bytes - 1) >> sp->grain_shift;
     res->total_clusters += grains;
+    uint64_t bad0 = res->corruptions - res->corruptions_fixed;
     uint64_t fsize = __atomic_load_n(&sp->file_size, __ATOMIC_ACQUIRE);
     size_t cap = 64, n = 0;
-    struct span_k *sp_list = malloc(cap * sizeof(*sp_list));
+    struct vmdk_span *sp_list = malloc(cap * sizeof(*sp_list));
     uint32_t *rgt = malloc(sp->gtes * 4ull);
     int r = sp_list && rgt ? 0 : err_set(err, -ENOMEM, "out of memory");
     for (int i = 0; r == 0 && i < sp->n_meta; i++)
-        sp_list[n++] = (struct span_k){ sp->meta[i].start, sp->meta[i].end, 0, UINT64_MAX };
+        sp_list[n++] = (struct vmdk_span){ sp->meta[i].start, sp->meta[i].end, 0, UINT64_MAX };
     for (uint64_t gi = 0; r == 0 && gi < sp->n_gd; gi++) {
         uint32_t *gt;
         r = vmdk_gt_get(sp, gi, &gt, err);
@@ -134,14 +134,14 @@ static int check_extent(struct vmdk_sparse *sp, uint64_t len, unsigned fix,
                 }
             }
             if (r == 0 && n + 1 >= cap) { /* the redundant table itself */
-                struct span_k *m = realloc(sp_list, (cap *= 2) * sizeof(*m));
+                struct vmdk_span *m = realloc(sp_list, (cap *= 2) * sizeof(*m));
                 if (!m)
                     r = err_set(err, -ENOMEM, "out of memory");
                 else
                     sp_list = m;
             }
             if (r == 0)
-                sp_list[n++] = (struct span_k){ (uint64_t)sp->rgd[gi] * VMDK_SECTOR,
+                sp_list[n++] = (struct vmdk_span){ (uint64_t)sp->rgd[gi] * VMDK_SECTOR,
                                                 (uint64_t)sp->rgd[gi] * VMDK_SECTOR + sp->gtes * 4ull, 0, gi };
         }
         if (r < 0 || !gt)
@@ -149,14 +149,14 @@ static int check_extent(struct vmdk_sparse *sp, uint64_t len, unsigned fix,
         if (n + sp->gtes + 1 >= cap) {
             while (n + sp->gtes + 1 >= cap)
                 cap *= 2;
-            struct span_k *m = realloc(sp_list, cap * sizeof(*m));
+            struct vmdk_span *m = realloc(sp_list, cap * sizeof(*m));
             if (!m) {
                 r = err_set(err, -ENOMEM, "out of memory");
                 break;
             }
             sp_list = m;
         }
-        sp_list[n++] = (struct span_k){ (uint64_t)sp->gd[gi] * VMDK_SECTOR,
+        sp_list[n++] = (struct vmdk_span){ (uint64_t)sp->gd[gi] * VMDK_SECTOR,
                                         (uint64_t)sp->gd[gi] * VMDK_SECTOR + sp->gtes * 4ull, 0, gi };
         for (uint32_t k = 0; k < sp->gtes; k++) {
             uint32_t e = gt[k];
@@ -174,7 +174,7 @@ static int check_extent(struct vmdk_sparse *sp, uint64_t len, unsigned fix,
                 res->corruptions++;
                 continue;
             }
-            sp_list[n++] = (struct span_k){ start, end, 1, g };
+            sp_list[n++] = (struct vmdk_span){ start, end, 1, g };
         }
     }
     if (r == 0) {
@@ -183,7 +183,7 @@ static int check_extent(struct vmdk_sparse *sp, uint64_t len, unsigned fix,
         uint64_t reach = 0;
         size_t owner = 0;
         for (size_t i = 0; i < n; i++) {
-            struct span_k *c = &sp_list[i], *o = &sp_list[owner];
+            struct vmdk_span *c = &sp_list[i], *o = &sp_list[owner];
             if (i > 0 && c->start < reach && (c->kind != 0 || o->kind != 0) &&
                 c->kind != 2 && o->kind != 2) {
                 /* one line per bad grain (kind 2: reported) */
@@ -205,6 +205,16 @@ static int check_extent(struct vmdk_sparse *sp, uint64_t len, unsigned fix,
                 owner = i;
             }
         }
+    }
+    if (r == 0) {
+        /* Leaks need the spans apart: with an overlap left, moving grains
+         * could move the wrong one, so they are only counted. */
+        bool fix_leaks = (fix & BLK_CHECK_FIX_LEAKS) &&
+                         res->corruptions - res->corruptions_fixed == bad0;
+        if ((fix & BLK_CHECK_FIX_LEAKS) && !fix_leaks)
+            fprintf(stderr, "'%s': leaks are not repaired while corruptions remain\n", sp->path);
+        r = vmdk_leaks(sp, sp_list, n, fix_leaks, res, err);
+        fsize = __atomic_load_n(&sp->file_size, __ATOMIC_ACQUIRE);
         if (fsize > res->image_end_offset)
             res->image_end_offset = fsize;
     }

@@ -35,6 +35,7 @@
 #        SCUSE_CRASH_TRIALS kill -9 trials (20)
 #        SCUSE_WRITE_SECTIONS only these lanes (e.g. "random0 crash")
 . "$(dirname "$0")/lib/common.sh"
+. "$LIB_DIR/crash.sh"
 . "$LIB_DIR/wcommon.sh"
 
 STRESS_OPS=${SCUSE_STRESS_OPS:-3000}
@@ -754,10 +755,8 @@ sec_dirty() {
 #    image must be rebuilt by a read-write `scuse io` open); everything
 #    written before the last flush known to have completed must read back,
 #    and every other byte must be its value then or one a later command
-#    wrote (wsim.py crashcheck). A flush is known complete when a later
-#    command printed its line: stdout is made line-buffered (stdbuf -oL),
-#    read through a fifo, and the kill comes right after a random number of
-#    commands have printed. Trial 0 is not killed (the whole run must land).
+#    wrote (wsim.py crashcheck). The run and the kill: lib/crash.sh. Trial
+#    0 is not killed (the whole run must land).
 CRASH_VARIANTS=(
     "v3 64k|cluster_size=64k"
     "v2 4k over a backing file|compat=0.10,cluster_size=4k|backing"
@@ -789,47 +788,9 @@ crash_trial() { # TRIAL VARIANT
     qemu-img convert -O raw "$img" before.raw
     wsim gen $size $seed 150 --cluster $cs --batch 250 --flush 0.08 --maxlen $((size / 8)) \
         --zero 0.1 --zero-u 0.1 --discard 0.1 --disc-any >cmds
-    local -a args=() lines=()
-    local line n=0
-    while IFS= read -r line; do
-        args+=(-c "$line")
-        [ "$line" = flush ] || n=$((n + 1))
-    done <cmds
-    local k=0
-    RANDOM=$seed
-    [ "$t" -eq 0 ] || k=$((3 + RANDOM % (n - 6)))
-    if [ $k -eq 0 ]; then
-        case_begin "crash trial $t: $label, seed $seed, not killed"
-    else
-        case_begin "crash trial $t: $label, seed $seed, kill -9 after $k of $n commands"
-    fi
-    # stdout through a fifo that this shell reads line by line: the kill
-    # comes right after the k-th result line, without busy polling
-    local rc=0 pid done_n=0 rfd ofd
-    rm -f out.fifo
-    mkfifo out.fifo
-    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-        stdbuf -oL "$SCUSE" io "${args[@]}" "$img" >out.fifo 2>err.txt &
-    pid=$!
-    exec {rfd}<out.fifo {ofd}>out.txt
-    while IFS= read -r -u $rfd line; do
-        printf '%s\n' "$line" >&$ofd
-        case $line in wrote* | discard*)
-            done_n=$((done_n + 1))
-            if [ $k -gt 0 ] && [ $done_n -ge $k ]; then
-                kill -9 $pid 2>/dev/null || true
-                break
-            fi
-            ;;
-        esac
-    done
-    exec {rfd}<&- {ofd}>&-
-    { wait $pid; } 2>/dev/null || rc=$?
-    if [ $rc -eq 137 ]; then
-        CRASH_KILLED=$((CRASH_KILLED + 1))
-    elif [ $rc -ne 0 ]; then
-        fail "scuse io exited $rc: $(head -n 3 err.txt | tr '\n' '|')"
-    fi
+    crash_begin "$t" "$label" "$seed" cmds
+    crash_io "$img"
+    local rc=$CRASH_RC
     # a lazy-refcounts image may be left dirty: a read-write open rebuilds
     if [[ $opts == *lazy* ]] && qemu-img info --output=json "$img" | grep -q '"dirty-flag": true'; then
         echo "  (dirty after the kill: rebuilding with a read-write scuse io open)"
@@ -860,17 +821,13 @@ crash_trial() { # TRIAL VARIANT
 }
 sec_crash() {
     cd "$W"
-    command -v stdbuf >/dev/null || { echo "SETUP ERROR: stdbuf (coreutils) not found" >&2; exit 1; }
-    CRASH_KILLED=0
+    crash_reset
     local t
     for ((t = 0; t <= CRASH_TRIALS; t++)); do
         crash_trial $t $((t % ${#CRASH_VARIANTS[@]}))
     done
-    echo "crash: $CRASH_KILLED of $CRASH_TRIALS kill -9 trials landed mid-run"
-    # Most kills must land inside the run, or the test proves little.
-    [ $CRASH_KILLED -ge $((CRASH_TRIALS * 3 / 4)) ] ||
-        { CASE="crash"; fail "only $CRASH_KILLED of $CRASH_TRIALS kills landed mid-run (is stdout line-buffered under stdbuf?)"; }
-    rm -f ./*.qcow2 ./*.raw out.fifo
+    crash_landed
+    rm -f ./*.qcow2 ./*.raw
 }
 
 # ---------------------------------------------------------------------------

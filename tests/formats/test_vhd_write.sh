@@ -16,6 +16,7 @@
 # Knobs: SCUSE_STRESS_OPS (random ops over the cases, default 1500),
 # SCUSE_STRESS_SEED, SCUSE_CRASH_TRIALS (default 20).
 . "$(dirname "$0")/lib/common.sh"
+. "$LIB_DIR/crash.sh"
 . "$LIB_DIR/wcommon.sh"
 need vhdiinfo stdbuf
 V=$LIB_DIR/vhd.py
@@ -454,45 +455,9 @@ crash_trial() { # TRIAL VARIANT
     vhd export "$img" before.raw
     wsim gen $size $seed 150 --cluster $((2 << 20)) --batch 250 --flush 0.08 --maxlen $((size / 8)) \
         --zero 0.1 --zero-u 0.1 --discard 0.1 --disc-any >cmds
-    local -a args=()
-    local line n=0
-    while IFS= read -r line; do
-        args+=(-c "$line")
-        [ "$line" = flush ] || n=$((n + 1))
-    done <cmds
-    local k=0
-    RANDOM=$seed
-    [ "$t" -eq 0 ] || k=$((3 + RANDOM % (n - 6)))
-    if [ $k -eq 0 ]; then
-        case_begin "crash trial $t: $kind, seed $seed, not killed"
-    else
-        case_begin "crash trial $t: $kind, seed $seed, kill -9 after $k of $n commands"
-    fi
-    local rc=0 pid done_n=0 rfd ofd
-    rm -f out.fifo
-    mkfifo out.fifo
-    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-        stdbuf -oL "$SCUSE" io "${args[@]}" "$img" >out.fifo 2>err.txt &
-    pid=$!
-    exec {rfd}<out.fifo {ofd}>out.txt
-    while IFS= read -r -u $rfd line; do
-        printf '%s\n' "$line" >&$ofd
-        case $line in wrote* | discard*)
-            done_n=$((done_n + 1))
-            if [ $k -gt 0 ] && [ $done_n -ge $k ]; then
-                kill -9 $pid 2>/dev/null || true
-                break
-            fi
-            ;;
-        esac
-    done
-    exec {rfd}<&- {ofd}>&-
-    { wait $pid; } 2>/dev/null || rc=$?
-    if [ $rc -eq 137 ]; then
-        CRASH_KILLED=$((CRASH_KILLED + 1))
-    elif [ $rc -ne 0 ]; then
-        fail "scuse io exited $rc: $(head -n 3 err.txt | tr '\n' '|')"
-    fi
+    crash_begin "$t" "$kind" "$seed" cmds
+    crash_io "$img"
+    local rc=$CRASH_RC
     qemu-img info -f vpc "$img" >/dev/null 2>&1 || fail "qemu-img cannot open the image after the kill"
     libvhdi_opens "$img"
     vcheck "$img" 0 3
@@ -524,15 +489,13 @@ crash_trial() { # TRIAL VARIANT
 }
 sec_crash() {
     cd "$W"
-    CRASH_KILLED=0
+    crash_reset
     local t
     for ((t = 0; t <= CRASH_TRIALS; t++)); do
         crash_trial $t $((t % ${#CRASH_VARIANTS[@]}))
     done
-    echo "crash: $CRASH_KILLED of $CRASH_TRIALS kill -9 trials landed mid-run"
-    [ $CRASH_KILLED -ge $((CRASH_TRIALS * 3 / 4)) ] ||
-        { CASE="crash"; fail "only $CRASH_KILLED of $CRASH_TRIALS kills landed mid-run"; }
-    rm -f ./*.vhd ./*.raw out.fifo
+    crash_landed
+    rm -f ./*.vhd ./*.raw
 }
 
 add_lane() {

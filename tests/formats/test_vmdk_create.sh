@@ -236,6 +236,90 @@ PY
     expect_exit 0 "$SCUSE" check rgt.vmdk || true
     qemu-img compare good.vmdk rgt.vmdk >/dev/null 2>&1 || fail "the repair changed the data"
     case_end
+    sec_leaks
+}
+
+# Leaks: grains no table points at (a writer killed before its flush
+# leaves them at the end), counted as qemu-img counts qcow2's leaked
+# clusters (exit 3); -r leaks moves grains down into holes and cuts the
+# file. qemu-img does not look for them (its check of these is clean).
+sec_leaks() {
+    local gsize n
+    stdout_has() {
+        grep -qF -- "$1" "$W/.out" || fail "stdout should have '$1': $(head -n 4 "$W/.out" | tr '\n' '|')"
+    }
+    gsize=$(stat -c %s good.vmdk)
+    # leak_case NAME IMG LEAKS SIZE_AFTER [-r MODE]: IMG leaks LEAKS grains;
+    # the repair leaves SIZE_AFTER bytes and the same disk
+    leak_case() {
+        local name=$1 img=$2 leaks=$3 after=$4 mode=${5:-leaks}
+        case_begin "check: $name: $leaks leaked grains, -r $mode gives them back"
+        qemu-img check "$img" >/dev/null 2>&1 || fail "SETUP: qemu-img check fails $img"
+        qemu-img convert -O raw "$img" "$W/.before.raw"
+        if expect_exit 3 "$SCUSE" check "$img"; then
+            stdout_has "$leaks leaked clusters were found on the image." || true
+            n=$(grep -c "^Leaked: '$img': bytes " "$W/.err" || true)
+            [ "$n" -ge 1 ] || fail "no 'Leaked:' line: $(head -n 3 "$W/.err")"
+        fi
+        if expect_exit 3 "$SCUSE" check --output=json "$img"; then
+            grep -q "\"leaks\": $leaks," "$W/.out" || fail "json: $(tr -d '\n' <"$W/.out")"
+        fi
+        if expect_exit 0 "$SCUSE" check -r "$mode" "$img"; then
+            stdout_has "    $leaks leaked clusters" || true
+        fi
+        [ "$(stat -c %s "$img")" = "$after" ] || fail "$img is $(stat -c %s "$img") bytes after -r $mode, $after expected"
+        expect_exit 0 "$SCUSE" check "$img" || true
+        qemu-img check "$img" >/dev/null 2>&1 || fail "qemu-img check fails after -r $mode"
+        qemu-img compare -f vmdk -F raw "$img" "$W/.before.raw" >/dev/null 2>&1 ||
+            fail "-r $mode changed the disk"
+        case_end
+    }
+    cp good.vmdk lk-tail.vmdk
+    head -c 131072 /dev/urandom >>lk-tail.vmdk
+    leak_case "two grains appended" lk-tail.vmdk 2 "$gsize"
+    cp good.vmdk lk-mid.vmdk
+    python3 "$GEN" unref lk-mid.vmdk 3 4
+    leak_case "two grains in the middle (their entries 0)" lk-mid.vmdk 2 $((gsize - 131072))
+    cp good.vmdk lk-both.vmdk
+    python3 "$GEN" unref lk-both.vmdk 7
+    head -c 70000 /dev/urandom >>lk-both.vmdk
+    leak_case "one in the middle, 70000 bytes at the end" lk-both.vmdk 3 $((gsize - 65536)) all
+
+    # a grain table scuse appended (a write where the directory had none),
+    # then grains after it: the grains move under it, the table stays
+    qimg create -q -f vmdk -o subformat=monolithicSparse gt0.vmdk 64M
+    python3 - gt0.vmdk <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+for at in struct.unpack_from("<QQ", b, 48):  # both directories: entry 1 is 0
+    struct.pack_into("<I", b, at * 512 + 4, 0)
+open(sys.argv[1], "wb").write(b)
+PY
+    if expect_exit 0 "$SCUSE" io -c "write -P 0x55 32M 128k" -c "write -P 0x56 33M 64k" gt0.vmdk; then
+        python3 "$GEN" unref gt0.vmdk 512
+        n=$(stat -c %s gt0.vmdk)
+        leak_case "a grain after a new grain table" gt0.vmdk 1 $((n - 65536))
+    fi
+
+    # not while a corruption remains: counted, left in place
+    cp good.vmdk lk-bad.vmdk
+    python3 "$GEN" gt lk-bad.vmdk 0 3 999999
+    python3 - lk-bad.vmdk <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+rgd = struct.unpack_from("<Q", b, 48)[0]
+rgt = struct.unpack_from("<I", b, rgd * 512)[0]
+struct.pack_into("<I", b, rgt * 512 + 12, 999999)  # the redundant entry says so too
+open(sys.argv[1], "wb").write(b)
+PY
+    n=$(stat -c %s lk-bad.vmdk)
+    case_begin "check: leaks beside a corruption are counted, not repaired"
+    if expect_exit 2 "$SCUSE" check -r leaks lk-bad.vmdk; then
+        stderr_mentions "leaks are not repaired while corruptions remain" || true
+        stdout_has "1 leaked clusters were found on the image." || true
+    fi
+    [ "$(stat -c %s lk-bad.vmdk)" = "$n" ] || fail "the file changed size"
+    case_end
 }
 
 for sec in sec_create sec_convert sec_children sec_check; do

@@ -5,7 +5,8 @@
 #   scuse map --output=json   ~=  qemu-img map --output=json    (mapcmp.py)
 #   scuse info --output=json  ==  qemu-img info (format-specific included)
 # on every subformat qemu-img makes, filled by qemu-io at test time; and on
-# images QEMU cannot make (lib/vmdkgen.py writes them with the raw disk
+# QEMU's real sample images (lib/qemu_samples.sh fetches them once with
+# `apt-get source qemu`); images QEMU cannot make (lib/vmdkgen.py writes them with the raw disk
 # they must read as): VMware's streamOptimized layout (GD_AT_END, markers,
 # footer, end-of-stream marker), zeroed grains over stale bytes, grain
 # directory entries of 0, descriptors mixing FLAT extents at offsets, ZERO,
@@ -13,6 +14,8 @@
 # libvmdk (python3-libvmdk) must agree where it is trusted: sparse, flat,
 # split, stream and chains without zeroed grains.
 . "$(dirname "$0")/lib/common.sh"
+. "$LIB_DIR/qemu_samples.sh"
+need bzip2 apt-get
 GEN=$LIB_DIR/vmdkgen.py
 LIBVMDK=/usr/bin/python3
 if ! "$LIBVMDK" -c 'import pyvmdk' 2>/dev/null; then
@@ -278,7 +281,66 @@ PY
     case_end
 }
 
-for sec in sec_subformats sec_handmade sec_chains; do
+# ---------------------------------------------------------------------------
+# 4. QEMU's sample images. iotest-version3.vmdk: a 16 GiB streamOptimized
+#    disk made by VMware tools (version 3, RDONLY extent line naming
+#    generated-stream.vmdk), read as qemu-img reads it and, on its data
+#    runs, as libvmdk does (only under the name its descriptor gives).
+#    afl9.vmdk: a fuzzer's image whose capacity is absurd (2^60 sectors);
+#    qemu-img refuses it ("L1 size too big"), and so must scuse, with one
+#    line naming the capacity, on every command.
+sec_samples() {
+    local s
+    for s in iotest-version3.vmdk afl9.vmdk; do
+        case_begin "sample $s: fetched from QEMU's source package"
+        qemu_sample "$s" "$s" 2>"$W/.fetch" || fail "cannot get QEMU's sample image $s: $(cat "$W/.fetch")"
+        case_end
+    done
+    if [ -f iotest-version3.vmdk ]; then
+        SPARSE_CMP=1 vcase "sample iotest-version3.vmdk (VMware stream, 16 GiB): convert and map" \
+            iotest-version3.vmdk
+        case_begin "sample iotest-version3.vmdk: info as qemu-img's; check clean; libvmdk's data alike"
+        info_same iotest-version3.vmdk
+        expect_exit 0 "$SCUSE" check iotest-version3.vmdk || true
+        mkdir -p lv && cp iotest-version3.vmdk lv/generated-stream.vmdk
+        qemu-img map --output=json iotest-version3.vmdk >"$W/.qmap.json"
+        grep -q '"data": true' "$W/.qmap.json" || fail "SETUP: qemu-img maps no data in the sample"
+        qemu-img convert -O raw iotest-version3.vmdk "$W/.want.raw"
+        if ! "$LIBVMDK" "$LIB_DIR/libvmdk_read.py" --map "$W/.qmap.json" lv/generated-stream.vmdk \
+                "$W/.lv.raw" 2>"$W/.lv.err"; then
+            fail "libvmdk cannot read the sample: $(tail -n 1 "$W/.lv.err")"
+        elif ! python3 "$LIB_DIR/sparsecmp.py" "$W/.want.raw" "$W/.lv.raw" >"$W/.lv.err"; then
+            fail "libvmdk reads the sample's data differently from qemu-img: $(cat "$W/.lv.err")"
+        fi
+        rm -rf lv "$W/.lv.raw" "$W/.want.raw"
+        case_end
+    fi
+    if [ -f afl9.vmdk ]; then
+        case_begin "sample afl9.vmdk (fuzzer image): refused by qemu-img and by scuse, one line"
+        if qemu-img info afl9.vmdk >/dev/null 2>&1; then
+            fail "SETUP: qemu-img opens afl9.vmdk (expected it to refuse)"
+        fi
+        local cmd
+        for cmd in "info" "info --output=json" "map" "convert -O raw" "check" "check -r all" "io"; do
+            local -a pre=() post=()
+            local want=2
+            case $cmd in
+            convert*) post=(out.raw) ;;
+            check*) want=1 ;;           # as qemu-img check when it cannot open
+            io) pre=(-c "read 0 512") ;;
+            esac
+            # shellcheck disable=SC2086
+            expect_exit $want "$SCUSE" $cmd "${pre[@]}" afl9.vmdk "${post[@]}" || continue
+            stderr_one_line || true
+            stderr_names "capacity 2233785398448881665 sectors" || true
+        done
+        [ ! -e out.raw ] || fail "convert of afl9.vmdk left an output file"
+        cmp -s afl9.vmdk <(qemu_sample afl9.vmdk /dev/stdout) || fail "a repair changed afl9.vmdk"
+        case_end
+    fi
+}
+
+for sec in sec_subformats sec_handmade sec_chains sec_samples; do
     lane "${sec#sec_}" "$sec"
 done
 join_lanes

@@ -20,7 +20,8 @@ corpus=$(cd "$corpus" && pwd)
 artifacts="$(dirname "$corpus")/artifacts-$name"
 mkdir -p "$artifacts"
 
-seed_dir=$(mktemp -d "${TMPDIR:-/tmp}/scuse-fuzz-seed.XXXXXX")
+. "$(dirname "$0")/../lib/scratch.sh"
+seed_dir=$(scratch_dir "${TMPDIR:-/tmp}/scuse-fuzz-seed.")
 trap 'rm -rf "$seed_dir"' EXIT
 
 

@@ -10,7 +10,8 @@
 # targetcli-style backstore through the kernel's netlink waits, serves a
 # raw image with 4096-byte blocks under a command policy (UNMAP and
 # WRITE SAME(16) refused), exports it through vhost-scsi and
-# removes everything. The host judges
+# removes everything; a VMDK chain is read and written the same way
+# (lib/tcmu_vmdk.sh). The host judges
 # from the console markers, then with qemu-img: `check` clean, the top
 # equal to the expected raw image (the chain before the run plus every
 # write and UNMAP the guest reported, replayed in order), the backing
@@ -32,6 +33,8 @@ head -c 1M /dev/urandom >"$S/nl2.raw"
 qemu-img convert -O raw "$S/top.qcow2" "$T/want.raw"
 want0=$(sha256sum <"$T/want.raw" | cut -d' ' -f1)
 backing=$(cd "$S" && sha256sum base.qcow2 mid.qcow2 vh.raw)
+. "$(dirname "$0")/lib/tcmu_vmdk.sh"
+tcmu_vmdk_prepare "$S"
 
 VM_EXTRA_ARGS=(-virtfs "local,path=$S,mount_tag=host0,security_model=none")
 echo "seed $seed, $nw writes"
@@ -230,4 +233,5 @@ final=$(m SHA256 | awk '$1 == "final" { print $3 }')
 [ "$backing" = "$(cd "$S" && sha256sum base.qcow2 mid.qcow2 vh.raw)" ] ||
     fail "a backing file or the vhost image changed"
 case_end
+tcmu_vmdk_judge "$S" "$L"
 finish

@@ -1,10 +1,14 @@
 #!/usr/bin/python3
-"""libvmdk_read.py IMAGE OUT.raw [PARENT...]: the disk as libvmdk (pyvmdk,
-Debian's python3-libvmdk) reads it, written to OUT.raw; the second
+"""libvmdk_read.py [--map MAP.json] IMAGE OUT.raw [PARENT...]: the disk as
+libvmdk (pyvmdk, Debian's python3-libvmdk) reads it, written to OUT.raw; the second
 opinion for VMDK reads (shared/docs/formats.md section 5: trusted for
 sparse, flat, split, stream and child+parent, not for zeroed grains).
 PARENT...: the chain below IMAGE, nearest first (libvmdk does not follow
-parentFileNameHint itself). Run by /usr/bin/python3, which has pyvmdk."""
+parentFileNameHint itself). Run by /usr/bin/python3, which has pyvmdk.
+--map: read only the data rows of that `qemu-img map --output=json` and
+leave the rest a hole (for huge, mostly empty disks: compare the result
+with sparsecmp.py)."""
+import json
 import sys
 
 import pyvmdk
@@ -23,19 +27,29 @@ def open_chain(paths):
 
 
 def main():
-    img, out = sys.argv[1], sys.argv[2]
-    handles = open_chain([img] + sys.argv[3:])
+    args = sys.argv[1:]
+    ranges = None
+    if args[:1] == ["--map"]:
+        ranges = [(r["start"], r["start"] + r["length"])
+                  for r in json.load(open(args[1])) if r["data"]]
+        args = args[2:]
+    img, out = args[0], args[1]
+    handles = open_chain([img] + args[2:])
     top = handles[0]
     size = top.get_media_size()
+    if ranges is None:
+        ranges = [(0, size)]
     with open(out, "wb") as f:
-        off = 0
-        while off < size:
-            n = min(1 << 20, size - off)
-            data = top.read_buffer_at_offset(n, off)
-            if len(data) != n:
-                sys.exit(f"libvmdk: short read at {off}: {len(data)} of {n}")
-            f.write(data)
-            off += n
+        for off, end in ranges:
+            f.seek(off)
+            while off < end:
+                n = min(1 << 20, end - off)
+                data = top.read_buffer_at_offset(n, off)
+                if len(data) != n:
+                    sys.exit(f"libvmdk: short read at {off}: {len(data)} of {n}")
+                f.write(data)
+                off += n
+        f.truncate(size)
     for h in handles:
         h.close()
 

@@ -9,6 +9,7 @@
 #
 # Cache: $SCUSE_SAMPLES, default <build>/tests/qemu-samples (next to the
 # tests' scratch directories).
+. "$(dirname "${BASH_SOURCE[0]}")/../../lib/scratch.sh"
 : "${SCUSE_SAMPLES:=$(cd "$SCUSE_TEST_TMP/../.." 2>/dev/null && pwd)/qemu-samples}"
 
 qemu_samples_fetch() {
@@ -16,7 +17,7 @@ qemu_samples_fetch() {
     [ -f "$dir/.complete" ] && return 0
     command -v apt-get >/dev/null 2>&1 || { echo "qemu_samples: no apt-get" >&2; return 1; }
     local tmp
-    tmp=$(mktemp -d "${TMPDIR:-/tmp}/scuse-qsrc.XXXXXX")
+    tmp=$(scratch_dir "${TMPDIR:-/tmp}/scuse-qsrc.")
     mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
     # The release the installed qemu-img comes from, as a deb-src line.
     local key=/usr/share/keyrings/debian-archive-keyring.gpg suite

@@ -297,6 +297,22 @@ def setgt(argv):
         f.write(struct.pack("<I", int(value, 0)))
 
 
+def unref(argv):
+    """unref IMG GRAIN...: grain-table entries 0 in both tables (the grains leak)."""
+    path, grains = argv[0], [int(g) for g in argv[1:]]
+    with open(path, "r+b") as f:
+        h = f.read(SECTOR)
+        gtes = struct.unpack_from("<I", h, 44)[0]
+        for g in grains:
+            for at in struct.unpack_from("<QQ", h, 48):  # rgdOffset, gdOffset
+                if at == 0:
+                    continue
+                f.seek(at * SECTOR + 4 * (g // gtes))
+                gt = struct.unpack("<I", f.read(4))[0]
+                f.seek(gt * SECTOR + 4 * (g % gtes))
+                f.write(b"\0\0\0\0")
+
+
 def getgt(argv):
     path, t, idx = argv
     with open(path, "rb") as f:
@@ -404,5 +420,5 @@ def rgdcheck(argv):
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
     {"stream": stream, "sparse": sparse, "extent": lambda a: sparse(a, embedded=False),
-     "rawfile": rawfile, "set": setfield, "gd": setgd, "gt": setgt, "getgt": getgt, "rgdcheck": rgdcheck,
+     "rawfile": rawfile, "set": setfield, "gd": setgd, "gt": setgt, "getgt": getgt, "unref": unref, "rgdcheck": rgdcheck,
      "streamcheck": streamcheck}[cmd](rest)

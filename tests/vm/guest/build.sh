@@ -42,6 +42,7 @@ die() { echo "guest build: $*" >&2; exit 1; }
 # Without these the guest cannot be made: exit 77 naming them (skipped
 # under ctest; build.sh test installs them and fails on a skip).
 . "$here/../../lib/need.sh"
+. "$here/../../lib/scratch.sh"
 need apt-get apt-cache dpkg depmod cpio gzip xz sha256sum ldd
 
 mkdir -p "$cache"
@@ -206,7 +207,7 @@ if [ ! -f "$initrd" ]; then
     log "building $(basename "$initrd")"
     read_modules_dep
     for m in "${MODULES[@]}"; do add_module "$m"; done
-    stage=$(mktemp -d "$cache/stage.XXXXXX")
+    stage=$(scratch_dir "$cache/stage.")
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,mnt,etc,root}
     mkdir -p "$stage"/{lib/x86_64-linux-gnu,lib64,lib/modules/"$kver",lib/scuse,tests}

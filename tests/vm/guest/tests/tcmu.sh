@@ -26,6 +26,7 @@
 #      WRITE SAME(16)) behind tcm_loop (capacity, content, sg_opcodes, the
 #      refused commands), then exported through vhost-scsi: create,
 #      configfs, list, delete;
+#   6b. a VMDK chain served read-write (tcmu_vmdk.sh says how);
 #   7. SIGHUP (the daemon rescans and goes on serving), the whole disk
 #      hashed again, delete, configfs empty, the daemon stopped with
 #      SIGTERM (exit status 0).
@@ -326,6 +327,9 @@ else
     mark VHOST delete bad "$(ls -d "$LIO/vhost/$W" $HBA/vh0 2>&1 | tr '\n' ' ')"
 fi
 wait_log 'user_5300/vh0 (uio[0-9]*): no longer served'
+
+# --- 6b. a VMDK chain, read and written (tcmu_vmdk.sh) --------------------------
+. /tests/tcmu_vmdk.sh
 
 # --- 7. SIGHUP (the daemon looks for devices again and goes on), the whole
 # disk again, then everything removed ------------------------------------------

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "blk/blk.h"
 #include "scsi/scsi.h"
@@ -24,6 +25,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_tcmu(int argc, char **argv);
 int cmd_domain(int argc, char **argv);
 int cmd_libvirt_hook(int argc, char **argv);
+/* `scuse ctl`: a client of the control socket (core/ctl/ctl_client.c). */
+int cmd_ctl(int argc, char **argv);
 /* `scuse serve --domain FILE` (cmd_serve_domain.c). */
 int cmd_serve_domain(int argc, char **argv);
 
@@ -49,6 +52,8 @@ int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *s
 /* `scuse tcmu serve` (argv[0] "serve"), also what `scuse serve --tcmu` runs. */
 int cmd_tcmu_serve(int argc, char **argv);
 
+/* A group by name or number (--control-group). Returns 0 or -ENOENT. */
+int cli_parse_group(const char *s, gid_t *out);
 /* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
 int cli_parse_size(const char *s, uint64_t *out);
 /* qemu-img's style: "388 KiB", "1 MiB", "1.5 GiB". */

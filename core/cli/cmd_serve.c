@@ -21,38 +21,8 @@
 #include "util/log.h"
 #include "vhost/server.h"
 #include "virtio_scsi/vscsi.h"
-
-#define SERVE_MAX_LUNS 256
-
-struct serve_lun {
-    uint16_t id;
-    char *spec;                     /* the --lun argument, for messages */
-    char *file;
-    char *fmt;
-    char *items;                    /* the parsed copy of spec: opts.fmt points into it */
-    struct blk_opts opts;           /* the format's own open options (l2-cache-size...) */
-    bool readonly;
-    unsigned open_flags;            /* more blk_open flags (serve --domain: SHARE, NO_FLUSH) */
-    const char *policy_key;         /* allow, deny or policy-file: the one given */
-    struct scsi_lun_config cfg;
-    struct blk_node *bs;
-    struct scsi_lun *lun;
-    bool resize_unsupported;        /* told once */
-};
-
-struct serve {
-    const char *socket, *pidfile;
-    bool once;
-    int verbose;
-    unsigned workers;
-    struct serve_lun luns[SERVE_MAX_LUNS];
-    unsigned nluns;
-    struct scsi_target *target;
-    struct scsi_disp *disp;
-    struct vscsi_shared shared;
-    struct vhost_server *server;
-    int sigfd;
-};
+#include "cli/serve_int.h"
+#include "ctl/ctl.h"
 
 /* A start-up failure that is not a usage error (an image, the socket):
  * one line, exit status 1 all the same. */
@@ -72,6 +42,7 @@ static void serve_usage(FILE *f)
     fprintf(f,
             "usage: scuse serve --vhost-user-scsi SOCKET --lun N=IMG[,OPT...] [--lun ...]\n"
 "                   [--pidfile FILE] [--once] [--workers N] [-v]\n"
+"                   [--control SOCKET [--control-group G]]\n"
             "       scuse serve --tcmu [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
             "  --tcmu                    serve the TCMU backstores made by `scuse tcmu create`\n"
             "                            (LIO in the kernel; see `scuse tcmu --help`)\n"
@@ -96,6 +67,9 @@ static void serve_usage(FILE *f)
             "    a comma inside a value is written twice (,,)\n"
             "  --pidfile FILE            write the pid there once the socket listens\n"
             "  --once                    exit when the first VM disconnects\n"
+            "  --control SOCKET          a control socket (QMP-style JSON; `scuse ctl`): add,\n"
+            "                            remove and resize LUNs, change media (mode 0600)\n"
+            "  --control-group G         and let group G (name or number) use it (mode 0660)\n"
             "  --workers N               dispatcher threads (default: chosen by the dispatcher)\n"
             "  -v, -vv                   log more (info, debug) to stderr\n"
             "SIGTERM or SIGINT stops it (images flushed and closed); SIGHUP re-reads\n"
@@ -289,6 +263,8 @@ static int parse_args(struct serve *s, int argc, char **argv)
         { "pidfile", required_argument, NULL, 'p' },
         { "once", no_argument, NULL, 'o' },
         { "workers", required_argument, NULL, 'w' },
+        { "control", required_argument, NULL, 'c' },
+        { "control-group", required_argument, NULL, 'g' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -312,6 +288,13 @@ static int parse_args(struct serve *s, int argc, char **argv)
                                 DISP_MAX_WORKERS);
             s->workers = (unsigned)v;
             break;
+        case 'c': s->control = optarg; break;
+        case 'g':
+            if (cli_parse_group(optarg, &s->control_gid) < 0)
+                return cli_fail(EXIT_USAGE, "serve", "--control-group '%s': no such group",
+                                optarg);
+            s->control_have_gid = true;
+            break;
         case 'v': s->verbose++; break;
         case 'h': serve_usage(stdout); return -1;
         case ':':
@@ -324,8 +307,10 @@ static int parse_args(struct serve *s, int argc, char **argv)
         return cli_fail(EXIT_USAGE, "serve", "unexpected argument '%s'", argv[optind]);
     if (!s->socket)
         return cli_fail(EXIT_USAGE, "serve", "--vhost-user-scsi SOCKET is required");
-    if (!s->nluns)
-        return cli_fail(EXIT_USAGE, "serve", "at least one --lun is required");
+    if (!s->nluns && !s->control)
+        return cli_fail(EXIT_USAGE, "serve", "at least one --lun (or --control) is required");
+    if (s->control_have_gid && !s->control)
+        return cli_fail(EXIT_USAGE, "serve", "--control-group without --control");
     return 0;
 }
 
@@ -460,6 +445,8 @@ static int start(struct serve *s)
         return start_fail("--vhost-user-scsi %s", err.msg);
     if (vhost_server_watch(s->server, s->sigfd, on_signal, s) < 0)
         return start_fail("cannot watch signals");
+    if (s->control && serve_ctl_start(s, &err) < 0)
+        return start_fail("--control %s", err.msg);
     int r = s->pidfile ? write_pidfile(s->pidfile) : 0;
     if (r < 0)
         return start_fail("--pidfile '%s': %s", s->pidfile, strerror(-r));
@@ -472,6 +459,7 @@ static int start(struct serve *s)
 static int stop(struct serve *s, bool started)
 {
     int rc = 0;
+    ctl_server_destroy(s->ctl);         /* answers written first (quit's) */
     vhost_server_destroy(s->server);    /* the VM's requests drain first */
     scsi_disp_destroy(s->disp);
     for (unsigned i = 0; i < s->nluns; i++) {

@@ -125,6 +125,33 @@ static void run(struct scsi_disp_lun *q, struct scsi_cmd *cmd)
     }
 }
 
+/* A finished command in its LUN's counters (lock held). */
+static void count(struct scsi_disp_lun *q, const struct scsi_cmd *c)
+{
+    struct scsi_lun_stats *st = &q->stats;
+    st->commands++;
+    if (c->status != SCSI_STATUS_GOOD) {
+        st->errors++;
+        return;
+    }
+    switch (c->access) {
+    case SCSI_ACCESS_READ:
+        st->reads++;
+        st->read_blocks += c->nblocks;
+        break;
+    case SCSI_ACCESS_WRITE:
+    case SCSI_ACCESS_ATOMIC:
+        st->writes++;
+        st->write_blocks += c->nblocks;
+        break;
+    case SCSI_ACCESS_FLUSH:
+        st->flushes++;
+        break;
+    default:
+        break;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct disp_worker *w = arg;
@@ -136,6 +163,7 @@ static void *worker_main(void *arg)
         record(d, w);
         struct scsi_cmd *fin = ran;
         if (fin) {
+            count(ran_q, fin);
             unsigned woken = disp_queue_finish(ran_q, fin);
             ready_push(d, ran_q);
             wake(d, woken);
@@ -319,6 +347,16 @@ void scsi_disp_detach(struct scsi_disp *d, struct scsi_lun *lun)
         wait_lun_idle(d, q);
         forget(d, q);
     }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void scsi_disp_lun_stats(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_lun_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
+    if (q && q->disp == d)
+        *out = q->stats;
     pthread_mutex_unlock(&d->lock);
 }
 

@@ -219,8 +219,8 @@ uint16_t scsi_lun_id(const struct scsi_lun *lun);
  * logical unit that is not there (standard INQUIRY: peripheral qualifier
  * 3, type 1Fh; REPORT LUNS: the inventory; REQUEST SENSE: GOOD with
  * LOGICAL UNIT NOT SUPPORTED as its data; anything else: CHECK CONDITION,
- * ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED). The set is fixed once
- * commands flow: add every LUN before the first submit. */
+ * ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED). LUNs may be added and
+ * removed while commands flow through scsi_target_submit (hot plug). */
 struct scsi_target;
 int scsi_target_create(struct scsi_target **out, struct scuse_err *err);
 /* Frees the target, not its LUNs (they forget it). */
@@ -228,7 +228,16 @@ void scsi_target_destroy(struct scsi_target *t);
 /* Adds lun under its own id (scsi_lun_create's lun_id); a LUN belongs to
  * at most one target. */
 int scsi_target_add_lun(struct scsi_target *t, struct scsi_lun *lun, struct scuse_err *err);
-/* The LUN with this id, or NULL. */
+/* Take the LUN with this id out of the target (NULL: none): once this
+ * returns no scsi_target_submit reaches it; commands already submitted
+ * may still run (scsi_disp_detach waits for them). */
+struct scsi_lun *scsi_target_remove_lun(struct scsi_target *t, uint16_t id);
+/* Raise ua on every LUN of t but except (REPORTED LUNS DATA HAS CHANGED
+ * after a hot plug). */
+void scsi_target_raise_ua(struct scsi_target *t, enum scsi_ua ua, const struct scsi_lun *except);
+/* The LUN with this id, or NULL. The pointer stays valid only while
+ * nobody removes it (the thread that adds and removes LUNs, or a caller
+ * that knows). */
 struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id);
 unsigned scsi_target_count(const struct scsi_target *t);
 /* The i-th LUN in id order (i < scsi_target_count). */

@@ -368,7 +368,7 @@ char *ctl_handle(const struct ctl_backend *be, void *opaque, const char *line, s
 {
     struct answer a = { 0 };
     json_error_t jerr;
-    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!req) {
         fail(&a, "GenericError", "JSON parse error at column %d: %s", jerr.column, jerr.text);
         return answer_line(&a, NULL);

@@ -271,8 +271,9 @@ static void test_hotplug(void **state)
     ctl_err("lun-add", "{\"lun\": 6, \"file\": \"/nonexistent/x.raw\"}", "GenericError",
             "/nonexistent/x.raw");
     ctl_err("lun-add", "{\"lun\": 16384, \"file\": \"x\"}", "GenericError", "0 to 16383");
-    ctl_err("lun-add", "{\"lun\": 7, \"file\": \"x\", \"format\": \"qed\"}", "GenericError",
-            "cannot open QED images");
+    snprintf(args, sizeof(args), "{\"lun\": 7, \"file\": \"%s\", \"format\": \"qed\"}",
+             tu_path("grow.raw"));
+    ctl_err("lun-add", args, "GenericError", "cannot open QED images");
     assert_int_equal(report_luns(f, ids, 8), 2);
 
     /* ---- query-luns: the I/O counters ---- */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "scsi/dispatch.h"
+#include "scsi/scsi_int.h"
 #include "util/log.h"
 
 struct scsi_disp {
@@ -115,6 +116,7 @@ static __thread struct scsi_disp *absorb_for;
 static void run(struct scsi_disp_lun *q, struct scsi_cmd *cmd)
 {
     if (disp_phase(cmd) == DISP_ABORTING) {
+        scsi_cmd_drop(q->lun, cmd);  /* what its prepare took (a removable medium) */
         cmd->status = SCSI_STATUS_TASK_ABORTED;
         cmd->sense_len = 0;
         cmd->xfer = 0;
@@ -376,6 +378,7 @@ void scsi_submit(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_cmd *cmd
     if (lun_queue(d, lun, &q, &err) < 0) {
         pthread_mutex_unlock(&d->lock);
         log_error("scsi: command refused with BUSY: %s", err.msg);
+        scsi_cmd_drop(lun, cmd);
         cmd->status = SCSI_STATUS_BUSY;
         cmd->sense_len = 0;
         cmd->resid = (uint32_t)cmd->data.len;

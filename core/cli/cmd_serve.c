@@ -348,6 +348,8 @@ static void rescan(struct serve *s)
         struct serve_lun *l = &s->luns[i];
         struct scuse_err err = { 0 };
         bool changed;
+        if (!l->bs || scsi_lun_device(l->lun) == SCSI_DEVICE_CDROM)
+            continue;               /* a disc does not grow (nor an empty drive) */
         int r = blk_refresh_size(l->bs, &changed, &err);
         if (r == -ENOTSUP) {
             if (!l->resize_unsupported)
@@ -395,7 +397,7 @@ static void on_disconnect(void *opaque, void *dev_state)
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
         struct scuse_err err = { 0 };
-        int r = l->bs->read_only ? 0 : blk_flush(l->bs, &err);
+        int r = !l->bs || l->bs->read_only ? 0 : blk_flush(l->bs, &err);
         if (r < 0)
             log_error("LUN %u: flush failed: %s", l->id, cli_reason(&err, r));
     }
@@ -459,9 +461,9 @@ static int start(struct serve *s)
 static int stop(struct serve *s, bool started)
 {
     int rc = 0;
-    ctl_server_destroy(s->ctl);         /* answers written first (quit's) */
     vhost_server_destroy(s->server);    /* the VM's requests drain first */
     scsi_disp_destroy(s->disp);
+    ctl_server_destroy(s->ctl);         /* no LUN event can come now; quit's answer goes */
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
         if (started && l->bs && !l->bs->read_only) {

@@ -8,7 +8,10 @@
  *           HAS CHANGED on the others, TRANSPORT_RESET/RESCAN;
  *   remove: out of the target (no new command reaches it), detach
  *           (waits for those in flight), REPORTED LUNS DATA HAS CHANGED,
- *           TRANSPORT_RESET/REMOVED, flush and close. */
+ *           TRANSPORT_RESET/REMOVED, flush and close;
+ *   eject:  the SCSI layer closes the door to new reads and waits for
+ *           those under way (scsi_lun_medium_eject), then the node is
+ *           closed; insert opens the new one first. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -40,11 +43,33 @@ static int no_lun(uint16_t id, struct scuse_err *err)
     return err_set(err, -ENODEV, "LUN %u does not exist", id);
 }
 
+static bool is_cdrom(const struct serve_lun *l)
+{
+    return scsi_lun_device(l->lun) == SCSI_DEVICE_CDROM;
+}
+
 static json_t *lun_json(struct serve *s, struct serve_lun *l)
 {
-    struct ctl_lun_view v = { .lun = l->id, .device = CTL_DEVICE_DISK, .slun = l->lun,
-                              .bs = l->bs, .file = l->file, .cfg = &l->cfg, .disp = s->disp };
+    struct ctl_lun_view v = { .lun = l->id,
+                              .device = is_cdrom(l) ? CTL_DEVICE_CDROM : CTL_DEVICE_DISK,
+                              .slun = l->lun, .bs = l->bs, .file = l->file, .cfg = &l->cfg,
+                              .disp = s->disp };
     return ctl_lun_json(&v);
+}
+
+/* What a LUN tells on its own (scsi.h): the guest's eject button. Any
+ * thread (a dispatcher worker for the guest's START STOP UNIT). Ejects
+ * and inserts made here send their events themselves, with the file. */
+static void on_lun_event(void *opaque, struct scsi_lun *lun, int event)
+{
+    struct serve *s = opaque;
+    uint16_t id = scsi_lun_id(lun);
+    if (event == SCSI_LUN_EVENT_GUEST_EJECT_REQUEST) {
+        log_info("LUN %u: the guest asks for the medium to be ejected", id);
+        ctl_server_event(s->ctl, "GUEST_EJECT_REQUEST", json_pack("{s:i}", "lun", id));
+    } else if (event == SCSI_LUN_EVENT_GUEST_LOAD) {
+        log_info("LUN %u: the guest closed the tray", id);
+    }
 }
 
 static int query_luns(void *o, json_t **ret, struct scuse_err *err)
@@ -74,9 +99,7 @@ void serve_lun_release(struct serve_lun *l)
 static int lun_add(void *o, const struct ctl_lun_add *a, json_t **ret, struct scuse_err *err)
 {
     struct serve *s = o;
-    if (a->device == CTL_DEVICE_CDROM)
-        return err_set(err, -ENOTSUP, "device 'cdrom': this scuse has no MMC (CD-ROM) device "
-                       "type yet; only 'disk'");
+    bool cd = a->device == CTL_DEVICE_CDROM;
     if (find(s, a->lun))
         return err_set(err, -EEXIST, "LUN %u exists already", a->lun);
     if (s->nluns == SERVE_MAX_LUNS)
@@ -89,7 +112,7 @@ static int lun_add(void *o, const struct ctl_lun_add *a, json_t **ret, struct sc
     struct serve_lun *l = &s->luns[s->nluns];
     memset(l, 0, sizeof(*l));
     l->id = a->lun;
-    l->readonly = a->readonly;
+    l->readonly = a->readonly || cd;    /* a disc is read-only */
     l->file = strdup(a->file);
     l->fmt = a->format ? strdup(a->format) : NULL;
     if (asprintf(&l->spec, "%u=%s (lun-add)", a->lun, a->file) < 0)
@@ -100,6 +123,7 @@ static int lun_add(void *o, const struct ctl_lun_add *a, json_t **ret, struct sc
     }
     scsi_lun_config_default(&l->cfg);
     l->cfg.read_only = l->readonly;
+    l->cfg.device = cd ? SCSI_DEVICE_CDROM : SCSI_DEVICE_DISK;
     int r = blk_open(l->file, l->fmt, l->readonly ? 0 : BLK_OPEN_RW, &l->opts, &l->bs, err);
     if (r == 0)
         r = scsi_lun_create(&l->cfg, l->bs, l->id, &l->lun, err);
@@ -113,6 +137,7 @@ static int lun_add(void *o, const struct ctl_lun_add *a, json_t **ret, struct sc
     }
     /* A new unit to the initiator: power-on unit attention first. */
     scsi_lun_raise_ua(l->lun, SCSI_UA_POWER_ON);
+    scsi_lun_set_event_cb(l->lun, on_lun_event, s);
     r = scsi_target_add_lun(s->target, l->lun, err);
     if (r < 0) {
         scsi_disp_detach(s->disp, l->lun);
@@ -127,8 +152,9 @@ static int lun_add(void *o, const struct ctl_lun_add *a, json_t **ret, struct sc
     log_info("LUN %u: '%s' added (%s, %llu bytes%s)", l->id, l->file, blk_format_name(l->bs),
              (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "");
     ctl_server_event(s->ctl, "LUN_ADDED",
-                     json_pack("{s:i,s:s,s:s,s:s}", "lun", l->id, "device", "disk", "file",
-                               l->file, "format", blk_format_name(l->bs)));
+                     json_pack("{s:i,s:s,s:s,s:s}", "lun", l->id, "device",
+                               cd ? "cdrom" : "disk", "file", l->file, "format",
+                               blk_format_name(l->bs)));
     *ret = lun_json(s, l);
     return 0;
 }
@@ -145,7 +171,7 @@ static int lun_remove(void *o, uint16_t id, struct scuse_err *err)
     struct vscsi *v = vhost_server_dev_state(s->server);
     if (v)
         vscsi_lun_hotplug(v, id, false);
-    if (!l->bs->read_only) {
+    if (l->bs && !l->bs->read_only) {
         struct scuse_err ferr = { 0 };
         int r = blk_flush(l->bs, &ferr);
         if (r < 0)
@@ -166,6 +192,9 @@ static int lun_resize(void *o, uint16_t id, json_t **ret, struct scuse_err *err)
     struct serve_lun *l = find(s, id);
     if (!l)
         return no_lun(id, err);
+    if (is_cdrom(l))
+        return err_set(err, -ENOTSUP, "LUN %u is a CD-ROM: a disc does not change size "
+                       "(medium-eject, then medium-insert)", id);
     bool moved = false;
     int r = blk_refresh_size(l->bs, &moved, err);
     if (r < 0) {
@@ -181,26 +210,82 @@ static int lun_resize(void *o, uint16_t id, json_t **ret, struct scuse_err *err)
     return 0;
 }
 
+/* The LUN for a medium command: a cdrom one. */
+static struct serve_lun *drive(struct serve *s, uint16_t id, const char *cmd,
+                               struct scuse_err *err)
+{
+    struct serve_lun *l = find(s, id);
+    if (!l) {
+        no_lun(id, err);
+        return NULL;
+    }
+    if (!is_cdrom(l)) {
+        err_set(err, -ENOTSUP, "LUN %u is a disk: %s needs a CD-ROM LUN (lun-add with "
+                "\"device\": \"cdrom\")", id, cmd);
+        return NULL;
+    }
+    return l;
+}
+
 static int medium_eject(void *o, uint16_t id, bool force, struct scuse_err *err)
 {
     struct serve *s = o;
-    (void)force;
-    if (!find(s, id))
-        return no_lun(id, err);
-    return err_set(err, -ENOTSUP, "LUN %u is a disk: medium-eject needs a CD-ROM LUN (device "
-                   "'cdrom'), which this scuse does not have yet", id);
+    struct serve_lun *l = drive(s, id, "medium-eject", err);
+    if (!l)
+        return err->code;
+    struct blk_node *old = NULL;
+    int r = scsi_lun_medium_eject(l->lun, force, &old, err);
+    if (r < 0)
+        return r == -ENODEV ? -EIO : r;
+    /* Nobody reads it any more (the eject drained its readers). */
+    if (old) {
+        log_debug("LUN %u: '%s' closed after the eject%s", id, l->file, force ? " (forced)" : "");
+        blk_close(old);
+    }
+    l->bs = NULL;
+    free(l->file);
+    free(l->fmt);
+    l->file = l->fmt = NULL;
+    ctl_server_event(s->ctl, "MEDIUM_EJECTED", json_pack("{s:i}", "lun", id));
+    return 0;
 }
 
 static int medium_insert(void *o, uint16_t id, const char *file, const char *format,
                          struct scuse_err *err)
 {
     struct serve *s = o;
-    (void)file;
-    (void)format;
-    if (!find(s, id))
-        return no_lun(id, err);
-    return err_set(err, -ENOTSUP, "LUN %u is a disk: medium-insert needs a CD-ROM LUN (device "
-                   "'cdrom'), which this scuse does not have yet", id);
+    struct serve_lun *l = drive(s, id, "medium-insert", err);
+    if (!l)
+        return err->code;
+    if (format && !blk_format_has(format, BLK_FMT_KNOWN)) {
+        char list[256];
+        blk_format_list(BLK_FMT_OPEN, list, sizeof(list));
+        return err_set(err, -EINVAL, "unknown format '%s' (scuse serves: %s)", format, list);
+    }
+    if (l->bs)
+        return err_set(err, -EEXIST, "LUN %u holds '%s': medium-eject it first", id,
+                       l->file ? l->file : "a medium");
+    char *f = strdup(file), *fmt = format ? strdup(format) : NULL;
+    struct blk_node *bs = NULL;
+    int r = !f || (format && !fmt) ? err_set(err, -ENOMEM, "out of memory")
+                                   : blk_open(file, format, 0, NULL, &bs, err);
+    if (r == 0)
+        r = scsi_lun_medium_insert(l->lun, bs, err);
+    if (r < 0) {
+        blk_close(bs);
+        free(f);
+        free(fmt);
+        return r == -ENODEV ? -EINVAL : r;
+    }
+    l->bs = bs;
+    l->file = f;
+    l->fmt = fmt;
+    log_debug("LUN %u: '%s' opened for the insert (%s, %llu bytes)", id, file, blk_format_name(bs),
+             (unsigned long long)bs->size);
+    ctl_server_event(s->ctl, "MEDIUM_INSERTED",
+                     json_pack("{s:i,s:s,s:s}", "lun", id, "file", file, "format",
+                               blk_format_name(bs)));
+    return 0;
 }
 
 static void quit(void *o)
@@ -238,6 +323,8 @@ int serve_ctl_start(struct serve *s, struct scuse_err *err)
     r = vhost_server_watch(s->server, ctl_server_fd(s->ctl), on_control, s);
     if (r < 0)
         return err_set(err, r, "cannot watch the control socket: %s", strerror(-r));
+    for (unsigned i = 0; i < s->nluns; i++)
+        scsi_lun_set_event_cb(s->luns[i].lun, on_lun_event, s);
     log_info("control socket on %s", s->control);
     return 0;
 }

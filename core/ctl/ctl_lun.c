@@ -35,9 +35,17 @@ static json_t *stats_json(const struct ctl_lun_view *v)
                      (json_int_t)st.flushes, "errors", (json_int_t)st.errors);
 }
 
-/* present, absent or tray-open: a disk has its image or nothing. */
+/* present, absent or tray-open: a disk has its image, a CD-ROM drive
+ * says (the guest may have opened the tray). */
 static const char *medium_name(const struct ctl_lun_view *v)
 {
+    if (v->slun && v->device == CTL_DEVICE_CDROM) {
+        switch (scsi_lun_medium_state(v->slun)) {
+        case SCSI_MEDIUM_PRESENT: return "present";
+        case SCSI_MEDIUM_TRAY_OPEN: return "tray-open";
+        case SCSI_MEDIUM_ABSENT: return "absent";
+        }
+    }
     return v->bs ? "present" : "absent";
 }
 
@@ -61,6 +69,8 @@ json_t *ctl_lun_json(const struct ctl_lun_view *v)
     bool ro = (v->cfg && v->cfg->read_only) || (v->bs && v->bs->read_only);
     json_object_set_new(o, "read-only", json_boolean(ro));
     json_object_set_new(o, "medium", json_string(medium_name(v)));
+    if (v->slun && v->device == CTL_DEVICE_CDROM)
+        json_object_set_new(o, "locked", json_boolean(scsi_lun_medium_locked(v->slun)));
     char policy[SCSI_POLICY_TEXT_MAX + 16] = "";
     if (v->cfg)
         scsi_policy_format(v->cfg, ':', policy, sizeof(policy));

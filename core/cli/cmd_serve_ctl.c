@@ -152,8 +152,8 @@ static int lun_add(void *o, const struct ctl_lun_add *a, json_t **ret, struct sc
     log_info("LUN %u: '%s' added (%s, %llu bytes%s)", l->id, l->file, blk_format_name(l->bs),
              (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "");
     ctl_server_event(s->ctl, "LUN_ADDED",
-                     json_pack("{s:i,s:s,s:s,s:s}", "lun", l->id, "device",
-                               cd ? "cdrom" : "disk", "file", l->file, "format",
+                     json_pack("{s:i,s:s,s:o,s:s}", "lun", l->id, "device",
+                               cd ? "cdrom" : "disk", "file", ctl_string(l->file), "format",
                                blk_format_name(l->bs)));
     *ret = lun_json(s, l);
     return 0;
@@ -239,7 +239,8 @@ static int medium_eject(void *o, uint16_t id, bool force, struct scuse_err *err)
         return r == -ENODEV ? -EIO : r;
     /* Nobody reads it any more (the eject drained its readers). */
     if (old) {
-        log_debug("LUN %u: '%s' closed after the eject%s", id, l->file, force ? " (forced)" : "");
+        log_debug("LUN %u: '%s' closed after the eject%s", id, l->file,
+                  force ? " (forced)" : "");
         blk_close(old);
     }
     l->bs = NULL;
@@ -280,10 +281,10 @@ static int medium_insert(void *o, uint16_t id, const char *file, const char *for
     l->bs = bs;
     l->file = f;
     l->fmt = fmt;
-    log_debug("LUN %u: '%s' opened for the insert (%s, %llu bytes)", id, file, blk_format_name(bs),
-             (unsigned long long)bs->size);
+    log_debug("LUN %u: '%s' opened for the insert (%s, %llu bytes)", id, file,
+              blk_format_name(bs), (unsigned long long)bs->size);
     ctl_server_event(s->ctl, "MEDIUM_INSERTED",
-                     json_pack("{s:i,s:s,s:s}", "lun", id, "file", file, "format",
+                     json_pack("{s:i,s:o,s:s}", "lun", id, "file", ctl_string(file), "format",
                                blk_format_name(bs)));
     return 0;
 }

@@ -70,6 +70,11 @@ char *ctl_handle(const struct ctl_backend *be, void *opaque, const char *line, s
 char *ctl_oversize_answer(void);
 /* An event line {"event", "data", "timestamp"} (data is stolen; NULL: {}). */
 char *ctl_event_line(const char *name, json_t *data);
+/* Replace every byte of text that is not part of well-formed UTF-8 with
+ * '?' (JSON strings must be UTF-8; file names and quoted input may not). */
+void ctl_utf8_clean(char *text);
+/* A JSON string of text, cleaned that way when it must be; NULL -> null. */
+json_t *ctl_string(const char *text);
 
 /* ---- ctl_lun.c ---- */
 

@@ -1,10 +1,27 @@
 /* A LUN as query-luns describes it: the same members whichever transport
  * serves it. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "blk/blk.h"
 #include "ctl/ctl.h"
 #include "scsi/dispatch.h"
+
+json_t *ctl_string(const char *text)
+{
+    if (!text)
+        return json_null();
+    json_t *j = json_string(text);
+    if (j)
+        return j;
+    char *copy = strdup(text);
+    if (!copy)
+        return NULL;
+    ctl_utf8_clean(copy);
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
 
 const char *ctl_device_name(enum ctl_device d)
 {
@@ -15,9 +32,8 @@ static json_t *chain_json(struct blk_node *bs)
 {
     json_t *a = json_array();
     for (; bs && a; bs = bs->backing)
-        json_array_append_new(a, json_pack("{s:s,s:s}", "file",
-                                           bs->filename ? bs->filename : "", "format",
-                                           blk_format_name(bs)));
+        json_array_append_new(a, json_pack("{s:o,s:s}", "file", ctl_string(bs->filename),
+                                           "format", blk_format_name(bs)));
     return a;
 }
 
@@ -56,9 +72,9 @@ json_t *ctl_lun_json(const struct ctl_lun_view *v)
         return NULL;
     json_object_set_new(o, "lun", json_integer(v->lun));
     if (v->name)
-        json_object_set_new(o, "name", json_string(v->name));
+        json_object_set_new(o, "name", ctl_string(v->name));
     json_object_set_new(o, "device", json_string(ctl_device_name(v->device)));
-    json_object_set_new(o, "file", v->file ? json_string(v->file) : json_null());
+    json_object_set_new(o, "file", ctl_string(v->file));
     json_object_set_new(o, "format", v->bs ? json_string(blk_format_name(v->bs)) : json_null());
     json_object_set_new(o, "chain", chain_json(v->bs));
     json_object_set_new(o, "size", json_integer(v->bs ? (json_int_t)v->bs->size : 0));

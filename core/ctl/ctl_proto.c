@@ -309,6 +309,44 @@ static char *dump_line(json_t *obj)
     return line;
 }
 
+/* Whether s[0..] starts a well-formed UTF-8 sequence; its length, or 0. */
+static unsigned utf8_seq(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    unsigned n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (!n)
+        return 0;
+    /* The second byte's range excludes overlongs, surrogates and > U+10FFFF. */
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (unsigned i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* A description quotes the request (a key, a command name, the parser's
+ * "near '...'"), which may hold bytes that are not UTF-8, or a character
+ * cut by a length limit: each such byte becomes '?', so the answer is
+ * always valid JSON. */
+void ctl_utf8_clean(char *text)
+{
+    unsigned char *s = (unsigned char *)text;
+    while (*s) {
+        unsigned n = utf8_seq(s);
+        if (!n) {
+            *s++ = '?';
+            continue;
+        }
+        s += n;
+    }
+}
+
 static char *answer_line(struct answer *a, json_t *id)
 {
     json_t *obj = json_object();
@@ -316,10 +354,16 @@ static char *answer_line(struct answer *a, json_t *id)
         return NULL;
     if (a->cls) {
         json_decref(a->ret);
-        json_object_set_new(obj, "error", json_pack("{s:s,s:s}", "class", a->cls, "desc",
-                                                    a->desc));
-    } else {
-        json_object_set_new(obj, "return", a->ret);
+        ctl_utf8_clean(a->desc);
+        json_t *e = json_pack("{s:s,s:s}", "class", a->cls, "desc", a->desc);
+        if (!e) {
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set_new(obj, "error", e);
+    } else if (!a->ret || json_object_set_new(obj, "return", a->ret) < 0) {
+        json_decref(obj);
+        return NULL;
     }
     if (id)
         json_object_set(obj, "id", id);

@@ -185,6 +185,16 @@ static void test_malformed(void **state)
     memset(deep, '[', 4100);
     deep[4100] = '\0';
     want_error(ask(&r, deep), "GenericError", "JSON parse error");
+    /* The parser quotes what it stopped at, bytes that are not UTF-8
+     * included (found by fuzz_ctl): the answer stays valid JSON. */
+    static const char cut[] = "{\"execute\": \"qui\xb2\x39\x95\x07\xc0\x60\x00\x00}";
+    want_error(ask_len(&full, &r, cut, sizeof(cut) - 1), "GenericError", "JSON parse error");
+    /* A member name cut at 200 bytes in the middle of a character. */
+    char key[400];
+    int n = snprintf(key, sizeof(key), "{\"execute\": \"quit\", \"");
+    memset(key + n, 'k', 199);
+    snprintf(key + n + 199, sizeof(key) - (size_t)n - 199, "\xc3\xa9\xc3\xa9\": 1}");
+    want_error(ask(&r, key), "GenericError", "is unexpected");
     /* None of it reached the backend. */
     assert_string_equal(r.last, "");
 }

@@ -27,6 +27,13 @@ int cmd_domain(int argc, char **argv);
 int cmd_libvirt_hook(int argc, char **argv);
 /* `scuse ctl`: a client of the control socket (core/ctl/ctl_client.c). */
 int cmd_ctl(int argc, char **argv);
+/* `scuse tcmu serve --control` (cmd_tcmu_ctl.c): the socket on dm's loop
+ * until tcmu_ctl_stop (after tcmu_daemon_destroy: no LUN event then). */
+struct tcmu_daemon;
+struct tcmu_ctl;
+int tcmu_ctl_start(struct tcmu_daemon *dm, const char *path, gid_t gid, bool have_gid,
+                   struct tcmu_ctl **out, struct scuse_err *err);
+void tcmu_ctl_stop(struct tcmu_ctl *c);
 /* `scuse serve --domain FILE` (cmd_serve_domain.c). */
 int cmd_serve_domain(int argc, char **argv);
 

@@ -34,6 +34,7 @@ static void tcmu_usage(FILE *f)
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
+        "                        [--control SOCKET [--control-group G]]\n"
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
         "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
@@ -57,6 +58,8 @@ static void tcmu_usage(FILE *f)
         "  --configfs DIR       configfs root (default " DEFAULT_CONFIGFS ")\n"
         "  --sysfs DIR          sysfs root (default /sys)\n"
         "  --workers N          SCSI dispatcher threads (default: chosen from the CPUs)\n"
+        "  --control SOCKET     serve: a control socket (QMP-style JSON, `scuse ctl`; mode 0600)\n"
+        "  --control-group G    serve: and let group G use it (mode 0660)\n"
         "  -v                   log every device change and command error (twice: debug)\n",
         DEFAULT_DATA_AREA_MB);
 }
@@ -77,6 +80,7 @@ static int fail(int code, const char *sub, const char *fmt, ...)
 
 enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
        O_POLICY, O_POLICY_FILE };
+enum { O_CONTROL = 400, O_CONTROL_GROUP };     /* serve --control (cmd_tcmu_ctl.c) */
 
 static const struct option longopts[] = {
     { "format", required_argument, NULL, 'f' },
@@ -91,6 +95,8 @@ static const struct option longopts[] = {
     { "workers", required_argument, NULL, O_WORKERS },
     { "policy", required_argument, NULL, O_POLICY },
     { "policy-file", required_argument, NULL, O_POLICY_FILE },
+    { "control", required_argument, NULL, O_CONTROL },
+    { "control-group", required_argument, NULL, O_CONTROL_GROUP },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -103,6 +109,9 @@ struct opts {
     uint64_t block_size, max_sectors, data_area_mb, workers;
     bool have_max_sectors;
     int verbose;
+    const char *control;            /* serve --control SOCKET */
+    gid_t control_gid;
+    bool control_have_gid;
 };
 
 static int number(const char *sub, const char *opt, const char *arg, uint64_t min, uint64_t max,
@@ -186,6 +195,17 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
             break;
         case O_CONFIGFS: o->configfs = optarg; break;
         case O_SYSFS: o->sysfs = optarg; break;
+        case O_CONTROL:
+        case O_CONTROL_GROUP:
+            if (strcmp(sub, "serve") != 0)
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --control is an option of serve", sub);
+            if (c == O_CONTROL)
+                o->control = optarg;
+            else if (cli_parse_group(optarg, &o->control_gid) < 0)
+                return cli_fail(EXIT_USAGE, "tcmu", "serve: --control-group '%s': no such "
+                                "group", optarg);
+            o->control_have_gid |= c == O_CONTROL_GROUP;
+            break;
         case O_WORKERS:
             if (number(sub, "--workers", optarg, 1, 64, &o->workers))
                 return EXIT_USAGE;
@@ -390,9 +410,22 @@ int cmd_tcmu_serve(int argc, char **argv)
         close(sig_fd);
         return fail(EXIT_USAGE, "serve", "%s", err.msg);
     }
+    struct tcmu_ctl *ctl = NULL;
+    r = 0;
+    if (o.control_have_gid && !o.control)
+        r = fail(EXIT_USAGE, "serve", "--control-group without --control");
+    else if (o.control && tcmu_ctl_start(dm, o.control, o.control_gid, o.control_have_gid,
+                                         &ctl, &err) < 0)
+        r = fail(EXIT_USAGE, "serve", "--control %s", err.msg);
+    if (r != 0) {
+        tcmu_daemon_destroy(dm);
+        close(sig_fd);
+        return r;
+    }
     r = tcmu_daemon_run(dm, &err);
     /* Every device drained, every image flushed and closed. */
     int f = tcmu_daemon_destroy(dm);
+    tcmu_ctl_stop(ctl);
     close(sig_fd);
     if (r < 0)
         return fail(EXIT_USAGE, "serve", "%s", err.msg);

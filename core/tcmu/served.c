@@ -74,6 +74,16 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
     return 0;
 }
 
+/* A LUN's event, to the daemon's listener with the device's minor (s
+ * outlives its LUN's commands: close_medium drains them). */
+static void lun_event(void *opaque, struct scsi_lun *lun, int event)
+{
+    struct tcmu_served *s = opaque;
+    (void)lun;
+    if (s->dm->lun_event)
+        s->dm->lun_event(s->dm->lun_event_opaque, s->uio.minor, event);
+}
+
 /* Open the image and make the LUN (attached to the dispatcher). */
 static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
                        struct scuse_err *err)
@@ -92,6 +102,7 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
         return r;
     }
     s->lun = lun;
+    scsi_lun_set_event_cb(lun, lun_event, s);
     if (s->ring_up)
         tcmu_dev_set_lun(&s->dev, lun);
     return 0;

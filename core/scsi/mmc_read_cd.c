@@ -45,6 +45,10 @@ SCSI_HANDLER(mmc_prep_read_cd)
         scsi_fail_cdb(lun, cmd, 9, -1);
         return;
     }
+    if (cdb[10] & 0x07) {           /* sub-channel data: none kept */
+        scsi_fail_cdb(lun, cmd, 10, 2);
+        return;
+    }
     if (n > (SCSI_MAX_XFER_BYTES / OPTICAL_RAW)) {
         scsi_fail_cdb(lun, cmd, 6, -1);
         return;

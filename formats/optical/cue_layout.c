@@ -54,16 +54,15 @@ int cue_layout(const struct cue_sheet *cs, const uint64_t *file_size, const char
         /* Byte offset of the first stored sector. */
         uint64_t off;
         uint32_t ff = first_frame(t);
-        if (prev && prev->file == t->file) {
-            uint32_t pf = first_frame(prev);
-            if (ff <= (uint32_t)prev->index1)
-                return FAIL(t->index1_line, "INDEX: track %02u starts at frame %u, not after "
-                            "track %02u's INDEX 01 (frame %d): the tracks overlap", t->number,
-                            ff, prev->number, prev->index1);
-            off = d->track[i - 1].file_off + (uint64_t)(ff - pf) * prev->sector_size;
-        } else {
+        if (next && next->file == t->file && first_frame(next) <= (uint32_t)t->index1)
+            return FAIL(next->index1_line, "INDEX: track %02u starts at frame %u, not after "
+                        "track %02u's INDEX 01 (frame %d): the tracks overlap", next->number,
+                        first_frame(next), t->number, t->index1);
+        if (prev && prev->file == t->file)
+            off = d->track[i - 1].file_off + (uint64_t)(ff - first_frame(prev)) *
+                                                 prev->sector_size;
+        else
             off = (uint64_t)ff * t->sector_size;
-        }
         /* Sectors stored for it: to the next track of the file, or to the
          * end of the file. */
         uint64_t stored;

@@ -130,6 +130,8 @@ int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint
     if (!lun)
         return err_set(err, -ENOMEM, "out of memory for a LUN");
     lun->cfg = *cfg;
+    if (cd && strcmp(cfg->product, "scuse disk") == 0)
+        snprintf(lun->cfg.product, sizeof(lun->cfg.product), "scuse cdrom");  /* the default's */
     lun->ops = cd ? mmc_ops : scsi_ops;
     lun->n_ops = cd ? mmc_n_ops : scsi_n_ops;
     lun->bs = bs;

@@ -33,7 +33,8 @@ PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-system-x86 cpio kmod xz-utils binutils
       libnl-3-dev libnl-genl-3-dev libvirt-clients python3-libvmdk libxml2-dev
       libvirt-daemon libvirt-daemon-driver-qemu util-linux
-      libvhdi-dev libvhdi-utils libqcow-dev bzip2)
+      libvhdi-dev libvhdi-utils libqcow-dev bzip2
+      xorriso bchunk libcdio-utils)
 
 install_deps() {
     local missing=()

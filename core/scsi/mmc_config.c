@@ -51,8 +51,9 @@ static unsigned features(uint16_t profile, struct feature *f)
     /* Morphing: media events through polled GESN only. */
     f[n] = (struct feature){ 0x0002, 1, true, true, 4, { 0 } };
     n++;
-    /* Removable medium: tray, Load, Eject, lockable. */
-    f[n] = (struct feature){ 0x0003, 0, true, true, 4, { 0x39, 0, 0, 0 } };
+    /* Removable medium (version 2: with the Load bit): tray, Load, Eject,
+     * lockable. */
+    f[n] = (struct feature){ 0x0003, 2, true, true, 4, { 0x39, 0, 0, 0 } };
     n++;
     /* Random readable: 2048-byte blocks, blocking 1 (CD) or 16 (DVD). */
     f[n] = (struct feature){ 0x0010, 0, false, cd || dvd, 8,
@@ -113,12 +114,12 @@ SCSI_HANDLER(mmc_prep_gesn)
     memset(b, 0, sizeof(b));
     b[3] = 1u << GESN_MEDIA_CLASS;  /* supported classes: media */
     if (!(cdb[4] & (1u << GESN_MEDIA_CLASS))) {
-        put_be16(b, 2);
+        put_be16(b, 0);             /* no event descriptor follows the header */
         b[2] = 0x80;                /* NEA: no class asked for is supported */
         scsi_reply(cmd, b, 4, alloc);
         return;
     }
-    put_be16(b, 6);
+    put_be16(b, 4);                 /* the media event descriptor after the header */
     b[2] = GESN_MEDIA_CLASS;
     b[4] = scsi_lun_take_media_event(lun);
     switch (scsi_lun_medium_state(lun)) {
@@ -135,6 +136,7 @@ SCSI_HANDLER(mmc_prep_mechanism_status)
     memset(b, 0, sizeof(b));
     if (scsi_lun_medium_state(lun) == SCSI_MEDIUM_TRAY_OPEN)
         b[1] = 0x10;                /* door open */
+    b[5] = 1;                       /* slots: the one tray (as QEMU's drive says) */
     scsi_reply(cmd, b, sizeof(b), get_be16(cmd->cdb + 8));
 }
 

@@ -74,7 +74,9 @@ def declared(name, b):
     """The reply's own length (its length field), for the commands that have one."""
     if not b:
         return 0
-    if name.startswith(("toc", "discinfo", "trackinfo", "gesn", "modesense10")):
+    if name.startswith("gesn"):
+        return min(len(b), be(b, 0, 2) + 4)
+    if name.startswith(("toc", "discinfo", "trackinfo", "modesense10")):
         return min(len(b), be(b, 0, 2) + 2)
     if name.startswith("modesense6"):
         return min(len(b), b[0] + 1)

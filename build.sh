@@ -10,6 +10,7 @@
 #   ./build.sh demo     the main job on a built-in sample: a guest boots from a
 #                       qcow2 chain served by scuse serve
 #   ./build.sh demo-tools  info/map/convert on the same kind of chain
+#   ./build.sh demo-cd  an ISO served as a CD-ROM: SeaBIOS boots it, Linux mounts it
 #   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O, then VMDK, VHD/VHDX)
 # Every mode builds with -Werror (SCUSE_WERROR; a plain cmake build has it
 # off), and every test run fails when ctest skipped a test (a missing
@@ -161,6 +162,11 @@ demo-tools)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/samples/demo_tools.sh"
     ;;
+demo-cd)
+    install_deps
+    configure_build build
+    SCUSE="$top/build/scuse" bash "$top/samples/demo_cd.sh"
+    ;;
 bench)
     install_deps
     configure_build build
@@ -170,7 +176,7 @@ bench)
     SCUSE="$top/build/scuse" bash "$top/tests/bench/vhd.sh"
     ;;
 *)
-    echo "usage: $0 [test|release|asan|tsan|fuzz|demo|demo-tools|bench]" >&2
+    echo "usage: $0 [test|release|asan|tsan|fuzz|demo|demo-tools|demo-cd|bench]" >&2
     exit 1
     ;;
 esac

@@ -33,13 +33,13 @@ mark CD tcmu "$BLK" "${SGD#/dev/}" "$(cat "$CD/type")" "$(cat "/sys/block/$BLK/r
     "$(cat "/sys/block/$BLK/size")"
 section cd_inquiry sg_raw -vv -r 36 "$SGD" 12 00 00 00 24 00
 section cd_toc sg_raw -vv -r 20 "$SGD" 43 00 00 00 00 00 00 00 14 00
-mkdir -p /mnt/cd
-mount -t iso9660 -o ro "/dev/$BLK" /mnt/cd || die "mount -t iso9660 /dev/$BLK"
-for f in $(cd /mnt/cd && find . -type f | sort); do
-    s=$(sha256sum <"/mnt/cd/$f") || die "reading $f from the CD"
+mkdir -p /tmp/cd
+mount -t iso9660 -o ro "/dev/$BLK" /tmp/cd || die "mount -t iso9660 /dev/$BLK"
+for f in $(cd /tmp/cd && find . -type f | sort); do
+    s=$(sha256sum <"/tmp/cd/$f") || die "reading $f from the CD"
     mark FILE tcmu "${f#./}" "${s%% *}"
 done
-umount /mnt/cd
+umount /tmp/cd
 section cd_delete scuse tcmu delete cd0
 kill $SP
 wait $SP

@@ -50,6 +50,8 @@ static void serve_usage(FILE *f)
             "  --lun N=IMG[,OPT...]      serve IMG as LUN N (0..16383) of target 0; options:\n"
             "      format=FMT            the image format (default: probed; see `scuse --help`)\n"
             "      readonly              serve it write-protected (opened read-only)\n"
+            "      device=disk|cdrom     a disk (default) or a CD/DVD-ROM drive: IMG an ISO\n"
+            "                            or a CUE sheet, read-only; N=,device=cdrom: empty\n"
             "      serial=S              unit serial number (VPD 80)\n"
             "      wwn=HEX               NAA 5 or 6 designator (VPD 83), 16 hex digits\n"
             "      vendor=V product=P    INQUIRY identification (8 and 16 characters)\n"
@@ -177,6 +179,12 @@ static int parse_option(struct serve_lun *l, char *item)
         l->fmt = strdup(val);
         return 0;
     }
+    if (strcmp(key, "device") == 0) {
+        if (strcmp(val, "disk") != 0 && strcmp(val, "cdrom") != 0)
+            return lun_fail(l, "device '%s': disk or cdrom", val);
+        l->cfg.device = strcmp(val, "cdrom") == 0 ? SCSI_DEVICE_CDROM : SCSI_DEVICE_DISK;
+        return 0;
+    }
     if (strcmp(key, "serial") == 0)
         return copy_text(l, key, val, l->cfg.serial, sizeof(l->cfg.serial));
     if (strcmp(key, "vendor") == 0)
@@ -238,11 +246,7 @@ static int parse_lun(struct serve *s, const char *arg)
         goto out;
     }
     l->id = (uint16_t)id;
-    if (!eq[1]) {
-        rc = lun_fail(l, "no image file");
-        goto out;
-    }
-    l->file = strdup(eq + 1);
+    l->file = eq[1] ? strdup(eq + 1) : NULL;    /* none: an empty cdrom drive */
     for (unsigned i = 0; i + 1 < s->nluns; i++)
         if (s->luns[i].id == l->id) {
             rc = lun_fail(l, "LUN %u is given twice", l->id);
@@ -250,6 +254,8 @@ static int parse_lun(struct serve *s, const char *arg)
         }
     for (char *item; !rc && (item = next_item(&p));)
         rc = item[0] ? parse_option(l, item) : lun_fail(l, "an empty option");
+    if (!rc && !l->file && l->cfg.device != SCSI_DEVICE_CDROM)
+        rc = lun_fail(l, "no image file (only a cdrom drive may be empty)");
 out:
     l->items = copy; /* format options point into it */
     return rc;
@@ -321,10 +327,11 @@ static int open_luns(struct serve *s)
         return start_fail("%s", err.msg);
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
+        l->readonly |= l->cfg.device == SCSI_DEVICE_CDROM;      /* a CD-ROM is read-only */
         l->cfg.read_only = l->readonly;
         err_clear(&err);
-        if (blk_open(l->file, l->fmt, (l->readonly ? 0 : BLK_OPEN_RW) | l->open_flags, &l->opts,
-                     &l->bs, &err) < 0)
+        if (l->file && blk_open(l->file, l->fmt, (l->readonly ? 0 : BLK_OPEN_RW) | l->open_flags,
+                                &l->opts, &l->bs, &err) < 0)
             return start_fail("--lun %s: %s", l->spec,
                             err.msg[0] ? err.msg : "cannot open the image");
         if (scsi_lun_create(&l->cfg, l->bs, l->id, &l->lun, &err) < 0 ||
@@ -332,7 +339,12 @@ static int open_luns(struct serve *s)
             return start_fail("--lun %s: %s", l->spec, err.msg);
         char policy[SCSI_POLICY_TEXT_MAX + 16];
         scsi_policy_format(&l->cfg, ':', policy, sizeof(policy));
-        log_info("LUN %u: '%s' (%s, %llu bytes%s%s%s)", l->id, l->file, blk_format_name(l->bs),
+        if (!l->bs) {
+            log_info("LUN %u: an empty cdrom drive", l->id);
+            continue;
+        }
+        log_info("LUN %u: '%s' (%s%s, %llu bytes%s%s%s)", l->id, l->file,
+                 l->cfg.device == SCSI_DEVICE_CDROM ? "cdrom, " : "", blk_format_name(l->bs),
                  (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "",
                  policy[0] ? ", commands " : "", policy);
     }
@@ -349,7 +361,7 @@ static void rescan(struct serve *s)
         struct scuse_err err = { 0 };
         bool changed;
         if (!l->bs || scsi_lun_device(l->lun) == SCSI_DEVICE_CDROM)
-            continue;               /* a disc does not grow (nor an empty drive) */
+            continue;               /* a disc does not change size: it is changed */
         int r = blk_refresh_size(l->bs, &changed, &err);
         if (r == -ENOTSUP) {
             if (!l->resize_unsupported)
@@ -528,13 +540,13 @@ int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *s
         struct serve_lun *l = &s->luns[s->nluns++];
         l->id = specs[i].id;
         l->spec = strdup(specs[i].what);
-        l->file = strdup(specs[i].file);
+        l->file = specs[i].file ? strdup(specs[i].file) : NULL;   /* NULL: empty drive */
         l->fmt = specs[i].fmt ? strdup(specs[i].fmt) : NULL;
         l->opts = specs[i].opts;
         l->cfg = specs[i].cfg;
         l->readonly = !(specs[i].flags & BLK_OPEN_RW);
         l->open_flags = specs[i].flags & ~BLK_OPEN_RW;
-        if (!l->spec || !l->file || (specs[i].fmt && !l->fmt))
+        if (!l->spec || (specs[i].file && !l->file) || (specs[i].fmt && !l->fmt))
             rc = cli_fail(EXIT_USAGE, "serve", "out of memory");
     }
     if (n > SERVE_MAX_LUNS)

@@ -31,6 +31,7 @@ static void tcmu_usage(FILE *f)
         "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
         "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
         "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
+        "                         [--device disk|cdrom]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
@@ -55,6 +56,8 @@ static void tcmu_usage(FILE *f)
         "                       serves only those; CMD a name (UNMAP, WRITE_SAME_16; see scuse(1)),\n"
         "                       a hex opcode or opcode/service action (9e/12); kept in dev_config\n"
         "  --policy-file FILE   the same from a file: allow or deny, then one command a line\n"
+        "  --device cdrom       a CD/DVD-ROM drive (MMC) over an ISO or CUE sheet, read-only,\n"
+        "                       2048-byte blocks (hw_block_size 2048 tells the daemon)\n"
         "  --configfs DIR       configfs root (default " DEFAULT_CONFIGFS ")\n"
         "  --sysfs DIR          sysfs root (default /sys)\n"
         "  --workers N          SCSI dispatcher threads (default: chosen from the CPUs)\n"
@@ -79,7 +82,8 @@ static int fail(int code, const char *sub, const char *fmt, ...)
 }
 
 enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
-       O_POLICY, O_POLICY_FILE };
+       O_POLICY, O_POLICY_FILE,
+       O_DEVICE };
 enum { O_CONTROL = 400, O_CONTROL_GROUP };     /* serve --control (cmd_tcmu_ctl.c) */
 
 static const struct option longopts[] = {
@@ -95,6 +99,7 @@ static const struct option longopts[] = {
     { "workers", required_argument, NULL, O_WORKERS },
     { "policy", required_argument, NULL, O_POLICY },
     { "policy-file", required_argument, NULL, O_POLICY_FILE },
+    { "device", required_argument, NULL, O_DEVICE },
     { "control", required_argument, NULL, O_CONTROL },
     { "control-group", required_argument, NULL, O_CONTROL_GROUP },
     { "help", no_argument, NULL, 'h' },
@@ -109,6 +114,7 @@ struct opts {
     uint64_t block_size, max_sectors, data_area_mb, workers;
     bool have_max_sectors;
     int verbose;
+    bool cdrom;                     /* --device cdrom */
     const char *control;            /* serve --control SOCKET */
     gid_t control_gid;
     bool control_have_gid;
@@ -193,6 +199,12 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
             if (policy_opt(sub, c == O_POLICY ? "--policy" : "--policy-file", optarg, o))
                 return EXIT_USAGE;
             break;
+        case O_DEVICE:
+            if (strcmp(optarg, "disk") != 0 && strcmp(optarg, "cdrom") != 0)
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --device '%s': expected disk or cdrom",
+                                sub, optarg);
+            o->cdrom = strcmp(optarg, "cdrom") == 0;
+            break;
         case O_CONFIGFS: o->configfs = optarg; break;
         case O_SYSFS: o->sysfs = optarg; break;
         case O_CONTROL:
@@ -225,6 +237,8 @@ static void derived_serial(struct blk_node *bs, uint32_t block_size, char *out, 
     struct scsi_lun_config cfg;
     scsi_lun_config_default(&cfg);
     cfg.block_size = block_size;
+    if (block_size == TCMU_CDROM_BLOCK_SIZE)
+        cfg.device = SCSI_DEVICE_CDROM;
     struct scsi_lun *lun;
     if (scsi_lun_create(&cfg, bs, 0, &lun, NULL) < 0)
         return;
@@ -262,6 +276,8 @@ static int do_create(int argc, char **argv)
     if (optind != argc - 2)
         return cli_fail(EXIT_USAGE, "tcmu", "create: expected NAME and IMG");
     const char *name = argv[optind], *img = argv[optind + 1];
+    if (o.cdrom)
+        o.block_size = TCMU_CDROM_BLOCK_SIZE;   /* what tells the daemon it is a cdrom */
     if (!tcmu_name_valid(name))
         return cli_fail(EXIT_USAGE, "tcmu", "create: NAME '%s': letters, digits, '_', '-' and "
                         "'.', at most 64, not starting with '.'", name);
@@ -287,6 +303,8 @@ static int do_create(int argc, char **argv)
      * is only looked at. */
     struct blk_node *bs;
     unsigned flags = exists_for(o.configfs, name, abs) ? BLK_OPEN_SHARE : BLK_OPEN_RW;
+    if (o.cdrom && flags == BLK_OPEN_RW)
+        flags = 0;                  /* a disc is read, never written */
     if (cli_open("tcmu create", abs, o.fmt, flags, NULL, &bs) < 0)
         return EXIT_IMAGE;
     struct scuse_err err = { 0 };

@@ -130,6 +130,8 @@ int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint
     if (!lun)
         return err_set(err, -ENOMEM, "out of memory for a LUN");
     lun->cfg = *cfg;
+    if (cd && strcmp(cfg->product, "scuse disk") == 0)
+        snprintf(lun->cfg.product, sizeof(lun->cfg.product), "scuse cdrom");  /* the default's */
     lun->ops = cd ? mmc_ops : scsi_ops;
     lun->n_ops = cd ? mmc_n_ops : scsi_n_ops;
     lun->bs = bs;
@@ -147,16 +149,22 @@ int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint
     lun->unmap_gran = bs && bs->cluster_size > lbs ? bs->cluster_size >> lun->shift : 1;
     lun->removable = cd;
     lun->ready = bs != NULL;
+    if (cd && bs && !(lun->disc = scsi_medium_disc(bs, err))) {
+        free(lun);
+        return -ENOMEM;
+    }
     derive_identity(lun);
     mode_defaults(lun);
     r = pthread_mutex_init(&lun->lock, NULL);
     if (r != 0) {
+        free(lun->disc);
         free(lun);
         return err_set(err, -r, "cannot create the LUN lock");
     }
     r = pthread_cond_init(&lun->medium_idle, NULL);
     if (r != 0) {
         pthread_mutex_destroy(&lun->lock);
+        free(lun->disc);
         free(lun);
         return err_set(err, -r, "cannot create the LUN's medium condition");
     }
@@ -168,6 +176,7 @@ void scsi_lun_destroy(struct scsi_lun *lun)
 {
     if (!lun)
         return;
+    free(lun->disc);
     pthread_cond_destroy(&lun->medium_idle);
     pthread_mutex_destroy(&lun->lock);
     free(lun);

@@ -7,8 +7,10 @@
  * consistent atomics, so either the command sees ready cleared or the
  * eject sees the command counted. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "optical/disc.h"
 #include "scsi/mmc.h"
 #include "util/log.h"
 
@@ -115,6 +117,22 @@ void scsi_lun_event(struct scsi_lun *lun, int event)
         cb(opaque, lun, event);
 }
 
+struct optical_disc *scsi_medium_disc(struct blk_node *bs, struct scuse_err *err)
+{
+    struct optical_disc *d = malloc(sizeof(*d));
+    if (!d) {
+        err_set(err, -ENOMEM, "out of memory for a disc's track list");
+        return NULL;
+    }
+    const struct optical_disc *cue = optical_disc_of(bs);
+    if (cue)
+        *d = *cue;
+    else
+        optical_disc_iso(d, (uint32_t)(bs->size / MMC_BLOCK_SIZE > UINT32_MAX
+                                           ? UINT32_MAX : bs->size / MMC_BLOCK_SIZE));
+    return d;
+}
+
 /* Pending unit attentions: a removal supersedes an insertion's and the
  * reverse (lock held). */
 static void medium_ua(struct scsi_lun *lun, enum scsi_ua set, enum scsi_ua clear)
@@ -153,6 +171,8 @@ int scsi_lun_medium_eject(struct scsi_lun *lun, bool force, struct blk_node **ol
     bool had = lun->bs != NULL;
     *old = lun->bs;
     lun->bs = NULL;
+    free(lun->disc);
+    lun->disc = NULL;
     __atomic_store_n(&lun->blocks, 0, __ATOMIC_RELEASE);
     lun->tray_open = true;
     lun->changing = false;
@@ -176,10 +196,14 @@ int scsi_lun_medium_insert(struct scsi_lun *lun, struct blk_node *bs, struct scu
     if (bs->size < MMC_BLOCK_SIZE)
         return err_set(err, -EINVAL, "'%s': %llu bytes is less than one %u-byte block",
                        bs->path, (unsigned long long)bs->size, MMC_BLOCK_SIZE);
+    struct optical_disc *disc = scsi_medium_disc(bs, err);
+    if (!disc)
+        return -ENOMEM;
     pthread_mutex_lock(&lun->lock);
     if (lun->changing || lun->bs) {
         bool busy = lun->changing;
         pthread_mutex_unlock(&lun->lock);
+        free(disc);
         if (busy)
             return err_set(err, -EBUSY, "LUN %u: a medium change is already under way",
                            lun->id);
@@ -189,6 +213,7 @@ int scsi_lun_medium_insert(struct scsi_lun *lun, struct blk_node *bs, struct scu
         log_warn("'%s': the last %llu bytes are not a whole 2048-byte block and are not "
                  "served", bs->path, (unsigned long long)(bs->size % MMC_BLOCK_SIZE));
     lun->bs = bs;
+    lun->disc = disc;
     __atomic_store_n(&lun->blocks, bs->size / MMC_BLOCK_SIZE, __ATOMIC_RELEASE);
     lun->tray_open = false;
     medium_ua(lun, SCSI_UA_MEDIUM_CHANGED, SCSI_UA_NO_MEDIUM);

@@ -44,11 +44,25 @@ bool scsi_lun_guest_tray(struct scsi_lun *lun, bool load, struct scsi_sense *s);
 /* The GET EVENT STATUS NOTIFICATION media event pending (0: none), cleared. */
 uint8_t scsi_lun_take_media_event(struct scsi_lun *lun);
 
+/* The track list for a medium (malloc'd: the cue driver's, or one Mode 1
+ * track over the whole node); NULL with err when out of memory. */
+struct optical_disc *scsi_medium_disc(struct blk_node *bs, struct scuse_err *err);
+
 /* Handlers (mmc_*.c) */
 SCSI_HANDLER(mmc_prep_request_sense);
 SCSI_HANDLER(mmc_prep_start_stop);
 SCSI_HANDLER(mmc_exec_start_stop);
 SCSI_HANDLER(mmc_prep_read);
 SCSI_HANDLER(mmc_prep_mode_sense);
+SCSI_HANDLER(mmc_prep_read_toc);
+SCSI_HANDLER(mmc_prep_disc_info);
+SCSI_HANDLER(mmc_prep_track_info);
+SCSI_HANDLER(mmc_prep_get_configuration);
+SCSI_HANDLER(mmc_prep_gesn);
+SCSI_HANDLER(mmc_prep_mechanism_status);
+SCSI_HANDLER(mmc_prep_get_performance);
+SCSI_HANDLER(mmc_prep_set_cd_speed);
+SCSI_HANDLER(mmc_prep_read_cd);
+SCSI_HANDLER(mmc_exec_read_cd);
 
 #endif

@@ -3,6 +3,7 @@
  * initiator's side) and the data reads' checks. */
 #include <string.h>
 
+#include "optical/disc.h"
 #include "scsi/mmc.h"
 
 /* SeaBIOS ignores autosense and asks after every failed TEST UNIT READY:
@@ -46,8 +47,21 @@ SCSI_HANDLER(mmc_exec_start_stop)
     scsi_good(cmd, 0, 0);
 }
 
-/* READ(10)/(12): 2048-byte blocks of the disc's data tracks. */
+/* READ(10)/(12): 2048-byte blocks of the disc's data tracks; an audio
+ * sector has none (ILLEGAL MODE FOR THIS TRACK, as a drive answers). */
 SCSI_HANDLER(mmc_prep_read)
 {
+    struct sbc_range r;
+    sbc_decode(cmd->cdb, &r);
+    if (r.lba < lun->blocks && r.n <= lun->blocks - r.lba &&
+        !optical_range_is_data(lun->disc, (uint32_t)r.lba, (uint32_t)r.n)) {
+        uint64_t bad = r.lba;
+        while (bad < r.lba + r.n && optical_range_is_data(lun->disc, (uint32_t)bad, 1))
+            bad++;
+        struct scsi_sense s = { .key = SK_ILLEGAL_REQUEST, .asc = ASC_ILLEGAL_MODE_FOR_TRACK,
+                                .info_valid = true, .info = bad };
+        scsi_fail(lun, cmd, &s);
+        return;
+    }
     sbc_prep_rw(lun, cmd);
 }

@@ -27,6 +27,7 @@
 #define SCUSE_NAA_COMPANY_ID 0x5ac5e0u
 
 struct scsi_op;
+struct optical_disc;
 
 struct scsi_lun {
     struct scsi_lun_config cfg;
@@ -67,6 +68,7 @@ struct scsi_lun {
     bool tray_open;
     bool changing;                  /* an eject or insert is under way */
     uint8_t media_event;            /* GESN event code pending (0: none) */
+    struct optical_disc *disc;      /* the medium's tracks (with bs; read by the holders) */
     void (*event_cb)(void *opaque, struct scsi_lun *lun, int event);
     void *event_opaque;
 

@@ -39,7 +39,8 @@ bool scsi_lun_serves(const struct scsi_lun *lun, const struct scsi_op *op)
 
 bool scsi_check_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n)
 {
-    if (lba >= lun->blocks || n > lun->blocks - lba) {
+    uint64_t blocks = __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);  /* lun-resize */
+    if (lba >= blocks || n > blocks - lba) {
         scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return false;
     }

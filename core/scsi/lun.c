@@ -182,7 +182,10 @@ void scsi_lun_destroy(struct scsi_lun *lun)
     free(lun);
 }
 
-uint64_t scsi_lun_blocks(const struct scsi_lun *lun) { return lun->blocks; }
+uint64_t scsi_lun_blocks(const struct scsi_lun *lun)
+{
+    return __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);
+}
 uint32_t scsi_lun_block_size(const struct scsi_lun *lun) { return lun->block_size; }
 struct scsi_disp_lun **scsi_lun_disp_slot(struct scsi_lun *lun) { return &lun->disp; }
 

@@ -7,7 +7,11 @@
  *    (ASan and TSan run this);
  *  - the other LUN gets REPORTED LUNS DATA HAS CHANGED (06/3F/0E) once
  *    per change, and REPORT LUNS lists the LUN only while it is there;
- *  - removing waits for a command whose done() has not returned. */
+ *  - removing waits for a command whose done() has not returned;
+ *  - a raw image grown and shrunk under reads (lun-resize's steps: the
+ *    block layer's size, then the LUN's capacity): every read completes
+ *    GOOD, with CAPACITY DATA HAS CHANGED, or out of range, and TSan sees
+ *    the size change as the atomic it is. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <setjmp.h>
@@ -250,6 +254,82 @@ static void test_race(void **state)
     env_close(&e);
 }
 
+/* ---- the size changing under reads ---- */
+
+struct reader {
+    struct env *e;
+    atomic_bool *stop;
+    unsigned good, ua, range, bad;
+    int bad_sense;
+};
+
+static void *read_main(void *arg)
+{
+    struct reader *r = arg;
+    struct tcmd c;
+    td_init(&c, 8 * LBS);
+    uint64_t rng = 7;
+    while (!atomic_load(r->stop)) {
+        td_rw16(&c, false, tu_below(&rng, 4096 - 8), 8, LBS, false);
+        scsi_target_submit(r->e->t, r->e->d, 0, &c.cmd);
+        td_wait(&c);
+        int k = 0, a = 0, q = 0;
+        if (c.cmd.status == SCSI_STATUS_GOOD) {
+            r->good++;
+            continue;
+        }
+        td_sense(&c, &k, &a, &q);
+        if (k == 6 && a == 0x2a && q == 0x09) {
+            r->ua++;
+        } else if (k == 5 && a == 0x21) {
+            r->range++;             /* past the end of the shrunk image */
+        } else {
+            r->bad++;
+            r->bad_sense = c.cmd.status << 24 | k << 16 | a << 8 | q;
+        }
+    }
+    td_free(&c);
+    return NULL;
+}
+
+static void test_resize_under_reads(void **state)
+{
+    (void)state;
+    struct env e;
+    env_open(&e);                   /* LUN 0: lun0.raw, 1 MiB (2048 blocks) */
+    atomic_bool stop = false;
+    struct reader r[2] = { { .e = &e, .stop = &stop }, { .e = &e, .stop = &stop } };
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, read_main, &r[i]), 0);
+    unsigned changes = 0;
+    for (int round = 0; round < 40; round++) {
+        /* 2 MiB and 1 MiB in turn: reads up to block 4096 fall off the
+         * end half of the time. */
+        tu_run("truncate -s %dM lun0.raw", round % 2 ? 1 : 2);
+        bool moved;
+        struct scuse_err err = { 0 };
+        assert_int_equal(blk_refresh_size(e.bs0, &moved, &err), 0);
+        changes += scsi_lun_refresh_capacity(e.lun0);
+        usleep(2000);
+    }
+    atomic_store(&stop, true);
+    unsigned good = 0, ua = 0, range = 0;
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        good += r[i].good;
+        ua += r[i].ua;
+        range += r[i].range;
+        if (r[i].bad)
+            fail_msg("%u reads with another answer (last %08x)", r[i].bad, r[i].bad_sense);
+    }
+    print_message("resizes: %u; reads: %u GOOD, %u CAPACITY DATA HAS CHANGED, %u out of "
+                  "range\n", changes, good, ua, range);
+    assert_int_equal(changes, 40);
+    assert_true(good > 0 && ua > 0);
+    env_close(&e);
+}
+
 /* ---- removal waits for a done() in progress ---- */
 
 static struct {
@@ -333,6 +413,7 @@ int main(void)
         cmocka_unit_test_setup(test_add_remove_ua, tu_need_qemu),
         cmocka_unit_test_setup(test_race, tu_need_qemu),
         cmocka_unit_test_setup(test_remove_drains, tu_need_qemu),
+        cmocka_unit_test_setup(test_resize_under_reads, tu_need_qemu),
     };
     return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

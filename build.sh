@@ -10,6 +10,7 @@
 #   ./build.sh demo     the main job on a built-in sample: a guest boots from a
 #                       qcow2 chain served by scuse serve
 #   ./build.sh demo-tools  info/map/convert on the same kind of chain
+#   ./build.sh demo-cd  an ISO served as a CD-ROM: SeaBIOS boots it, Linux mounts it
 #   ./build.sh bench    side-by-side benchmarks against qemu-img (convert, then I/O, then VMDK, VHD/VHDX)
 # Every mode builds with -Werror (SCUSE_WERROR; a plain cmake build has it
 # off), and every test run fails when ctest skipped a test (a missing
@@ -27,13 +28,15 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # libvirtd tests/vm/test_libvirt.sh runs (a session daemon of its own);
 # python3-libvmdk is the second opinion on VMDK reads; libvhdi and libqcow
 # read VHDX and qcow version 1 (formats/yal), libvhdi (and vhdiinfo) is
-# also the VHD tests' second opinion, bzip2 unpacks QEMU's sample images.
+# also the VHD tests' second opinion, bzip2 unpacks QEMU's sample images;
+# libjansson parses the control socket's JSON.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
       libnl-3-dev libnl-genl-3-dev libvirt-clients python3-libvmdk libxml2-dev
       libvirt-daemon libvirt-daemon-driver-qemu util-linux
-      libvhdi-dev libvhdi-utils libqcow-dev bzip2)
+      libvhdi-dev libvhdi-utils libqcow-dev bzip2 libjansson-dev
+      xorriso bchunk libcdio-utils)
 
 install_deps() {
     local missing=()
@@ -160,6 +163,11 @@ demo-tools)
     configure_build build
     SCUSE="$top/build/scuse" bash "$top/samples/demo_tools.sh"
     ;;
+demo-cd)
+    install_deps
+    configure_build build
+    SCUSE="$top/build/scuse" bash "$top/samples/demo_cd.sh"
+    ;;
 bench)
     install_deps
     configure_build build
@@ -169,7 +177,7 @@ bench)
     SCUSE="$top/build/scuse" bash "$top/tests/bench/vhd.sh"
     ;;
 *)
-    echo "usage: $0 [test|release|asan|tsan|fuzz|demo|demo-tools|bench]" >&2
+    echo "usage: $0 [test|release|asan|tsan|fuzz|demo|demo-tools|demo-cd|bench]" >&2
     exit 1
     ;;
 esac

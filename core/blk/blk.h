@@ -140,6 +140,14 @@ struct blk_node {
     bool rmw_lock_ready;
 };
 
+/* bs->size as the I/O paths read it: a daemon may change it meanwhile
+ * (blk_refresh_size, from the control socket or SIGHUP), so one atomic
+ * load per request, used for every check of that request. */
+static inline uint64_t blk_size_now(const struct blk_node *bs)
+{
+    return __atomic_load_n(&bs->size, __ATOMIC_ACQUIRE);
+}
+
 int blk_open(const char *filename, const char *fmt, unsigned flags,
              const struct blk_opts *opts, struct blk_node **out, struct scuse_err *err);
 void blk_close(struct blk_node *bs);

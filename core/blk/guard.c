@@ -17,7 +17,7 @@ int blk_probe_guard(struct blk_node *bs, uint64_t off, const struct iov_view *v,
 {
     if (!bs->probed || strcmp(bs->drv->name, "raw") != 0)
         return 0;
-    uint64_t size = bs->size, end = off + v->len;
+    uint64_t size = blk_size_now(bs), end = off + v->len;
     uint64_t tail_at = size > GUARD_TAIL ? size - GUARD_TAIL : 0;
     if (off >= GUARD_HEAD && end <= tail_at)
         return 0;

@@ -27,11 +27,11 @@ static int driver_read(struct blk_node *bs, uint64_t off, const struct iov_view 
 void blk_align_range(const struct blk_node *bs, uint64_t off, uint64_t len,
                      uint64_t *start, uint64_t *end)
 {
-    uint64_t a = bs->align;
+    uint64_t a = bs->align, size = blk_size_now(bs);
     *start = off & ~(a - 1);
     *end = (off + len + a - 1) & ~(a - 1);
-    if (*end > bs->size)
-        *end = bs->size;
+    if (*end > size)
+        *end = size;
 }
 
 /* Unaligned requests go through a bounce buffer; only drivers that
@@ -57,14 +57,15 @@ static int unaligned_read(struct blk_node *bs, uint64_t off, const struct iov_vi
 static bool aligned(const struct blk_node *bs, uint64_t off, uint64_t len)
 {
     uint64_t m = bs->align - 1;
-    return (off & m) == 0 && ((len & m) == 0 || off + len == bs->size);
+    return (off & m) == 0 && ((len & m) == 0 || off + len == blk_size_now(bs));
 }
 
 int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, struct scuse_err *err)
 {
-    if (off > bs->size || v->len > bs->size - off)
+    uint64_t size = blk_size_now(bs);
+    if (off > size || v->len > size - off)
         return err_set(err, -EINVAL, "'%s': read of %zu bytes at %llu is past the end (%llu)",
-                       bs->path, v->len, (unsigned long long)off, (unsigned long long)bs->size);
+                       bs->path, v->len, (unsigned long long)off, (unsigned long long)size);
     if (v->len == 0)
         return 0;
     struct scuse_err local;
@@ -130,11 +131,12 @@ static int layer_status(struct blk_node *node, uint64_t off, uint64_t len, uint6
 int blk_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
                      uint64_t *pnum, struct blk_status *st, struct scuse_err *err)
 {
-    if (off >= bs->size || len == 0)
+    uint64_t size = blk_size_now(bs);
+    if (off >= size || len == 0)
         return err_set(err, -EINVAL, "'%s': block status at %llu is past the end (%llu)",
-                       bs->path, (unsigned long long)off, (unsigned long long)bs->size);
-    if (len > bs->size - off)
-        len = bs->size - off;
+                       bs->path, (unsigned long long)off, (unsigned long long)size);
+    if (len > size - off)
+        len = size - off;
     struct scuse_err local;
     if (!err) {
         err_clear(&local);

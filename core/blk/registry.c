@@ -13,6 +13,7 @@ extern const struct blk_driver blk_driver_vmdk;
 extern const struct blk_driver blk_driver_vpc;
 extern const struct blk_driver blk_driver_vhdx;
 extern const struct blk_driver blk_driver_qcow;
+extern const struct blk_driver blk_driver_cue;
 extern const struct blk_driver blk_driver_qed_refused;
 extern const struct blk_driver blk_driver_vdi_refused;
 
@@ -23,6 +24,7 @@ static const struct blk_driver *const drivers[] = {
     &blk_driver_vpc,
     &blk_driver_vhdx,
     &blk_driver_qcow,
+    &blk_driver_cue,
     &blk_driver_qed_refused,
     &blk_driver_vdi_refused,
 };

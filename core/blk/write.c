@@ -18,17 +18,18 @@ static int check_range(struct blk_node *bs, uint64_t off, uint64_t len, const ch
     if (bs->read_only)
         return err_set(err, -EROFS, "'%s': %s refused: the image is open read-only",
                        bs->path, what);
-    if (off > bs->size || len > bs->size - off)
+    uint64_t size = blk_size_now(bs);
+    if (off > size || len > size - off)
         return err_set(err, -EINVAL, "'%s': %s of %llu bytes at %llu is past the end (%llu)",
                        bs->path, what, (unsigned long long)len, (unsigned long long)off,
-                       (unsigned long long)bs->size);
+                       (unsigned long long)size);
     return 0;
 }
 
 static bool is_aligned(const struct blk_node *bs, uint64_t off, uint64_t len)
 {
     uint64_t m = bs->align - 1;
-    return (off & m) == 0 && ((len & m) == 0 || off + len == bs->size);
+    return (off & m) == 0 && ((len & m) == 0 || off + len == blk_size_now(bs));
 }
 
 /* Whole blocks (or no alignment to keep): split by max_transfer. */
@@ -95,7 +96,7 @@ static int write_unaligned(struct blk_node *bs, uint64_t off, uint64_t len,
         r = rmw_block(bs, pos, n, src, (size_t)(pos - off), flags, err);
         pos += n;
     }
-    uint64_t mid_end = stop == bs->size ? stop : stop & ~(a - 1);
+    uint64_t mid_end = stop == blk_size_now(bs) ? stop : stop & ~(a - 1);
     if (r == 0 && mid_end > pos) {
         r = mid(bs, pos, mid_end - pos, (size_t)(pos - off), ctx, flags, err);
         pos = mid_end;
@@ -231,7 +232,7 @@ int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_er
     uint64_t a = bs->align, start = off, end = off + len;
     if (a > 1) {
         start = (off + a - 1) & ~(a - 1);
-        end = end == bs->size ? end : end & ~(a - 1);
+        end = end == blk_size_now(bs) ? end : end & ~(a - 1);
         if (end <= start)
             return 0;
         pthread_rwlock_rdlock(&bs->rmw_lock);
@@ -273,7 +274,8 @@ int blk_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_vie
     if (!blk_can_compress(bs))
         return err_set(err, -ENOTSUP, "'%s': %s images cannot store compressed data", bs->path,
                        bs->drv->name);
-    if (off % bs->cluster_size || (v->len != bs->cluster_size && off + v->len != bs->size))
+    if (off % bs->cluster_size ||
+        (v->len != bs->cluster_size && off + v->len != blk_size_now(bs)))
         return err_set(err, -EINVAL, "'%s': a compressed write must cover one whole cluster",
                        bs->path);
     struct scuse_err local;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "blk/blk.h"
 #include "scsi/scsi.h"
@@ -24,6 +25,15 @@ int cmd_serve(int argc, char **argv);
 int cmd_tcmu(int argc, char **argv);
 int cmd_domain(int argc, char **argv);
 int cmd_libvirt_hook(int argc, char **argv);
+/* `scuse ctl`: a client of the control socket (core/ctl/ctl_client.c). */
+int cmd_ctl(int argc, char **argv);
+/* `scuse tcmu serve --control` (cmd_tcmu_ctl.c): the socket on dm's loop
+ * until tcmu_ctl_stop (after tcmu_daemon_destroy: no LUN event then). */
+struct tcmu_daemon;
+struct tcmu_ctl;
+int tcmu_ctl_start(struct tcmu_daemon *dm, const char *path, gid_t gid, bool have_gid,
+                   struct tcmu_ctl **out, struct scuse_err *err);
+void tcmu_ctl_stop(struct tcmu_ctl *c);
 /* `scuse serve --domain FILE` (cmd_serve_domain.c). */
 int cmd_serve_domain(int argc, char **argv);
 
@@ -54,6 +64,8 @@ int cmd_tcmu_serve(int argc, char **argv);
  * unknown target, a socket that cannot be reached). */
 int cli_log_option(int *argc, char **argv, const char *cmd);
 
+/* A group by name or number (--control-group). Returns 0 or -ENOENT. */
+int cli_parse_group(const char *s, gid_t *out);
 /* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
 int cli_parse_size(const char *s, uint64_t *out);
 /* qemu-img's style: "388 KiB", "1 MiB", "1.5 GiB". */

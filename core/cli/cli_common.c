@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,4 +147,15 @@ int cli_image_opt(const char *cmd, int c, struct cli_image_opts *o, void (*usage
     case 'h': usage(stdout); return EXIT_OK;
     default: usage(stderr); return EXIT_USAGE;
     }
+}
+
+int cli_parse_group(const char *s, gid_t *out)
+{
+    char *end;
+    unsigned long g = strtoul(s, &end, 10);
+    struct group *gr = *end ? getgrnam(s) : NULL;
+    if (!*s || (*end && !gr))
+        return -ENOENT;
+    *out = gr ? gr->gr_gid : (gid_t)g;
+    return 0;
 }

@@ -50,7 +50,12 @@ static void print_disk(FILE *f, const struct dom_disk *k)
     fprintf(f, "  LUN %u: %s %s", k->unit, k->dev, k->libvirt_fmt);
     if (strcmp(k->fmt, k->libvirt_fmt) != 0)
         fprintf(f, " (scuse's %s)", k->fmt);
-    fprintf(f, " '%s'", k->source);
+    if (k->source)
+        fprintf(f, " '%s'", k->source);
+    else
+        fprintf(f, " (empty drive)");
+    if (k->cfg.device == SCSI_DEVICE_CDROM)
+        fprintf(f, " cdrom");
     for (unsigned i = 0; i < k->n_chain; i++)
         fprintf(f, " <- %s '%s'", k->chain[i].fmt, k->chain[i].file);
     fprintf(f, "%s\n", k->chain_end ? " (chain ends)" : k->chain_given || k->n_chain

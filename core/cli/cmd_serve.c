@@ -21,38 +21,8 @@
 #include "util/log.h"
 #include "vhost/server.h"
 #include "virtio_scsi/vscsi.h"
-
-#define SERVE_MAX_LUNS 256
-
-struct serve_lun {
-    uint16_t id;
-    char *spec;                     /* the --lun argument, for messages */
-    char *file;
-    char *fmt;
-    char *items;                    /* the parsed copy of spec: opts.fmt points into it */
-    struct blk_opts opts;           /* the format's own open options (l2-cache-size...) */
-    bool readonly;
-    unsigned open_flags;            /* more blk_open flags (serve --domain: SHARE, NO_FLUSH) */
-    const char *policy_key;         /* allow, deny or policy-file: the one given */
-    struct scsi_lun_config cfg;
-    struct blk_node *bs;
-    struct scsi_lun *lun;
-    bool resize_unsupported;        /* told once */
-};
-
-struct serve {
-    const char *socket, *pidfile;
-    bool once;
-    int verbose;
-    unsigned workers;
-    struct serve_lun luns[SERVE_MAX_LUNS];
-    unsigned nluns;
-    struct scsi_target *target;
-    struct scsi_disp *disp;
-    struct vscsi_shared shared;
-    struct vhost_server *server;
-    int sigfd;
-};
+#include "cli/serve_int.h"
+#include "ctl/ctl.h"
 
 /* A start-up failure that is not a usage error (an image, the socket):
  * one line, exit status 1 all the same. */
@@ -72,6 +42,7 @@ static void serve_usage(FILE *f)
     fprintf(f,
             "usage: scuse serve --vhost-user-scsi SOCKET --lun N=IMG[,OPT...] [--lun ...]\n"
 "                   [--pidfile FILE] [--once] [--workers N] [-v]\n"
+"                   [--control SOCKET [--control-group G]]\n"
             "       scuse serve --tcmu [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
             "  --tcmu                    serve the TCMU backstores made by `scuse tcmu create`\n"
             "                            (LIO in the kernel; see `scuse tcmu --help`)\n"
@@ -79,6 +50,8 @@ static void serve_usage(FILE *f)
             "  --lun N=IMG[,OPT...]      serve IMG as LUN N (0..16383) of target 0; options:\n"
             "      format=FMT            the image format (default: probed; see `scuse --help`)\n"
             "      readonly              serve it write-protected (opened read-only)\n"
+            "      device=disk|cdrom     a disk (default) or a CD/DVD-ROM drive: IMG an ISO\n"
+            "                            or a CUE sheet, read-only; N=,device=cdrom: empty\n"
             "      serial=S              unit serial number (VPD 80)\n"
             "      wwn=HEX               NAA 5 or 6 designator (VPD 83), 16 hex digits\n"
             "      vendor=V product=P    INQUIRY identification (8 and 16 characters)\n"
@@ -96,6 +69,9 @@ static void serve_usage(FILE *f)
             "    a comma inside a value is written twice (,,)\n"
             "  --pidfile FILE            write the pid there once the socket listens\n"
             "  --once                    exit when the first VM disconnects\n"
+            "  --control SOCKET          a control socket (QMP-style JSON; `scuse ctl`): add,\n"
+            "                            remove and resize LUNs, change media (mode 0600)\n"
+            "  --control-group G         and let group G (name or number) use it (mode 0660)\n"
             "  --workers N               dispatcher threads (default: chosen by the dispatcher)\n"
             "  -v, -vv                   log more (info, debug)\n"
             "  --log=stderr|syslog|journal  where the log goes (default stderr; every form)\n"
@@ -204,6 +180,12 @@ static int parse_option(struct serve_lun *l, char *item)
         l->fmt = strdup(val);
         return 0;
     }
+    if (strcmp(key, "device") == 0) {
+        if (strcmp(val, "disk") != 0 && strcmp(val, "cdrom") != 0)
+            return lun_fail(l, "device '%s': disk or cdrom", val);
+        l->cfg.device = strcmp(val, "cdrom") == 0 ? SCSI_DEVICE_CDROM : SCSI_DEVICE_DISK;
+        return 0;
+    }
     if (strcmp(key, "serial") == 0)
         return copy_text(l, key, val, l->cfg.serial, sizeof(l->cfg.serial));
     if (strcmp(key, "vendor") == 0)
@@ -265,11 +247,7 @@ static int parse_lun(struct serve *s, const char *arg)
         goto out;
     }
     l->id = (uint16_t)id;
-    if (!eq[1]) {
-        rc = lun_fail(l, "no image file");
-        goto out;
-    }
-    l->file = strdup(eq + 1);
+    l->file = eq[1] ? strdup(eq + 1) : NULL;    /* none: an empty cdrom drive */
     for (unsigned i = 0; i + 1 < s->nluns; i++)
         if (s->luns[i].id == l->id) {
             rc = lun_fail(l, "LUN %u is given twice", l->id);
@@ -277,6 +255,8 @@ static int parse_lun(struct serve *s, const char *arg)
         }
     for (char *item; !rc && (item = next_item(&p));)
         rc = item[0] ? parse_option(l, item) : lun_fail(l, "an empty option");
+    if (!rc && !l->file && l->cfg.device != SCSI_DEVICE_CDROM)
+        rc = lun_fail(l, "no image file (only a cdrom drive may be empty)");
 out:
     l->items = copy; /* format options point into it */
     return rc;
@@ -290,6 +270,8 @@ static int parse_args(struct serve *s, int argc, char **argv)
         { "pidfile", required_argument, NULL, 'p' },
         { "once", no_argument, NULL, 'o' },
         { "workers", required_argument, NULL, 'w' },
+        { "control", required_argument, NULL, 'c' },
+        { "control-group", required_argument, NULL, 'g' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -313,6 +295,13 @@ static int parse_args(struct serve *s, int argc, char **argv)
                                 DISP_MAX_WORKERS);
             s->workers = (unsigned)v;
             break;
+        case 'c': s->control = optarg; break;
+        case 'g':
+            if (cli_parse_group(optarg, &s->control_gid) < 0)
+                return cli_fail(EXIT_USAGE, "serve", "--control-group '%s': no such group",
+                                optarg);
+            s->control_have_gid = true;
+            break;
         case 'v': s->verbose++; break;
         case 'h': serve_usage(stdout); return -1;
         case ':':
@@ -325,8 +314,10 @@ static int parse_args(struct serve *s, int argc, char **argv)
         return cli_fail(EXIT_USAGE, "serve", "unexpected argument '%s'", argv[optind]);
     if (!s->socket)
         return cli_fail(EXIT_USAGE, "serve", "--vhost-user-scsi SOCKET is required");
-    if (!s->nluns)
-        return cli_fail(EXIT_USAGE, "serve", "at least one --lun is required");
+    if (!s->nluns && !s->control)
+        return cli_fail(EXIT_USAGE, "serve", "at least one --lun (or --control) is required");
+    if (s->control_have_gid && !s->control)
+        return cli_fail(EXIT_USAGE, "serve", "--control-group without --control");
     return 0;
 }
 
@@ -337,10 +328,11 @@ static int open_luns(struct serve *s)
         return start_fail("%s", err.msg);
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
+        l->readonly |= l->cfg.device == SCSI_DEVICE_CDROM;      /* a CD-ROM is read-only */
         l->cfg.read_only = l->readonly;
         err_clear(&err);
-        if (blk_open(l->file, l->fmt, (l->readonly ? 0 : BLK_OPEN_RW) | l->open_flags, &l->opts,
-                     &l->bs, &err) < 0)
+        if (l->file && blk_open(l->file, l->fmt, (l->readonly ? 0 : BLK_OPEN_RW) | l->open_flags,
+                                &l->opts, &l->bs, &err) < 0)
             return start_fail("--lun %s: %s", l->spec,
                             err.msg[0] ? err.msg : "cannot open the image");
         if (scsi_lun_create(&l->cfg, l->bs, l->id, &l->lun, &err) < 0 ||
@@ -348,7 +340,12 @@ static int open_luns(struct serve *s)
             return start_fail("--lun %s: %s", l->spec, err.msg);
         char policy[SCSI_POLICY_TEXT_MAX + 16];
         scsi_policy_format(&l->cfg, ':', policy, sizeof(policy));
-        log_info("LUN %u: '%s' (%s, %llu bytes%s%s%s)", l->id, l->file, blk_format_name(l->bs),
+        if (!l->bs) {
+            log_info("LUN %u: an empty cdrom drive", l->id);
+            continue;
+        }
+        log_info("LUN %u: '%s' (%s%s, %llu bytes%s%s%s)", l->id, l->file,
+                 l->cfg.device == SCSI_DEVICE_CDROM ? "cdrom, " : "", blk_format_name(l->bs),
                  (unsigned long long)l->bs->size, l->readonly ? ", read-only" : "",
                  policy[0] ? ", commands " : "", policy);
     }
@@ -364,6 +361,8 @@ static void rescan(struct serve *s)
         struct serve_lun *l = &s->luns[i];
         struct scuse_err err = { 0 };
         bool changed;
+        if (!l->bs || scsi_lun_device(l->lun) == SCSI_DEVICE_CDROM)
+            continue;               /* a disc does not change size: it is changed */
         int r = blk_refresh_size(l->bs, &changed, &err);
         if (r == -ENOTSUP) {
             if (!l->resize_unsupported)
@@ -411,7 +410,7 @@ static void on_disconnect(void *opaque, void *dev_state)
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
         struct scuse_err err = { 0 };
-        int r = l->bs->read_only ? 0 : blk_flush(l->bs, &err);
+        int r = !l->bs || l->bs->read_only ? 0 : blk_flush(l->bs, &err);
         if (r < 0)
             log_error("LUN %u: flush failed: %s", l->id, cli_reason(&err, r));
     }
@@ -461,6 +460,8 @@ static int start(struct serve *s)
         return start_fail("--vhost-user-scsi %s", err.msg);
     if (vhost_server_watch(s->server, s->sigfd, on_signal, s) < 0)
         return start_fail("cannot watch signals");
+    if (s->control && serve_ctl_start(s, &err) < 0)
+        return start_fail("--control %s", err.msg);
     int r = s->pidfile ? write_pidfile(s->pidfile) : 0;
     if (r < 0)
         return start_fail("--pidfile '%s': %s", s->pidfile, strerror(-r));
@@ -475,6 +476,7 @@ static int stop(struct serve *s, bool started)
     int rc = 0;
     vhost_server_destroy(s->server);    /* the VM's requests drain first */
     scsi_disp_destroy(s->disp);
+    ctl_server_destroy(s->ctl);         /* no LUN event can come now; quit's answer goes */
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
         if (started && l->bs && !l->bs->read_only) {
@@ -539,13 +541,13 @@ int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *s
         struct serve_lun *l = &s->luns[s->nluns++];
         l->id = specs[i].id;
         l->spec = strdup(specs[i].what);
-        l->file = strdup(specs[i].file);
+        l->file = specs[i].file ? strdup(specs[i].file) : NULL;   /* NULL: empty drive */
         l->fmt = specs[i].fmt ? strdup(specs[i].fmt) : NULL;
         l->opts = specs[i].opts;
         l->cfg = specs[i].cfg;
         l->readonly = !(specs[i].flags & BLK_OPEN_RW);
         l->open_flags = specs[i].flags & ~BLK_OPEN_RW;
-        if (!l->spec || !l->file || (specs[i].fmt && !l->fmt))
+        if (!l->spec || (specs[i].file && !l->file) || (specs[i].fmt && !l->fmt))
             rc = cli_fail(EXIT_USAGE, "serve", "out of memory");
     }
     if (n > SERVE_MAX_LUNS)

@@ -32,11 +32,13 @@ static void tcmu_usage(FILE *f)
         "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
         "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
         "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
+        "                         [--device disk|cdrom]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
         "       scuse tcmu up|down DOMAIN.xml [--configfs DIR] [--state-dir DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
         "                        [--log=stderr|syslog|journal]\n"
+        "                        [--control SOCKET [--control-group G]]\n"
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
         "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
@@ -58,9 +60,13 @@ static void tcmu_usage(FILE *f)
         "                       serves only those; CMD a name (UNMAP, WRITE_SAME_16; see scuse(1)),\n"
         "                       a hex opcode or opcode/service action (9e/12); kept in dev_config\n"
         "  --policy-file FILE   the same from a file: allow or deny, then one command a line\n"
+        "  --device cdrom       a CD/DVD-ROM drive (MMC) over an ISO or CUE sheet, read-only,\n"
+        "                       2048-byte blocks (hw_block_size 2048 tells the daemon)\n"
         "  --configfs DIR       configfs root (default " DEFAULT_CONFIGFS ")\n"
         "  --sysfs DIR          sysfs root (default /sys)\n"
         "  --workers N          SCSI dispatcher threads (default: chosen from the CPUs)\n"
+        "  --control SOCKET     serve: a control socket (QMP-style JSON, `scuse ctl`; mode 0600)\n"
+        "  --control-group G    serve: and let group G use it (mode 0660)\n"
         "  -v                   log every device change and command error (twice: debug)\n",
         DEFAULT_DATA_AREA_MB);
 }
@@ -80,7 +86,9 @@ static int fail(int code, const char *sub, const char *fmt, ...)
 }
 
 enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
-       O_POLICY, O_POLICY_FILE };
+       O_POLICY, O_POLICY_FILE,
+       O_DEVICE };
+enum { O_CONTROL = 400, O_CONTROL_GROUP };     /* serve --control (cmd_tcmu_ctl.c) */
 
 static const struct option longopts[] = {
     { "format", required_argument, NULL, 'f' },
@@ -95,6 +103,9 @@ static const struct option longopts[] = {
     { "workers", required_argument, NULL, O_WORKERS },
     { "policy", required_argument, NULL, O_POLICY },
     { "policy-file", required_argument, NULL, O_POLICY_FILE },
+    { "device", required_argument, NULL, O_DEVICE },
+    { "control", required_argument, NULL, O_CONTROL },
+    { "control-group", required_argument, NULL, O_CONTROL_GROUP },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -107,6 +118,10 @@ struct opts {
     uint64_t block_size, max_sectors, data_area_mb, workers;
     bool have_max_sectors;
     int verbose;
+    bool cdrom;                     /* --device cdrom */
+    const char *control;            /* serve --control SOCKET */
+    gid_t control_gid;
+    bool control_have_gid;
 };
 
 static int number(const char *sub, const char *opt, const char *arg, uint64_t min, uint64_t max,
@@ -188,8 +203,25 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
             if (policy_opt(sub, c == O_POLICY ? "--policy" : "--policy-file", optarg, o))
                 return EXIT_USAGE;
             break;
+        case O_DEVICE:
+            if (strcmp(optarg, "disk") != 0 && strcmp(optarg, "cdrom") != 0)
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --device '%s': expected disk or cdrom",
+                                sub, optarg);
+            o->cdrom = strcmp(optarg, "cdrom") == 0;
+            break;
         case O_CONFIGFS: o->configfs = optarg; break;
         case O_SYSFS: o->sysfs = optarg; break;
+        case O_CONTROL:
+        case O_CONTROL_GROUP:
+            if (strcmp(sub, "serve") != 0)
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --control is an option of serve", sub);
+            if (c == O_CONTROL)
+                o->control = optarg;
+            else if (cli_parse_group(optarg, &o->control_gid) < 0)
+                return cli_fail(EXIT_USAGE, "tcmu", "serve: --control-group '%s': no such "
+                                "group", optarg);
+            o->control_have_gid |= c == O_CONTROL_GROUP;
+            break;
         case O_WORKERS:
             if (number(sub, "--workers", optarg, 1, 64, &o->workers))
                 return EXIT_USAGE;
@@ -208,6 +240,8 @@ static void derived_serial(struct blk_node *bs, uint32_t block_size, char *out, 
     struct scsi_lun_config cfg;
     scsi_lun_config_default(&cfg);
     cfg.block_size = block_size;
+    if (block_size == TCMU_CDROM_BLOCK_SIZE)
+        cfg.device = SCSI_DEVICE_CDROM;
     tcmu_lun_serial(bs, &cfg, out, len);
 }
 
@@ -230,6 +264,8 @@ static int do_create(int argc, char **argv)
     if (optind != argc - 2)
         return cli_fail(EXIT_USAGE, "tcmu", "create: expected NAME and IMG");
     const char *name = argv[optind], *img = argv[optind + 1];
+    if (o.cdrom)
+        o.block_size = TCMU_CDROM_BLOCK_SIZE;   /* what tells the daemon it is a cdrom */
     if (!tcmu_name_valid(name))
         return cli_fail(EXIT_USAGE, "tcmu", "create: NAME '%s': letters, digits, '_', '-' and "
                         "'.', at most 64, not starting with '.'", name);
@@ -255,6 +291,8 @@ static int do_create(int argc, char **argv)
      * is only looked at. */
     struct blk_node *bs;
     unsigned flags = exists_for(o.configfs, name, abs) ? BLK_OPEN_SHARE : BLK_OPEN_RW;
+    if (o.cdrom && flags == BLK_OPEN_RW)
+        flags = 0;                  /* a disc is read, never written */
     if (cli_open("tcmu create", abs, o.fmt, flags, NULL, &bs) < 0)
         return EXIT_IMAGE;
     struct scuse_err err = { 0 };
@@ -386,9 +424,22 @@ int cmd_tcmu_serve(int argc, char **argv)
         close(sig_fd);
         return fail(EXIT_USAGE, "serve", "%s", err.msg);
     }
+    struct tcmu_ctl *ctl = NULL;
+    r = 0;
+    if (o.control_have_gid && !o.control)
+        r = fail(EXIT_USAGE, "serve", "--control-group without --control");
+    else if (o.control && tcmu_ctl_start(dm, o.control, o.control_gid, o.control_have_gid,
+                                         &ctl, &err) < 0)
+        r = fail(EXIT_USAGE, "serve", "--control %s", err.msg);
+    if (r != 0) {
+        tcmu_daemon_destroy(dm);
+        close(sig_fd);
+        return r;
+    }
     r = tcmu_daemon_run(dm, &err);
     /* Every device drained, every image flushed and closed. */
     int f = tcmu_daemon_destroy(dm);
+    tcmu_ctl_stop(ctl);
     close(sig_fd);
     if (r < 0)
         return fail(EXIT_USAGE, "serve", "%s", err.msg);

@@ -27,6 +27,7 @@ static const struct {
     { "serve", cmd_serve, "serve images as SCSI LUNs: to QEMU over vhost-user-scsi, or to LIO (--tcmu)" },
     { "domain", cmd_domain, "a libvirt domain's virtio-scsi disks as scuse serves them" },
     { "libvirt-hook", cmd_libvirt_hook, "libvirt's qemu hook: serve a converted domain while it runs" },
+    { "ctl", cmd_ctl, "send a command to a running scuse serve's control socket, or follow its events" },
     { "tcmu", cmd_tcmu, "LIO TCMU backstores for images (vhost-scsi, loopback) and their daemon" },
 };
 

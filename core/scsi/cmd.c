@@ -39,7 +39,8 @@ bool scsi_lun_serves(const struct scsi_lun *lun, const struct scsi_op *op)
 
 bool scsi_check_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n)
 {
-    if (lba >= lun->blocks || n > lun->blocks - lba) {
+    uint64_t blocks = __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);  /* lun-resize */
+    if (lba >= blocks || n > blocks - lba) {
         scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return false;
     }
@@ -74,8 +75,8 @@ static void refuse(struct scsi_lun *lun, struct scsi_cmd *cmd, uint8_t opcode)
 {
     if (scsi_opcode_has_sa(opcode)) {
         /* Some service action of this opcode is served: the field is bad. */
-        for (unsigned i = 0; i < scsi_n_ops; i++) {
-            if (scsi_ops[i].opcode == opcode && scsi_lun_serves(lun, &scsi_ops[i])) {
+        for (unsigned i = 0; i < lun->n_ops; i++) {
+            if (lun->ops[i].opcode == opcode && scsi_lun_serves(lun, &lun->ops[i])) {
                 scsi_fail_cdb(lun, cmd, 1, 4);
                 return;
             }
@@ -96,7 +97,9 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     cmd->nblocks = 0;
     cmd->op = NULL;
 
-    const struct scsi_op *op = scsi_cdb_op(cmd->cdb, cmd->cdb_len);
+    const struct scsi_op *op = NULL;
+    if (cmd->cdb && cmd->cdb_len && (!scsi_opcode_has_sa(cmd->cdb[0]) || cmd->cdb_len >= 2))
+        op = scsi_lun_op_find(lun, cmd->cdb[0], scsi_cdb_sa(cmd->cdb));
     /* The direction first: every answer below, and the transport after
      * it, reads cmd->dir (what the command is, whatever the LUN serves). */
     scsi_cmd_resolve_dir(cmd, op);
@@ -135,13 +138,22 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     if (!check_cdb_bits(lun, cmd, op))
         return;
     if (op->flags & OPF_MEDIUM) {
-        if (__atomic_load_n(&lun->stopped, __ATOMIC_ACQUIRE)) {
+        if (lun->removable) {
+            /* Held from here to the end of execute (medium.c). */
+            struct scsi_sense s;
+            if (!scsi_medium_get(lun, &s)) {
+                scsi_fail(lun, cmd, &s);
+                return;
+            }
+        } else if (__atomic_load_n(&lun->stopped, __ATOMIC_ACQUIRE)) {
             scsi_fail_key(lun, cmd, SK_NOT_READY, ASC_LUN_NOT_READY_INIT_REQUIRED);
             return;
         }
     }
     cmd->op = op;
     op->prepare(lun, cmd);
+    if (lun->removable && (op->flags & OPF_MEDIUM) && cmd->access == SCSI_ACCESS_DONE)
+        scsi_medium_put(lun);       /* answered: nothing left to read */
 }
 
 /* Metadata write-through (scsi_lun_config.meta_write_through): the image
@@ -173,6 +185,7 @@ void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
         return;
     }
     op->execute(lun, cmd);
+    scsi_cmd_drop(lun, cmd);        /* the medium, when the command held it */
     /* WRITE and ATOMIC are the commands that change the image. */
     if (lun->cfg.meta_write_through && cmd->status == SCSI_STATUS_GOOD &&
         (cmd->access == SCSI_ACCESS_WRITE || cmd->access == SCSI_ACCESS_ATOMIC))

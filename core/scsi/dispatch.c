@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "scsi/dispatch.h"
+#include "scsi/scsi_int.h"
 #include "util/log.h"
 
 struct scsi_disp {
@@ -115,6 +116,7 @@ static __thread struct scsi_disp *absorb_for;
 static void run(struct scsi_disp_lun *q, struct scsi_cmd *cmd)
 {
     if (disp_phase(cmd) == DISP_ABORTING) {
+        scsi_cmd_drop(q->lun, cmd);  /* what its prepare took (a removable medium) */
         cmd->status = SCSI_STATUS_TASK_ABORTED;
         cmd->sense_len = 0;
         cmd->xfer = 0;
@@ -122,6 +124,33 @@ static void run(struct scsi_disp_lun *q, struct scsi_cmd *cmd)
         cmd->overflow = false;
     } else if (cmd->access != SCSI_ACCESS_DONE) {
         scsi_cmd_execute(q->lun, cmd);
+    }
+}
+
+/* A finished command in its LUN's counters (lock held). */
+static void count(struct scsi_disp_lun *q, const struct scsi_cmd *c)
+{
+    struct scsi_lun_stats *st = &q->stats;
+    st->commands++;
+    if (c->status != SCSI_STATUS_GOOD) {
+        st->errors++;
+        return;
+    }
+    switch (c->access) {
+    case SCSI_ACCESS_READ:
+        st->reads++;
+        st->read_blocks += c->nblocks;
+        break;
+    case SCSI_ACCESS_WRITE:
+    case SCSI_ACCESS_ATOMIC:
+        st->writes++;
+        st->write_blocks += c->nblocks;
+        break;
+    case SCSI_ACCESS_FLUSH:
+        st->flushes++;
+        break;
+    default:
+        break;
     }
 }
 
@@ -136,6 +165,7 @@ static void *worker_main(void *arg)
         record(d, w);
         struct scsi_cmd *fin = ran;
         if (fin) {
+            count(ran_q, fin);
             unsigned woken = disp_queue_finish(ran_q, fin);
             ready_push(d, ran_q);
             wake(d, woken);
@@ -322,6 +352,16 @@ void scsi_disp_detach(struct scsi_disp *d, struct scsi_lun *lun)
     pthread_mutex_unlock(&d->lock);
 }
 
+void scsi_disp_lun_stats(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_lun_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&d->lock);
+    struct scsi_disp_lun *q = *scsi_lun_disp_slot(lun);
+    if (q && q->disp == d)
+        *out = q->stats;
+    pthread_mutex_unlock(&d->lock);
+}
+
 void scsi_submit(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_cmd *cmd)
 {
     cmd->status = SCSI_STATUS_GOOD;
@@ -338,6 +378,7 @@ void scsi_submit(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_cmd *cmd
     if (lun_queue(d, lun, &q, &err) < 0) {
         pthread_mutex_unlock(&d->lock);
         log_error("scsi: command refused with BUSY: %s", err.msg);
+        scsi_cmd_drop(lun, cmd);
         cmd->status = SCSI_STATUS_BUSY;
         cmd->sense_len = 0;
         cmd->resid = (uint32_t)cmd->data.len;

@@ -47,6 +47,16 @@ enum {
     DISP_DRAIN = 1 << 4,           /* a LUN reset waits for this command */
 };
 
+/* What a LUN has done (the control socket's query-luns): commands that
+ * ran and completed, by kind, and the blocks they covered. */
+struct scsi_lun_stats {
+    uint64_t commands;             /* every command completed, errors included */
+    uint64_t reads, read_blocks;   /* READ access (READ, VERIFY...), GOOD status */
+    uint64_t writes, write_blocks; /* WRITE or ATOMIC access, GOOD status */
+    uint64_t flushes;              /* SYNCHRONIZE CACHE, GOOD status */
+    uint64_t errors;               /* completed with another status than GOOD */
+};
+
 /* One LUN's commands: every command submitted and not yet finished, in
  * one list through cmd->next. HEAD OF QUEUE commands go to the front,
  * the others to the back in submission order. A command starts when no
@@ -66,6 +76,7 @@ struct scsi_disp_lun {
     unsigned n_excl;               /* active, not aborted, that can conflict with a read */
     unsigned n_drain;              /* commands with DISP_DRAIN whose done() has not returned */
     unsigned n_inflight;           /* submitted, done() not yet returned */
+    struct scsi_lun_stats stats;   /* commands run to completion (under the lock) */
     bool on_ready;                 /* linked in the dispatcher's list of LUNs with work */
     struct scsi_disp_lun *ready_next;
     struct scsi_disp_lun *all_next; /* every LUN of the dispatcher */
@@ -103,6 +114,8 @@ int scsi_disp_attach(struct scsi_disp *d, struct scsi_lun *lun, struct scuse_err
  * scsi_lun_destroy() while d lives on (scsi_disp_destroy detaches the
  * LUNs still attached, which must still exist then). */
 void scsi_disp_detach(struct scsi_disp *d, struct scsi_lun *lun);
+/* lun's counters in d (zeros when it is not attached). */
+void scsi_disp_lun_stats(struct scsi_disp *d, struct scsi_lun *lun, struct scsi_lun_stats *out);
 /* Number of worker threads d runs. */
 unsigned scsi_disp_workers(const struct scsi_disp *d);
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scsi/scsi_int.h"
+#include "scsi/mmc.h"
 #include "util/log.h"
 
 void scsi_lun_config_default(struct scsi_lun_config *cfg)
@@ -46,7 +46,9 @@ static int check_ascii(const char *what, const char *s, size_t max, struct scuse
 
 static int check_config(const struct scsi_lun_config *cfg, struct scuse_err *err)
 {
-    if (cfg->block_size != 512 && cfg->block_size != 4096)
+    if (cfg->device != SCSI_DEVICE_DISK && cfg->device != SCSI_DEVICE_CDROM)
+        return err_set(err, -EINVAL, "device type %d: not a disk nor a cdrom", (int)cfg->device);
+    if (cfg->device == SCSI_DEVICE_DISK && cfg->block_size != 512 && cfg->block_size != 4096)
         return err_set(err, -EINVAL, "logical block size %u: must be 512 or 4096",
                        cfg->block_size);
     if (cfg->phys_exp > 15 || ((uint64_t)cfg->block_size << cfg->phys_exp) > (1u << 20))
@@ -68,8 +70,12 @@ static int check_config(const struct scsi_lun_config *cfg, struct scuse_err *err
  * resolved path so that the same image always shows the same identity. */
 static void derive_identity(struct scsi_lun *lun)
 {
-    char *real = realpath(lun->bs->path, NULL);
-    const char *path = real ? real : lun->bs->path;
+    /* An empty drive has no image to name it: its LUN number does (two
+     * scuse instances with empty drives share an identity: set serial=). */
+    char empty[32];
+    snprintf(empty, sizeof(empty), "scuse-empty-drive:%u", lun->id);
+    char *real = lun->bs ? realpath(lun->bs->path, NULL) : NULL;
+    const char *path = real ? real : lun->bs ? lun->bs->path : empty;
     uint64_t h1 = fnv1a(path, 0xcbf29ce484222325ull);
     uint64_t h2 = fnv1a(path, h1 ^ 0x5c05e5c05e5c05e5ull);
     free(real);
@@ -113,32 +119,54 @@ int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint
         return r;
     if (lun_id > 0x3fff)
         return err_set(err, -EINVAL, "LUN %u: at most 16383 (flat space addressing)", lun_id);
-    if (bs->size < cfg->block_size)
+    bool cd = cfg->device == SCSI_DEVICE_CDROM;
+    if (!bs && !cd)
+        return err_set(err, -EINVAL, "LUN %u: a disk needs an image", lun_id);
+    uint32_t lbs = cd ? MMC_BLOCK_SIZE : cfg->block_size;
+    if (bs && bs->size < lbs)
         return err_set(err, -EINVAL, "'%s': %llu bytes is less than one %u-byte block",
-                       bs->path, (unsigned long long)bs->size, cfg->block_size);
+                       bs->path, (unsigned long long)bs->size, lbs);
     struct scsi_lun *lun = calloc(1, sizeof(*lun));
     if (!lun)
         return err_set(err, -ENOMEM, "out of memory for a LUN");
     lun->cfg = *cfg;
+    if (cd && strcmp(cfg->product, "scuse disk") == 0)
+        snprintf(lun->cfg.product, sizeof(lun->cfg.product), "scuse cdrom");  /* the default's */
+    lun->ops = cd ? mmc_ops : scsi_ops;
+    lun->n_ops = cd ? mmc_n_ops : scsi_n_ops;
     lun->bs = bs;
     lun->id = lun_id;
-    lun->block_size = cfg->block_size;
-    lun->shift = cfg->block_size == 4096 ? 12 : 9;
-    lun->blocks = bs->size >> lun->shift;
-    if (bs->size & (cfg->block_size - 1))
+    lun->block_size = lbs;
+    lun->shift = cd ? MMC_BLOCK_SHIFT : cfg->block_size == 4096 ? 12 : 9;
+    lun->blocks = bs ? bs->size >> lun->shift : 0;
+    if (bs && (bs->size & (lbs - 1)))
         log_warn("'%s': the last %llu bytes are not a whole %u-byte block and are not served",
-                 bs->path, (unsigned long long)(bs->size & (cfg->block_size - 1)),
-                 cfg->block_size);
-    lun->read_only = cfg->read_only || bs->read_only;
-    lun->lbpme = cfg->discard;
-    lun->lbprz = cfg->discard && bs->discard_zeroes;
-    lun->unmap_gran = bs->cluster_size > lun->block_size ? bs->cluster_size >> lun->shift : 1;
+                 bs->path, (unsigned long long)(bs->size & (lbs - 1)), lbs);
+    /* A CD-ROM is read-only and has nothing to discard. */
+    lun->read_only = cd || cfg->read_only || bs->read_only;
+    lun->lbpme = !cd && cfg->discard;
+    lun->lbprz = lun->lbpme && bs->discard_zeroes;
+    lun->unmap_gran = bs && bs->cluster_size > lbs ? bs->cluster_size >> lun->shift : 1;
+    lun->removable = cd;
+    lun->ready = bs != NULL;
+    if (cd && bs && !(lun->disc = scsi_medium_disc(bs, err))) {
+        free(lun);
+        return -ENOMEM;
+    }
     derive_identity(lun);
     mode_defaults(lun);
     r = pthread_mutex_init(&lun->lock, NULL);
     if (r != 0) {
+        free(lun->disc);
         free(lun);
         return err_set(err, -r, "cannot create the LUN lock");
+    }
+    r = pthread_cond_init(&lun->medium_idle, NULL);
+    if (r != 0) {
+        pthread_mutex_destroy(&lun->lock);
+        free(lun->disc);
+        free(lun);
+        return err_set(err, -r, "cannot create the LUN's medium condition");
     }
     *out = lun;
     return 0;
@@ -148,11 +176,16 @@ void scsi_lun_destroy(struct scsi_lun *lun)
 {
     if (!lun)
         return;
+    free(lun->disc);
+    pthread_cond_destroy(&lun->medium_idle);
     pthread_mutex_destroy(&lun->lock);
     free(lun);
 }
 
-uint64_t scsi_lun_blocks(const struct scsi_lun *lun) { return lun->blocks; }
+uint64_t scsi_lun_blocks(const struct scsi_lun *lun)
+{
+    return __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);
+}
 uint32_t scsi_lun_block_size(const struct scsi_lun *lun) { return lun->block_size; }
 struct scsi_disp_lun **scsi_lun_disp_slot(struct scsi_lun *lun) { return &lun->disp; }
 
@@ -187,6 +220,8 @@ bool scsi_lun_take_ua(struct scsi_lun *lun, struct scsi_sense *s)
         [SCSI_UA_MODE_CHANGED] = ASC_MODE_PARAMETERS_CHANGED,
         [SCSI_UA_LUNS_CHANGED] = ASC_REPORTED_LUNS_CHANGED,
         [SCSI_UA_NEXUS_LOSS] = ASC_I_T_NEXUS_LOSS,
+        [SCSI_UA_MEDIUM_CHANGED] = ASC_MEDIUM_MAY_HAVE_CHANGED,
+        [SCSI_UA_NO_MEDIUM] = ASC_MEDIUM_NOT_PRESENT,
     };
     /* Nothing pending is the common case: no lock on the data path. */
     if (__atomic_load_n(&lun->ua, __ATOMIC_ACQUIRE) == 0)

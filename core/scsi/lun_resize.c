@@ -7,6 +7,8 @@ uint16_t scsi_lun_id(const struct scsi_lun *lun) { return lun->id; }
 
 bool scsi_lun_refresh_capacity(struct scsi_lun *lun)
 {
+    if (lun->removable)
+        return false;               /* a disc does not grow: eject and insert instead */
     uint64_t size = __atomic_load_n(&lun->bs->size, __ATOMIC_ACQUIRE);
     uint64_t blocks = size >> lun->shift;
     uint64_t old = __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);

@@ -20,6 +20,13 @@
 
 #include "scsi/scsi_int.h"
 
+/* Names and opcodes of both device types' tables (disk, then cdrom): a
+ * policy may name a command of either; the LUN applies what it has. */
+static const struct scsi_op *any_op(unsigned i)
+{
+    return i < scsi_n_ops ? &scsi_ops[i] : &mmc_ops[i - scsi_n_ops];
+}
+
 #define POLICY_FILE_MAX (64 * 1024)
 #define POLICY_MAX (sizeof(((struct scsi_lun_config *)0)->policy) / sizeof(uint32_t))
 
@@ -108,8 +115,8 @@ static int entry(const char *s, size_t n, uint32_t *out, struct scuse_err *err)
                 return err_set(err, -EINVAL, "'%.*s': opcode %02lx has no service actions",
                                (int)n, s, op);
         }
-        for (unsigned i = 0; i < scsi_n_ops; i++)
-            if (scsi_ops[i].opcode == op && (sa == 0xffff || scsi_ops[i].sa == sa)) {
+        for (unsigned i = 0; i < scsi_n_ops + mmc_n_ops; i++)
+            if (any_op(i)->opcode == op && (sa == 0xffff || any_op(i)->sa == sa)) {
                 *out = (uint32_t)op << 16 | (uint32_t)sa;
                 return 0;
             }
@@ -120,8 +127,8 @@ static int entry(const char *s, size_t n, uint32_t *out, struct scuse_err *err)
                        (int)n, s);
     char want[64], have[64];
     fold(s, n, want, sizeof(want));
-    for (unsigned i = 0; want[0] && i < scsi_n_ops; i++) {
-        const struct scsi_op *o = &scsi_ops[i];
+    for (unsigned i = 0; want[0] && i < scsi_n_ops + mmc_n_ops; i++) {
+        const struct scsi_op *o = any_op(i);
         fold(o->name, strlen(o->name), have, sizeof(have));
         if (strcmp(want, have) == 0) {
             *out = (uint32_t)o->opcode << 16 | o->sa;

@@ -12,7 +12,7 @@ static bool prep_to_end(struct scsi_lun *lun, struct scsi_cmd *cmd, enum scsi_ac
     if (!scsi_check_range(lun, cmd, r.lba, r.n))
         return false;
     cmd->lba = r.lba;
-    cmd->nblocks = r.n ? r.n : lun->blocks - r.lba;
+    cmd->nblocks = r.n ? r.n : __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE) - r.lba;
     cmd->access = access;
     return true;
 }

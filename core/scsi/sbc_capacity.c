@@ -8,7 +8,7 @@
 SCSI_HANDLER(sbc_prep_read_capacity10)
 {
     uint8_t b[8];
-    uint64_t last = lun->blocks - 1;
+    uint64_t last = __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE) - 1;
     /* Too large for 32 bits: FFFFFFFFh sends the initiator to (16). */
     put_be32(b, last > 0xffffffffull ? 0xffffffffu : (uint32_t)last);
     put_be32(b + 4, lun->block_size);
@@ -19,7 +19,7 @@ SCSI_HANDLER(sbc_prep_read_capacity16)
 {
     uint8_t b[32];
     memset(b, 0, sizeof(b));
-    put_be64(b, lun->blocks - 1);
+    put_be64(b, __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE) - 1);
     put_be32(b + 8, lun->block_size);
     b[12] = 0x10;                   /* RC BASIS 01b: the last LBA of the unit */
     b[13] = lun->cfg.phys_exp & 0x0f;
@@ -30,7 +30,7 @@ SCSI_HANDLER(sbc_prep_read_capacity16)
 SCSI_HANDLER(sbc_prep_get_lba_status)
 {
     uint64_t lba = get_be64(cmd->cdb + 2);
-    if (lba >= lun->blocks) {
+    if (lba >= __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE)) {
         scsi_fail_key(lun, cmd, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return;
     }
@@ -83,22 +83,23 @@ SCSI_HANDLER(sbc_exec_get_lba_status)
     uint64_t fit = alloc > 8 ? (alloc - 8) / 16 : 0;
     o.max = fit < 1 ? 1 : fit > SCSI_MAX_LBA_STATUS_DESC ? SCSI_MAX_LBA_STATUS_DESC : (unsigned)fit;
 
+    uint64_t blocks = __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);  /* lun-resize */
     uint64_t b = cmd->lba, run_lba = b, run_n = 0;
     int run_ps = -1;
-    for (unsigned calls = 0; b < lun->blocks && o.n < o.max && calls < STATUS_CALLS_MAX;
+    for (unsigned calls = 0; b < blocks && o.n < o.max && calls < STATUS_CALLS_MAX;
          calls++) {
         uint64_t nb;
         int ps;
         if (!lun->lbpme) {
             /* Fully provisioned: every block is mapped. */
-            nb = lun->blocks - b;
+            nb = blocks - b;
             ps = PS_MAPPED;
         } else {
             uint64_t pnum = 0;
             struct blk_status st;
             struct scuse_err err;
             err_clear(&err);
-            int r = blk_block_status(lun->bs, b << lun->shift, (lun->blocks - b) << lun->shift,
+            int r = blk_block_status(lun->bs, b << lun->shift, (blocks - b) << lun->shift,
                                      &pnum, &st, &err);
             if (r < 0) {
                 scsi_fail_errno(lun, cmd, r, false, b, &err);

@@ -122,8 +122,16 @@ struct scsi_cmd {
     int state;
 };
 
+/* What a LUN is to the initiator (its peripheral device type). */
+enum scsi_device_type {
+    SCSI_DEVICE_DISK,               /* 00h, SBC: the default */
+    SCSI_DEVICE_CDROM,              /* 05h, MMC: 2048-byte blocks, read-only, removable
+                                       medium (core/scsi/mmc_*.c) */
+};
+
 /* Per-LUN settings (what `scuse serve` and the domain XML configure). */
 struct scsi_lun_config {
+    enum scsi_device_type device;
     uint32_t block_size;            /* 512 or 4096 */
     uint8_t phys_exp;               /* physical block = block_size << phys_exp */
     char vendor[9];                 /* T10 vendor, space padded on the wire */
@@ -184,7 +192,9 @@ int scsi_policy_format(const struct scsi_lun_config *cfg, char sep, char *out, s
 
 /* A LUN over bs (not owned: the caller closes it after the LUN). No unit
  * attention is pending at creation; a transport that attaches the LUN to
- * a running initiator raises SCSI_UA_POWER_ON itself. */
+ * a running initiator raises SCSI_UA_POWER_ON itself. A cdrom LUN may be
+ * created without a medium (bs NULL: an empty drive, tray closed); its
+ * block_size is 2048 whatever cfg says, and it is read-only. */
 int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint16_t lun_id,
                     struct scsi_lun **out, struct scuse_err *err);
 void scsi_lun_destroy(struct scsi_lun *lun);
@@ -204,6 +214,9 @@ enum scsi_ua {
     SCSI_UA_MODE_CHANGED,           /* 2Ah/01h */
     SCSI_UA_LUNS_CHANGED,           /* 3Fh/0Eh */
     SCSI_UA_NEXUS_LOSS,             /* 29h/07h: I_T NEXUS RESET */
+    SCSI_UA_MEDIUM_CHANGED,         /* 28h/00h: NOT READY TO READY CHANGE, MEDIUM MAY
+                                       HAVE CHANGED (a medium was inserted) */
+    SCSI_UA_NO_MEDIUM,              /* 3Ah/00h: the host took the medium out */
 };
 void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
 
@@ -212,6 +225,68 @@ void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
  * CHANGED. Returns true when the capacity changed. */
 bool scsi_lun_refresh_capacity(struct scsi_lun *lun);
 uint16_t scsi_lun_id(const struct scsi_lun *lun);
+enum scsi_device_type scsi_lun_device(const struct scsi_lun *lun);
+
+/* Removable medium (cdrom LUNs; a disk's medium is always present and
+ * these calls refuse it with -ENOTSUP).
+ *
+ * The medium is a block node the caller owns: the LUN reads it while it
+ * is in, the caller closes it after taking it out. Its 2048-byte blocks
+ * are the disc's user data (an ISO through the raw driver, or a CUE/BIN
+ * through the cue driver, whose node also carries the track list).
+ *
+ * Draining: every command that reads the medium holds it from its
+ * prepare to the end of its execute (or its abort), counted per LUN.
+ * scsi_lun_medium_eject closes the door to new commands first (they get
+ * NOT READY, MEDIUM NOT PRESENT), then waits for that count to fall to
+ * zero, so the node it hands back is no longer read by anybody and may be
+ * closed at once. The wait needs the dispatcher's workers to run, so it
+ * must not be called from a done() callback or a worker; a transport's
+ * or control thread is fine. Eject and insert on one LUN are serialised
+ * (a second caller during a change gets -EBUSY). */
+enum scsi_medium_state {
+    SCSI_MEDIUM_PRESENT,            /* in, tray closed: readable */
+    SCSI_MEDIUM_ABSENT,             /* no medium, tray closed */
+    SCSI_MEDIUM_TRAY_OPEN,          /* tray open (a medium may lie in it: the guest ejected) */
+};
+enum scsi_medium_state scsi_lun_medium_state(const struct scsi_lun *lun);
+/* Whether the initiator prevents medium removal (PREVENT ALLOW MEDIUM REMOVAL). */
+bool scsi_lun_medium_locked(const struct scsi_lun *lun);
+/* The node in the drive (in the open tray too), or NULL. For display only:
+ * it stays valid until the caller's own eject. */
+struct blk_node *scsi_lun_medium(const struct scsi_lun *lun);
+/* Take the medium out and leave the tray open. *old gets the node (NULL if
+ * the drive was empty; the caller closes it). While the initiator
+ * prevents removal: -EBUSY with a message unless force (which also lifts
+ * the prevention); the refusal queues an eject request media event for
+ * the guest, as a drive's eject button does. Raises UNIT ATTENTION,
+ * MEDIUM NOT PRESENT and the media-removal event; calls the event
+ * callback with SCSI_LUN_EVENT_MEDIUM_EJECTED. */
+int scsi_lun_medium_eject(struct scsi_lun *lun, bool force, struct blk_node **old,
+                          struct scuse_err *err);
+/* Put bs in (the drive must hold none: -EEXIST, eject first) and close the
+ * tray. Raises UNIT ATTENTION, NOT READY TO READY CHANGE, MEDIUM MAY HAVE
+ * CHANGED and the new-media event; calls the event callback with
+ * SCSI_LUN_EVENT_MEDIUM_INSERTED. bs must hold at least one 2048-byte
+ * block; it is read, never written. */
+int scsi_lun_medium_insert(struct scsi_lun *lun, struct blk_node *bs, struct scuse_err *err);
+
+/* Events a LUN reports to whoever registered (the control socket). The
+ * callback runs on the thread that caused the event: a dispatcher worker
+ * for the guest's requests (it must not block, nor call back into the
+ * LUN's medium functions), the caller's for eject and insert. */
+enum scsi_lun_event {
+    SCSI_LUN_EVENT_GUEST_EJECT_REQUEST, /* START STOP UNIT with LoEj, Start=0 (whether
+                                           or not the tray opened) */
+    SCSI_LUN_EVENT_GUEST_LOAD,      /* START STOP UNIT with LoEj, Start=1: tray closed */
+    SCSI_LUN_EVENT_MEDIUM_EJECTED,  /* scsi_lun_medium_eject took the medium out */
+    SCSI_LUN_EVENT_MEDIUM_INSERTED, /* scsi_lun_medium_insert put one in */
+};
+/* Register cb (NULL: none), at any time; a callback already running may
+ * still finish with the old one. */
+void scsi_lun_set_event_cb(struct scsi_lun *lun,
+                           void (*cb)(void *opaque, struct scsi_lun *lun, int event),
+                           void *opaque);
 
 /* A target: the LUNs behind one target port (the transport maps its
  * target address to one). REPORT LUNS through any of its LUNs lists them
@@ -219,8 +294,8 @@ uint16_t scsi_lun_id(const struct scsi_lun *lun);
  * logical unit that is not there (standard INQUIRY: peripheral qualifier
  * 3, type 1Fh; REPORT LUNS: the inventory; REQUEST SENSE: GOOD with
  * LOGICAL UNIT NOT SUPPORTED as its data; anything else: CHECK CONDITION,
- * ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED). The set is fixed once
- * commands flow: add every LUN before the first submit. */
+ * ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED). LUNs may be added and
+ * removed while commands flow through scsi_target_submit (hot plug). */
 struct scsi_target;
 int scsi_target_create(struct scsi_target **out, struct scuse_err *err);
 /* Frees the target, not its LUNs (they forget it). */
@@ -228,7 +303,16 @@ void scsi_target_destroy(struct scsi_target *t);
 /* Adds lun under its own id (scsi_lun_create's lun_id); a LUN belongs to
  * at most one target. */
 int scsi_target_add_lun(struct scsi_target *t, struct scsi_lun *lun, struct scuse_err *err);
-/* The LUN with this id, or NULL. */
+/* Take the LUN with this id out of the target (NULL: none): once this
+ * returns no scsi_target_submit reaches it; commands already submitted
+ * may still run (scsi_disp_detach waits for them). */
+struct scsi_lun *scsi_target_remove_lun(struct scsi_target *t, uint16_t id);
+/* Raise ua on every LUN of t but except (REPORTED LUNS DATA HAS CHANGED
+ * after a hot plug). */
+void scsi_target_raise_ua(struct scsi_target *t, enum scsi_ua ua, const struct scsi_lun *except);
+/* The LUN with this id, or NULL. The pointer stays valid only while
+ * nobody removes it (the thread that adds and removes LUNs, or a caller
+ * that knows). */
 struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id);
 unsigned scsi_target_count(const struct scsi_target *t);
 /* The i-th LUN in id order (i < scsi_target_count). */

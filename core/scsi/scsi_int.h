@@ -26,9 +26,15 @@
  * it cannot collide with a registered OUI. A configured WWN replaces it. */
 #define SCUSE_NAA_COMPANY_ID 0x5ac5e0u
 
+struct scsi_op;
+struct optical_disc;
+
 struct scsi_lun {
     struct scsi_lun_config cfg;
-    struct blk_node *bs;
+    const struct scsi_op *ops;      /* the command table of its device type */
+    unsigned n_ops;
+    struct blk_node *bs;            /* NULL: no medium (cdrom); see medium.c for when it
+                                       may be read */
     uint16_t id;
     uint64_t blocks;
     uint32_t block_size;
@@ -49,6 +55,22 @@ struct scsi_lun {
     bool wce, d_sense;
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */
+
+    /* Removable medium (cdrom; medium.c). ready says the medium may be
+     * read (in, tray closed, no eject under way): commands check it after
+     * counting themselves in users, an eject clears it and waits for users
+     * to drain. tray_open, changing, media_event, event cb under lock. */
+    bool removable;
+    bool ready;
+    unsigned users;
+    unsigned ejecting;              /* eject callers waiting on medium_idle */
+    pthread_cond_t medium_idle;
+    bool tray_open;
+    bool changing;                  /* an eject or insert is under way */
+    uint8_t media_event;            /* GESN event code pending (0: none) */
+    struct optical_disc *disc;      /* the medium's tracks (with bs; read by the holders) */
+    void (*event_cb)(void *opaque, struct scsi_lun *lun, int event);
+    void *event_opaque;
 
     /* I/O error logging, limited per LUN (atomics; sense.c). */
     uint64_t errlog_window;         /* second the current window started */
@@ -92,6 +114,11 @@ extern const unsigned scsi_n_ops;
 
 /* The table entry for opcode/sa (sa ignored for plain opcodes), or NULL. */
 const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa);
+/* The same in the command table of lun's device type. */
+const struct scsi_op *scsi_lun_op_find(const struct scsi_lun *lun, uint8_t opcode, uint16_t sa);
+/* The MMC (cdrom) command table (mmc_table.c). */
+extern const struct scsi_op mmc_ops[];
+extern const unsigned mmc_n_ops;
 bool scsi_opcode_has_sa(uint8_t opcode);
 /* The service action of a CDB whose opcode has them, else SCSI_NO_SA. */
 uint16_t scsi_cdb_sa(const uint8_t *cdb);
@@ -163,6 +190,20 @@ bool scsi_check_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, 
 /* Unit attention: the next one to report (highest priority), removed. */
 bool scsi_lun_take_ua(struct scsi_lun *lun, struct scsi_sense *s);
 bool scsi_lun_write_cache(struct scsi_lun *lun);
+
+/* --- removable medium (medium.c) --- */
+/* Count a command in as a reader of the medium: true when the medium may
+ * be read (then scsi_medium_put once done with it), false with the
+ * NOT READY sense for the drive's state in *s (nothing to put). */
+bool scsi_medium_get(struct scsi_lun *lun, struct scsi_sense *s);
+void scsi_medium_put(struct scsi_lun *lun);
+/* Whether cmd holds the medium (a prepared command that reads it). */
+bool scsi_cmd_holds_medium(const struct scsi_lun *lun, const struct scsi_cmd *cmd);
+/* A prepared command ends without executing (aborted, refused by the
+ * dispatcher): let go of what prepare took. */
+void scsi_cmd_drop(struct scsi_lun *lun, struct scsi_cmd *cmd);
+/* Call the event callback (not under lun->lock). */
+void scsi_lun_event(struct scsi_lun *lun, int event);
 
 /* LBA and block count of a CDB in the READ/WRITE layouts (6, 10, 12, 16
  * bytes); len_byte: where the length field starts (for field pointers). */

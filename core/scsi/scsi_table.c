@@ -188,6 +188,17 @@ const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa)
     return NULL;
 }
 
+const struct scsi_op *scsi_lun_op_find(const struct scsi_lun *lun, uint8_t opcode, uint16_t sa)
+{
+    bool has_sa = scsi_opcode_has_sa(opcode);
+    for (unsigned i = 0; i < lun->n_ops; i++) {
+        const struct scsi_op *op = &lun->ops[i];
+        if (op->opcode == opcode && (!has_sa || op->sa == sa))
+            return op;
+    }
+    return NULL;
+}
+
 const struct scsi_op *scsi_cdb_op(const uint8_t *cdb, uint32_t cdb_len)
 {
     if (!cdb || cdb_len == 0)

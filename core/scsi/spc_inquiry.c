@@ -15,7 +15,7 @@ static void put_padded(uint8_t *dst, const char *s, size_t n)
 
 static bool served(const struct scsi_lun *lun, uint8_t opcode, uint16_t sa)
 {
-    const struct scsi_op *op = scsi_op_find(opcode, sa);
+    const struct scsi_op *op = scsi_lun_op_find(lun, opcode, sa);
     return op && scsi_lun_serves(lun, op);
 }
 
@@ -23,6 +23,10 @@ static size_t std_inquiry(struct scsi_lun *lun, uint8_t *b)
 {
     memset(b, 0, STD_INQUIRY_LEN);
     b[0] = 0x00;                    /* connected, direct access block device */
+    if (lun->removable) {
+        b[0] = 0x05;                /* CD/DVD device (MMC) */
+        b[1] = 0x80;                /* RMB: removable medium */
+    }
     b[2] = 0x06;                    /* SPC-4 */
     b[3] = 0x10 | 0x02;             /* HISUP, response data format 2 */
     b[4] = STD_INQUIRY_LEN - 5;
@@ -32,7 +36,8 @@ static size_t std_inquiry(struct scsi_lun *lun, uint8_t *b)
     put_padded(b + 32, lun->cfg.revision, 4);
     put_be16(b + 58, VERSION_SAM5);
     put_be16(b + 60, VERSION_SPC4);
-    put_be16(b + 62, VERSION_SBC3);
+    if (!lun->removable)
+        put_be16(b + 62, VERSION_SBC3);
     return STD_INQUIRY_LEN;
 }
 
@@ -41,10 +46,15 @@ static const uint8_t vpd_list[] = {
     VPD_BLOCK_LIMITS, VPD_BLOCK_CHARACTERISTICS, VPD_LB_PROVISIONING,
 };
 
-static size_t vpd_supported(uint8_t *b)
+/* A CD/DVD device has no block limits, characteristics or provisioning
+ * pages (QEMU's scsi-cd lists 00, 80, 83 too). */
+#define VPD_CDROM_PAGES 3
+
+static size_t vpd_supported(const struct scsi_lun *lun, uint8_t *b)
 {
-    memcpy(b + 4, vpd_list, sizeof(vpd_list));
-    return 4 + sizeof(vpd_list);
+    size_t n = lun->removable ? VPD_CDROM_PAGES : sizeof(vpd_list);
+    memcpy(b + 4, vpd_list, n);
+    return 4 + n;
 }
 
 static size_t vpd_serial(struct scsi_lun *lun, uint8_t *b)
@@ -137,16 +147,20 @@ SCSI_HANDLER(spc_prep_inquiry)
         return;
     }
     memset(b, 0, sizeof(b));
-    b[0] = 0x00;
+    b[0] = lun->removable ? 0x05 : 0x00;    /* the peripheral device type, as above */
     b[1] = page;
     switch (page) {
-    case VPD_SUPPORTED: n = vpd_supported(b); break;
+    case VPD_SUPPORTED: n = vpd_supported(lun, b); break;
     case VPD_UNIT_SERIAL: n = vpd_serial(lun, b); break;
     case VPD_DEVICE_ID: n = vpd_device_id(lun, b); break;
     case VPD_BLOCK_LIMITS: n = vpd_block_limits(lun, b); break;
     case VPD_BLOCK_CHARACTERISTICS: n = vpd_block_chars(lun, b); break;
     case VPD_LB_PROVISIONING: n = vpd_provisioning(lun, b); break;
     default:
+        scsi_fail_cdb(lun, cmd, 2, -1);
+        return;
+    }
+    if (lun->removable && page > VPD_DEVICE_ID) {
         scsi_fail_cdb(lun, cmd, 2, -1);
         return;
     }

@@ -19,8 +19,8 @@ static void all_commands(struct scsi_lun *lun, struct scsi_cmd *cmd, bool rctd, 
 {
     uint8_t b[4 + 64 * (8 + TIMEOUTS_LEN)];
     size_t off = 4;
-    for (unsigned i = 0; i < scsi_n_ops && off + 8 + TIMEOUTS_LEN <= sizeof(b); i++) {
-        const struct scsi_op *op = &scsi_ops[i];
+    for (unsigned i = 0; i < lun->n_ops && off + 8 + TIMEOUTS_LEN <= sizeof(b); i++) {
+        const struct scsi_op *op = &lun->ops[i];
         if (!scsi_lun_serves(lun, op))
             continue;
         uint8_t *d = b + off;
@@ -85,19 +85,19 @@ SCSI_HANDLER(spc_prep_rsoc)
             scsi_fail_cdb(lun, cmd, 2, 2);
             return;
         }
-        one_command(lun, cmd, scsi_op_find(opcode, SCSI_NO_SA), rctd, alloc);
+        one_command(lun, cmd, scsi_lun_op_find(lun, opcode, SCSI_NO_SA), rctd, alloc);
         return;
     case 2:                         /* by opcode and service action */
         if (!has_sa) {
             scsi_fail_cdb(lun, cmd, 2, 2);
             return;
         }
-        one_command(lun, cmd, sa > 0x1f ? NULL : scsi_op_find(opcode, sa), rctd, alloc);
+        one_command(lun, cmd, sa > 0x1f ? NULL : scsi_lun_op_find(lun, opcode, sa), rctd, alloc);
         return;
     case 3:                         /* service action only where the opcode has them */
         one_command(lun, cmd,
-                    has_sa ? (sa > 0x1f ? NULL : scsi_op_find(opcode, sa))
-                           : scsi_op_find(opcode, SCSI_NO_SA),
+                    has_sa ? (sa > 0x1f ? NULL : scsi_lun_op_find(lun, opcode, sa))
+                           : scsi_lun_op_find(lun, opcode, SCSI_NO_SA),
                     rctd, alloc);
         return;
     default:

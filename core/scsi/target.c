@@ -1,6 +1,8 @@
 /* A target: the LUNs behind one target port, REPORT LUNS over all of
  * them, and the answers SPC gives for a LUN the target does not have.
- * The set is fixed before commands flow, so lookups take no lock. */
+ * LUNs come and go while commands flow (the control socket's lun-add and
+ * lun-remove): a read lock covers a lookup and the submit that follows,
+ * so a LUN being removed is either reached whole or not at all. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,10 @@
 #include "scsi/scsi_int.h"
 
 struct scsi_target {
+    /* Readers: lookups with their submit, REPORT LUNS. Writers: add and
+     * remove. Readers may nest (REPORT LUNS inside a submit): the
+     * default, reader-preferring lock allows it. */
+    pthread_rwlock_t lock;
     struct scsi_lun **luns;         /* sorted by id */
     unsigned n, cap;
 };
@@ -15,7 +21,10 @@ struct scsi_target {
 int scsi_target_create(struct scsi_target **out, struct scuse_err *err)
 {
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : err_set(err, -ENOMEM, "out of memory for a SCSI target");
+    if (!*out)
+        return err_set(err, -ENOMEM, "out of memory for a SCSI target");
+    pthread_rwlock_init(&(*out)->lock, NULL);
+    return 0;
 }
 
 void scsi_target_destroy(struct scsi_target *t)
@@ -24,11 +33,12 @@ void scsi_target_destroy(struct scsi_target *t)
         return;
     for (unsigned i = 0; i < t->n; i++)
         t->luns[i]->target = NULL;
+    pthread_rwlock_destroy(&t->lock);
     free(t->luns);
     free(t);
 }
 
-int scsi_target_add_lun(struct scsi_target *t, struct scsi_lun *lun, struct scuse_err *err)
+static int add_locked(struct scsi_target *t, struct scsi_lun *lun, struct scuse_err *err)
 {
     if (lun->target)
         return err_set(err, -EBUSY, "LUN %u already belongs to a target", lun->id);
@@ -52,7 +62,32 @@ int scsi_target_add_lun(struct scsi_target *t, struct scsi_lun *lun, struct scus
     return 0;
 }
 
-struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id)
+int scsi_target_add_lun(struct scsi_target *t, struct scsi_lun *lun, struct scuse_err *err)
+{
+    pthread_rwlock_wrlock(&t->lock);
+    int r = add_locked(t, lun, err);
+    pthread_rwlock_unlock(&t->lock);
+    return r;
+}
+
+struct scsi_lun *scsi_target_remove_lun(struct scsi_target *t, uint16_t id)
+{
+    struct scsi_lun *lun = NULL;
+    pthread_rwlock_wrlock(&t->lock);
+    for (unsigned i = 0; i < t->n; i++) {
+        if (t->luns[i]->id == id) {
+            lun = t->luns[i];
+            memmove(t->luns + i, t->luns + i + 1, (t->n - i - 1) * sizeof(*t->luns));
+            t->n--;
+            lun->target = NULL;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return lun;
+}
+
+static struct scsi_lun *lookup(const struct scsi_target *t, uint16_t id)
 {
     unsigned lo = 0, hi = t->n;
     while (lo < hi) {
@@ -68,11 +103,48 @@ struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id)
     return NULL;
 }
 
-unsigned scsi_target_count(const struct scsi_target *t) { return t->n; }
+/* The lock is taken for reading only: the const is the callers' view. */
+static void rdlock(const struct scsi_target *t)
+{
+    pthread_rwlock_rdlock((pthread_rwlock_t *)&t->lock);
+}
+
+static void unlock(const struct scsi_target *t)
+{
+    pthread_rwlock_unlock((pthread_rwlock_t *)&t->lock);
+}
+
+struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id)
+{
+    rdlock(t);
+    struct scsi_lun *lun = lookup(t, id);
+    unlock(t);
+    return lun;
+}
+
+unsigned scsi_target_count(const struct scsi_target *t)
+{
+    rdlock(t);
+    unsigned n = t->n;
+    unlock(t);
+    return n;
+}
 
 struct scsi_lun *scsi_target_lun_at(const struct scsi_target *t, unsigned i)
 {
-    return i < t->n ? t->luns[i] : NULL;
+    rdlock(t);
+    struct scsi_lun *lun = i < t->n ? t->luns[i] : NULL;
+    unlock(t);
+    return lun;
+}
+
+void scsi_target_raise_ua(struct scsi_target *t, enum scsi_ua ua, const struct scsi_lun *except)
+{
+    rdlock(t);
+    for (unsigned i = 0; i < t->n; i++)
+        if (t->luns[i] != except)
+            scsi_lun_raise_ua(t->luns[i], ua);
+    unlock(t);
 }
 
 /* The LUN in single-level format: peripheral device addressing up to
@@ -91,6 +163,8 @@ static void put_lun(uint8_t *p, uint16_t id)
 void scsi_target_reply_luns(const struct scsi_target *t, uint16_t self, bool well_known_only,
                             struct scsi_cmd *cmd, size_t alloc)
 {
+    if (t)
+        rdlock(t);
     unsigned n = well_known_only ? 0 : t ? t->n : 1;
     size_t avail = 8 + (size_t)n * 8;
     size_t room = scsi_data_len(cmd, SCSI_DIR_FROM_DEV);
@@ -107,6 +181,8 @@ void scsi_target_reply_luns(const struct scsi_target *t, uint16_t self, bool wel
         put_lun(b, t ? t->luns[i]->id : self);
         iov_view_from_buf(&cmd->data, off, b, moved - off < 8 ? moved - off : 8);
     }
+    if (t)
+        unlock(t);
     scsi_good_xfer(cmd, SCSI_DIR_FROM_DEV, want, moved);
 }
 
@@ -195,11 +271,16 @@ static void absent_report_luns(const struct scsi_target *t, struct scsi_cmd *cmd
 void scsi_target_submit(struct scsi_target *t, struct scsi_disp *d, uint16_t id,
                         struct scsi_cmd *cmd)
 {
-    struct scsi_lun *lun = scsi_target_lun(t, id);
+    /* Held over the submit: a remover (write lock) then waits until the
+     * command is in the LUN's queue, where its detach waits for it. */
+    rdlock(t);
+    struct scsi_lun *lun = lookup(t, id);
     if (lun) {
         scsi_submit(d, lun, cmd);
+        unlock(t);
         return;
     }
+    unlock(t);
     cmd->status = SCSI_STATUS_GOOD;
     cmd->sense_len = 0;
     cmd->xfer = 0;

@@ -21,6 +21,9 @@
 /* scuse's backstores live under core/user_<this>: a number of its own,
  * so that tools numbering their HBAs from 0 (rtslib) do not share it. */
 #define TCMU_SCUSE_HBA 5300u
+/* hw_block_size of a cdrom backstore (`tcmu create --device cdrom`): scuse's
+ * disks have 512 or 4096-byte blocks, so this size alone says "cdrom". */
+#define TCMU_CDROM_BLOCK_SIZE 2048u
 
 #define TCMU_WWN_MAX 64
 

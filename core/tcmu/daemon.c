@@ -25,7 +25,7 @@
 #endif
 
 /* What an epoll event is, besides a served device (its tcmu_served). */
-static char tag_netlink, tag_wake, tag_signal;
+static char tag_netlink, tag_wake, tag_signal, tag_watch;
 
 uint64_t tcmu_now_ms(void)
 {
@@ -48,6 +48,7 @@ int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon 
     dm->no_netlink = cfg->no_netlink;
     dm->sig_fd = cfg->sig_fd;
     dm->domain_disk = cfg->domain_disk;
+    dm->watch_fd = -1;
     dm->epfd = epoll_create1(EPOLL_CLOEXEC);
     dm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int r = 0;
@@ -268,6 +269,27 @@ static void pump_due(struct tcmu_daemon *dm)
             tcmu_served_pump(s);
 }
 
+int tcmu_daemon_watch(struct tcmu_daemon *dm, int fd, void (*cb)(void *arg), void *arg)
+{
+    if (dm->watch_fd >= 0)
+        return -EBUSY;
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_watch };
+    if (epoll_ctl(dm->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return -errno;
+    dm->watch_fd = fd;
+    dm->watch_cb = cb;
+    dm->watch_arg = arg;
+    return 0;
+}
+
+void tcmu_daemon_set_lun_event(struct tcmu_daemon *dm,
+                               void (*cb)(void *opaque, unsigned minor, int event),
+                               void *opaque)
+{
+    dm->lun_event = cb;
+    dm->lun_event_opaque = opaque;
+}
+
 /* ---- the loop ---- */
 
 static void on_netlink(struct nlmsghdr *nlh, void *arg)
@@ -352,10 +374,12 @@ int tcmu_daemon_run(struct tcmu_daemon *dm, struct scuse_err *err)
         }
         /* The devices of this batch first: a netlink event or a SIGHUP
          * rescan may remove a device that is in evs. */
-        bool netlink = false, woken = false, signalled = false;
+        bool netlink = false, woken = false, signalled = false, watched = false;
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
-            if (p == &tag_signal) {
+            if (p == &tag_watch) {
+                watched = true;
+            } else if (p == &tag_signal) {
                 signalled = true;
             } else if (p == &tag_wake) {
                 woken = true;
@@ -367,6 +391,8 @@ int tcmu_daemon_run(struct tcmu_daemon *dm, struct scuse_err *err)
                 tcmu_served_pump(s);
             }
         }
+        if (watched)
+            dm->watch_cb(dm->watch_arg);
         if (woken && !on_wake(dm))
             go_on = false;
         if (signalled && !on_signals(dm))

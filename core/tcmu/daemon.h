@@ -54,6 +54,15 @@ void tcmu_daemon_stop(struct tcmu_daemon *dm);
 /* Pump every device now, from any thread: what a device's own event
  * does, for a stand-in of /dev/uioN that cannot be polled (tests). */
 void tcmu_daemon_wake(struct tcmu_daemon *dm);
+/* Watch one more fd in the loop (the control socket): cb runs on the
+ * loop thread when it is readable. Before tcmu_daemon_run; one at most. */
+int tcmu_daemon_watch(struct tcmu_daemon *dm, int fd, void (*cb)(void *arg), void *arg);
+/* The LUNs' events (scsi.h, enum scsi_lun_event) go to cb with the
+ * device's UIO minor, on the thread that caused them (a dispatcher
+ * worker for the guest's). Before tcmu_daemon_run. */
+void tcmu_daemon_set_lun_event(struct tcmu_daemon *dm,
+                               void (*cb)(void *opaque, unsigned minor, int event),
+                               void *opaque);
 /* Every device's commands drained, its image flushed and closed.
  * Returns 0, or -EIO when an image could not be flushed (logged). */
 int tcmu_daemon_destroy(struct tcmu_daemon *dm);

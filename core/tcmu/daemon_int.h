@@ -50,6 +50,13 @@ struct tcmu_daemon {
     bool stop;                      /* set by tcmu_daemon_stop (atomic) */
     struct tcmu_served *served;
     unsigned n_served;
+    /* One more fd for the loop (the control socket), and who hears what
+     * the LUNs report (tcmu_daemon_watch, tcmu_daemon_set_lun_event). */
+    int watch_fd;
+    void (*watch_cb)(void *arg);
+    void *watch_arg;
+    void (*lun_event)(void *opaque, unsigned minor, int event);
+    void *lun_event_opaque;
 };
 
 /* What to tell the kernel after an event. */

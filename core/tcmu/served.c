@@ -46,10 +46,12 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
      * told is done must not leave its mapping in this process (dev.h). */
     s->lcfg.meta_write_through = true;
     if (attr(s, "attrib/hw_block_size", buf, sizeof(buf)) > 0) {
-        if (!tcmu_parse_u64(buf, &v) || (v != 512 && v != 4096))
+        if (!tcmu_parse_u64(buf, &v) || (v != 512 && v != 4096 && v != TCMU_CDROM_BLOCK_SIZE))
             return err_set(err, -EINVAL, "%s: attrib/hw_block_size '%s': scuse serves 512 or "
-                           "4096-byte blocks", s->label, buf);
+                           "4096-byte blocks (2048: a cdrom)", s->label, buf);
         s->lcfg.block_size = (uint32_t)v;
+        if (v == TCMU_CDROM_BLOCK_SIZE)
+            s->lcfg.device = SCSI_DEVICE_CDROM;
     }
     if (attr(s, "attrib/emulate_write_cache", buf, sizeof(buf)) > 0 && tcmu_parse_u64(buf, &v))
         s->lcfg.write_cache = v != 0;
@@ -74,6 +76,16 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
     return 0;
 }
 
+/* A LUN's event, to the daemon's listener with the device's minor (s
+ * outlives its LUN's commands: close_medium drains them). */
+static void lun_event(void *opaque, struct scsi_lun *lun, int event)
+{
+    struct tcmu_served *s = opaque;
+    (void)lun;
+    if (s->dm->lun_event)
+        s->dm->lun_event(s->dm->lun_event_opaque, s->uio.minor, event);
+}
+
 /* Open the image and make the LUN (attached to the dispatcher). */
 static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
                        struct scuse_err *err)
@@ -91,7 +103,8 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
         cfg.meta_write_through = true;
         s->lcfg = cfg;
     } else if (!s->bs) {
-        int r = blk_open(img->path, img->fmt[0] ? img->fmt : NULL, BLK_OPEN_RW, NULL, &s->bs, err);
+        unsigned flags = s->lcfg.device == SCSI_DEVICE_CDROM ? 0 : BLK_OPEN_RW;
+        int r = blk_open(img->path, img->fmt[0] ? img->fmt : NULL, flags, NULL, &s->bs, err);
         if (r < 0)
             return r;
     }
@@ -104,6 +117,7 @@ static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
         return r;
     }
     s->lun = lun;
+    scsi_lun_set_event_cb(lun, lun_event, s);
     if (s->ring_up)
         tcmu_dev_set_lun(&s->dev, lun);
     return 0;

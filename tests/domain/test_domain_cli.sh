@@ -71,7 +71,7 @@ expect_bad vhdx "s|type='vhd'|type='vhdx'|" 16 driver "unknown driver type 'vhdx
 expect_bad nosource "s|<source file='/img/x.vhdx'/>||" 15 disk "missing source"
 expect_bad nofmt "s|<format type='raw'/>||" 10 backingStore "without a <format"
 expect_bad lun "s|type='file' device='disk'>|type='block' device='lun'>|" 7 disk "device='lun'"
-expect_bad cdrom "15s|device='disk'|device='cdrom'|" 15 disk "device='cdrom'"
+expect_bad floppy "15s|device='disk'|device='floppy'|" 15 disk "device='floppy'"
 expect_bad sameunit "s|dev='sdb' bus='scsi'/>|dev='sdb' bus='scsi'/><address type='drive' controller='0' unit='0'/>|" \
     15 disk "controller 0 unit 0 is taken by the disk at line 7"
 expect_bad wwpn "s|<devices>|<devices><hostdev mode='subsystem' type='scsi_host'><source protocol='vhost' wwpn='naa.12345'/></hostdev>|" \

@@ -44,7 +44,7 @@ static void check_disks(const struct domain *d)
             die("an address scuse does not serve", k->dev);
         if (k->cfg.block_size != 512 && k->cfg.block_size != 4096)
             die("block size", k->dev);
-        if (!k->source || !k->fmt || !k->libvirt_fmt ||
+        if ((!k->source && k->cfg.device != SCSI_DEVICE_CDROM) || !k->fmt || !k->libvirt_fmt ||
             strcmp(dom_format_from_libvirt(k->libvirt_fmt), k->fmt) != 0)
             die("source or format", k->dev);
         if (k->n_chain > DOM_MAX_CHAIN || (k->n_chain && !k->chain_given))

@@ -13,7 +13,9 @@
  *           command policy (byte 1), 6 a power-on unit attention pending,
  *           7 physical block exponent 3
  *   byte 1  policy: bit 7 allow (else deny) list of one table entry,
- *           bits 0-6 its index (modulo the table)
+ *           bits 0-6 its index (modulo the table); without a policy
+ *           (byte 0 bit 5 clear), bit 0: a cdrom LUN (MMC) over the image
+ *           instead of a disk
  *   then records, at most MAX_CMDS:
  *           hdr: bits 0-3 CDB length - 1, bits 4-5 direction (0 none,
  *                1 data-in, 2 or 3 data-out), bit 6 the buffer cut into
@@ -362,6 +364,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cfg.policy_allow = pol & 0x80;
         cfg.policy[0] = (uint32_t)op->opcode << 16 | (op->sa == SCSI_NO_SA ? 0xffff : op->sa);
         cfg.n_policy = 1;
+    } else if (pol & 0x01) {
+        cfg.device = SCSI_DEVICE_CDROM;
     }
     struct scsi_lun *lun;
     if (scsi_lun_create(&cfg, bs, 0, &lun, &err) < 0)

@@ -105,6 +105,34 @@ def commands(bs):
     return r
 
 
+def mmc_commands():
+    """A cdrom LUN's commands (byte 1 bit 0 without a policy)."""
+    r = [rec([0x00] * 6), rec([0x12, 0, 0, 0, 36, 0], IN, 36), rec([0x03, 0, 0, 0, 18, 0], IN, 18)]
+    r.append(rec([0x1A, 0, 0x2A, 0, 128, 0], IN, 128))
+    r.append(rec([0x5A, 0x08, 0x3F, 0, 0, 0, 0, 1, 0, 0], IN, 256))
+    r.append(rec([0x25] + [0] * 9, IN, 8))
+    r.append(rec([0x28, 0, 0, 0, 0, 16, 0, 0, 1, 0], IN, 2048))
+    for fmt, ctl in ((0, 0), (0, 0x40), (0, 0x80), (1, 0), (2, 0)):
+        r.append(rec([0x43, 0x02, fmt, 0, 0, 0, 0, 0, 0xFC, ctl], IN, 252))
+    r.append(rec([0x46, 0x00, 0, 0, 0, 0, 0, 1, 0, 0], IN, 256))
+    r.append(rec([0x46, 0x02, 0, 0x1F, 0, 0, 0, 0, 16, 0], IN, 16))
+    r.append(rec([0x4A, 0x01, 0, 0, 0x10, 0, 0, 0, 8, 0], IN, 8))
+    r.append(rec([0x51, 0, 0, 0, 0, 0, 0, 0, 34, 0], IN, 34))
+    r.append(rec([0x52, 0x01, 0, 0, 0, 1, 0, 0, 36, 0], IN, 36))
+    r.append(rec([0xAC, 0x10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], IN, 24))
+    r.append(rec([0xBB, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0]))
+    r.append(rec([0xBD, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0], IN, 8))
+    r.append(rec([0xBE, 0x08, 0, 0, 0, 16, 0, 0, 1, 0xF8, 0, 0], IN, 2352))
+    r.append(rec([0xBE, 0x00, 0, 0, 0, 16, 0, 0, 2, 0x10, 0, 0], IN, 4096))
+    r.append(rec([0x1E, 0, 0, 0, 1, 0]))
+    r.append(rec([0x1B, 0, 0, 0, 2, 0]))
+    r.append(rec([0x1E, 0, 0, 0, 0, 0]))
+    r.append(rec([0x1B, 0, 0, 0, 2, 0]))
+    r.append(rec([0x00] * 6))
+    r.append(rec([0x1B, 0, 0, 0, 3, 0]))
+    return r
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -122,6 +150,11 @@ def main():
             with open(os.path.join(out, f"seed-scsi-{settings:02x}-{policy:02x}-{i // 16}"), "wb") as f:
                 f.write(bytes([settings, policy]) + body)
             n += 1
+    recs = mmc_commands()
+    for i in range(0, len(recs), 16):
+        with open(os.path.join(out, f"seed-scsi-cdrom-{i // 16}"), "wb") as f:
+            f.write(bytes([0x00, 0x01]) + b"".join(recs[i:i + 16]))
+        n += 1
     print(f"seeds_scsi.py: {n} seeds in {out}")
 
 

@@ -22,6 +22,7 @@ need_package() { # TOOL -> the Debian package that brings it
     timeout | sha256sum | stdbuf) echo coreutils ;;
     cmp) echo diffutils ;;
     vhdiinfo) echo libvhdi-utils ;;
+    cd-info) echo libcdio-utils ;;
     *) echo "$1" ;;
     esac
 }

@@ -162,6 +162,40 @@ static void test_defaults(void **state)
     dom_free(d);
 }
 
+/* <disk device='cdrom'>: a cdrom LUN, read-only; without a <source>, an
+ * empty drive (no node to open). */
+static void test_cdrom(void **state)
+{
+    (void)state;
+    struct domain *d = parse_ok(CTRL0
+        "    <disk type='file' device='cdrom'>\n"
+        "      <driver name='qemu' type='raw'/>\n"
+        "      <source file='/iso/debian.iso'/>\n"
+        "      <target dev='sda' bus='scsi'/>\n"
+        "    </disk>\n"
+        "    <disk type='file' device='cdrom'>\n"
+        "      <target dev='sdb' bus='scsi'/>\n"
+        "      <readonly/>\n"
+        "    </disk>\n", NULL);
+    const struct dom_disk *k = disk_dev(d, "sda");
+    assert_int_equal(k->cfg.device, SCSI_DEVICE_CDROM);
+    assert_string_equal(k->source, "/iso/debian.iso");
+    assert_true(k->cfg.read_only);
+    assert_int_equal(k->open_flags, 0);
+    k = disk_dev(d, "sdb");
+    assert_int_equal(k->cfg.device, SCSI_DEVICE_CDROM);
+    assert_null(k->source);
+    assert_true(k->cfg.read_only);
+    struct blk_node *bs = (struct blk_node *)1;
+    struct scuse_err err = { 0 };
+    assert_int_equal(dom_disk_open(k, &bs, &err), 0);
+    assert_null(bs);
+    dom_free(d);
+    /* A disk still needs its source. */
+    parse_bad(CTRL0 "    <disk type='file' device='disk'><target dev='sda'/></disk>\n", NULL, 7,
+              "disk", "missing source");
+}
+
 static void test_cache_modes(void **state)
 {
     (void)state;
@@ -490,9 +524,9 @@ static void test_bad_input(void **state)
               "controller 0 unit 0 is taken by the disk at line 7 (target dev 'sda')");
     parse_bad(CTRL0 "    <disk type='block' device='lun'><source dev='/dev/sdz'/>"
               "<target dev='sda'/></disk>\n", NULL, 7, "disk", "device='lun'");
-    parse_bad(CTRL0 "    <disk type='file' device='cdrom'><source file='/a.iso'/>"
+    parse_bad(CTRL0 "    <disk type='file' device='floppy'><source file='/a.img'/>"
               "<target dev='sda'/></disk>\n", NULL, 7, "disk",
-              "device='cdrom': optical LUNs (MMC) are not served yet");
+              "device='floppy': scuse serves device='disk' and 'cdrom'");
     parse_bad(CTRL0 "    <disk type='network'><source protocol='nbd' name='x'/>"
               "<target dev='sda'/></disk>\n", NULL, 7, "disk",
               "type='network': scuse serves file and block disks");
@@ -550,6 +584,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_cdrom),
         cmocka_unit_test(test_cache_modes),
         cmocka_unit_test(test_format_names),
         cmocka_unit_test(test_which_disks),

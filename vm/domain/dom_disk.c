@@ -309,14 +309,15 @@ int dom_disk_parse(const struct dom_ctx *c, xmlNode *n, struct dom_disk *d)
 {
     scsi_lun_config_default(&d->cfg);
     const char *device = dom_attr(n, "device");
-    if (device && strcmp(device, "disk") != 0) {
-        if (strcmp(device, "cdrom") == 0)
-            return dom_fail(c, n, "device='cdrom': optical LUNs (MMC) are not served yet");
+    bool cdrom = device && strcmp(device, "cdrom") == 0;
+    if (device && strcmp(device, "disk") != 0 && !cdrom) {
         if (strcmp(device, "lun") == 0)
             return dom_fail(c, n, "device='lun' passes a host SCSI device through; scuse "
                             "emulates disks (device='disk')");
-        return dom_fail(c, n, "device='%s': scuse serves device='disk'", device);
+        return dom_fail(c, n, "device='%s': scuse serves device='disk' and 'cdrom'", device);
     }
+    if (cdrom)
+        d->cfg.device = SCSI_DEVICE_CDROM;
     if (d->bus != 0 || d->target != 0)
         return dom_fail(c, dom_child(n, "address"), "bus='%u' target='%u': scuse serves "
                         "bus 0, target 0 of a controller (the LUN is the unit)", d->bus,
@@ -325,12 +326,18 @@ int dom_disk_parse(const struct dom_ctx *c, xmlNode *n, struct dom_disk *d)
     if ((r = disk_type(c, n, &d->block)) < 0 || (r = parse_driver(c, n, d)) < 0 ||
         (r = refuse_unserved(c, n)) < 0)
         return r;
-    const char *src = source_of(c, n, d->block, &r);
-    if (r < 0)
-        return r;
-    d->source = dup_or_fail(c, n, src, &r);
-    if (r < 0 || (r = parse_chain(c, n, d)) < 0)
-        return r;
+    /* A cdrom without a source (or with an empty one) is an empty drive,
+     * as libvirt writes it; it has no chain. */
+    const xmlNode *sn = dom_child(n, "source");
+    const char *sv = sn ? dom_attr(sn, d->block ? "dev" : "file") : NULL;
+    if (!cdrom || (sv && *sv)) {
+        const char *src = source_of(c, n, d->block, &r);
+        if (r < 0)
+            return r;
+        d->source = dup_or_fail(c, n, src, &r);
+        if (r < 0 || (r = parse_chain(c, n, d)) < 0)
+            return r;
+    }
 
     if ((r = parse_text(c, n, "serial", d->cfg.serial, sizeof(d->cfg.serial), "_.+- ")) < 0 ||
         (r = parse_text(c, n, "vendor", d->cfg.vendor, sizeof(d->cfg.vendor), NULL)) < 0 ||
@@ -338,7 +345,7 @@ int dom_disk_parse(const struct dom_ctx *c, xmlNode *n, struct dom_disk *d)
         (r = parse_wwn(c, n, d)) < 0 || (r = parse_blockio(c, n, d)) < 0)
         return r;
 
-    d->cfg.read_only = dom_child(n, "readonly") != NULL;
+    d->cfg.read_only = dom_child(n, "readonly") != NULL || cdrom;   /* a CD-ROM: implied */
     d->shareable = dom_child(n, "shareable") != NULL;
     if (d->shareable && !d->cfg.read_only && strcmp(d->fmt, "raw") != 0)
         return dom_fail(c, dom_child(n, "shareable"), "a shared %s disk: only raw images can "
@@ -390,5 +397,8 @@ int dom_disk_open(const struct dom_disk *d, struct blk_node **out, struct scuse_
         .backing_end = d->chain_end,
         .fmt = d->fmt_opts,
     };
+    *out = NULL;
+    if (!d->source)
+        return 0;                   /* an empty cdrom drive: no medium */
     return blk_open(d->source, d->fmt, d->open_flags, &o, out, err);
 }

@@ -40,7 +40,7 @@ enum dom_cache {
 struct dom_disk {
     unsigned line;                  /* of <disk> */
     char dev[32];                   /* <target dev> */
-    char *source;                   /* <source file|dev> */
+    char *source;                   /* <source file|dev>; NULL: an empty cdrom drive */
     bool block;                     /* type='block' */
     const char *fmt;                /* scuse's format name (libvirt's default: raw) */
     const char *libvirt_fmt;        /* as written in <driver type> ("vhd") */

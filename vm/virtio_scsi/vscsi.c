@@ -36,6 +36,7 @@ static void set_features(void *opaque, uint64_t features)
     struct vscsi *v = opaque;
     v->f_change = features & (1ull << VIRTIO_SCSI_F_CHANGE);
     v->f_t10_pi = features & (1ull << VIRTIO_SCSI_F_T10_PI);
+    v->f_hotplug = features & (1ull << VIRTIO_SCSI_F_HOTPLUG);
 }
 
 static int ring_start(void *opaque, struct vhost_vq *vq, struct scuse_err *err)
@@ -73,10 +74,9 @@ static void ring_stop(void *opaque, struct vhost_vq *vq)
 }
 
 const struct vhost_dev_ops vscsi_dev_ops = {
-    /* HOTPLUG too: the LUN set is fixed and no hotplug event is ever
-     * sent, but Linux posts event buffers only when HOTPLUG is
-     * negotiated, and without them a resize never reaches it as
-     * PARAM_CHANGE. */
+    /* HOTPLUG: LUNs added and removed through the control socket are
+     * announced as TRANSPORT_RESET events (and Linux posts event buffers
+     * only when HOTPLUG is negotiated, so PARAM_CHANGE needs it too). */
     .features = 1ull << VIRTIO_SCSI_F_CHANGE | 1ull << VIRTIO_SCSI_F_HOTPLUG,
     .set_features = set_features,
     .ring_start = ring_start,

@@ -6,6 +6,7 @@
 #ifndef SCUSE_VSCSI_H
 #define SCUSE_VSCSI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "scsi/scsi.h"
@@ -33,5 +34,10 @@ void vscsi_free(struct vscsi *v);
  * driver has an event buffer posted, else the missed-events flag for the
  * next event. Loop thread. */
 void vscsi_capacity_changed(struct vscsi *v, uint16_t lun_id);
+/* LUN lun_id was added to the target (or removed from it): with
+ * VIRTIO_SCSI_F_HOTPLUG, a TRANSPORT_RESET event with reason RESCAN (or
+ * REMOVED), which Linux answers by probing (or deleting) that LUN. Loop
+ * thread. */
+void vscsi_lun_hotplug(struct vscsi *v, uint16_t lun_id, bool added);
 
 #endif

@@ -80,21 +80,38 @@ void vscsi_event_release(struct vscsi *v, struct vhost_vq *vq)
     v->held_first = v->held_count = 0;
 }
 
-void vscsi_capacity_changed(struct vscsi *v, uint16_t lun_id)
+/* Send an event about a LUN, or remember that one was missed (the
+ * driver then rescans everything on the next event it gets). */
+static void send_lun_event(struct vscsi *v, uint16_t lun_id, uint32_t event, uint32_t reason,
+                           const char *what)
 {
-    if (!v->f_change)
-        return;                     /* the unit attention tells the driver */
     uint8_t lun[8];
     vscsi_lun_encode(lun_id, lun);
-    /* reason: ASC in bits 0-7, ASCQ in 8-15 (CAPACITY DATA HAS CHANGED) */
-    if (deliver(v, VIRTIO_SCSI_T_PARAM_CHANGE, lun, 0x2a | 0x09 << 8)) {
-        log_info("virtio-scsi: LUN %u: PARAM_CHANGE event sent", lun_id);
+    if (deliver(v, event, lun, reason)) {
+        log_info("virtio-scsi: LUN %u: %s event sent", lun_id, what);
         /* A full hold stopped taking buffers without asking for kicks:
          * take what waits now that there is room. */
         vscsi_event_kick(v, vhost_dev_vq(v->dev, VSCSI_EVENT_VQ));
     } else {
         v->events_missed = true;
-        log_info("virtio-scsi: LUN %u: no event buffer posted; the next event says events "
-                 "were missed", lun_id);
+        log_info("virtio-scsi: LUN %u: no event buffer posted for %s; the next event says "
+                 "events were missed", lun_id, what);
     }
+}
+
+void vscsi_capacity_changed(struct vscsi *v, uint16_t lun_id)
+{
+    if (!v->f_change)
+        return;                     /* the unit attention tells the driver */
+    /* reason: ASC in bits 0-7, ASCQ in 8-15 (CAPACITY DATA HAS CHANGED) */
+    send_lun_event(v, lun_id, VIRTIO_SCSI_T_PARAM_CHANGE, 0x2a | 0x09 << 8, "PARAM_CHANGE");
+}
+
+void vscsi_lun_hotplug(struct vscsi *v, uint16_t lun_id, bool added)
+{
+    if (!v->f_hotplug)
+        return;                     /* REPORTED LUNS DATA HAS CHANGED tells the driver */
+    send_lun_event(v, lun_id, VIRTIO_SCSI_T_TRANSPORT_RESET,
+                   added ? VIRTIO_SCSI_EVT_RESET_RESCAN : VIRTIO_SCSI_EVT_RESET_REMOVED,
+                   added ? "TRANSPORT_RESET/RESCAN" : "TRANSPORT_RESET/REMOVED");
 }

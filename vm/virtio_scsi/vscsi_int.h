@@ -65,7 +65,7 @@ struct vscsi_held {
 struct vscsi {
     struct vscsi_shared sh;
     struct vhost_dev *dev;
-    bool f_change, f_t10_pi;
+    bool f_change, f_t10_pi, f_hotplug;
     struct vscsi_rq *rq[VHOST_MAX_VQS];
     /* Event queue: buffers held, oldest first (loop thread only). */
     struct vscsi_held held[VSCSI_EVENT_HOLD];

@@ -49,6 +49,11 @@ int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *s
 /* `scuse tcmu serve` (argv[0] "serve"), also what `scuse serve --tcmu` runs. */
 int cmd_tcmu_serve(int argc, char **argv);
 
+/* Take --log=TARGET (or --log TARGET) out of argv and send the log
+ * there (log_open): EXIT_OK, or EXIT_USAGE with the line printed (an
+ * unknown target, a socket that cannot be reached). */
+int cli_log_option(int *argc, char **argv, const char *cmd);
+
 /* "64k", "1M", "2G", "512": bytes. Returns 0 or -EINVAL. */
 int cli_parse_size(const char *s, uint64_t *out);
 /* qemu-img's style: "388 KiB", "1 MiB", "1.5 GiB". */

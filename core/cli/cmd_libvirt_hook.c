@@ -9,16 +9,22 @@
  *                   vhost-user-scsi: starts `scuse serve --domain` on a
  *                   copy of the XML, detached, and returns once every
  *                   socket listens (its pidfile exists), 1 if it failed;
+ *                   converted for vhost-scsi: `scuse tcmu up` (the
+ *                   targets and backstores exist when it returns; `scuse
+ *                   tcmu serve` serves them);
  *   stopped end,
  *   release end     stops that server (SIGTERM: images flushed and closed)
- *                   and waits for it; nothing to stop is not an error;
+ *                   and waits for it, or `scuse tcmu down`; nothing to
+ *                   stop is not an error;
  *   anything else,
  *   other domains   nothing, exit 0.
  * Everything it needs comes from the XML: the files live in the socket
  * directory the domain records (DIR/NAME.xml, .pid, .log). It never calls
  * back into libvirt.
- *   scuse libvirt-hook --install DIR   writes DIR/qemu.d/scuse, the script
- *                                      libvirt runs (this binary's path). */
+ *   scuse libvirt-hook --install DIR [OPTIONS]   writes DIR/qemu.d/scuse,
+ *                   the script libvirt runs (this binary's path, OPTIONS:
+ *                   --configfs DIR, --log=stderr|syslog|journal, passed on
+ *                   to every call and to the server it starts). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +40,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/tcmu_domain.h"
 #include "domain/domain.h"
+#include "util/log.h"
 
 #define HOOK_MAX_XML (16u << 20)
 #define START_TIMEOUT_MS 30000
@@ -49,6 +57,8 @@ static int hook_fail(const char *dom, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     fprintf(stderr, "scuse libvirt-hook: %s: %s\n", dom, msg);
+    if (log_get_target() != LOG_TO_STDERR)
+        log_error("libvirt-hook: %s: %s", dom, msg);
     return EXIT_USAGE;
 }
 
@@ -198,8 +208,14 @@ static void last_line(const char *path, char *buf, size_t len)
     buf[strcspn(buf, "\n")] = '\0';
 }
 
+/* The hook's own options (before DOMAIN, and in the installed script). */
+struct hook_opts {
+    const char *configfs;           /* --configfs DIR, for tcmu up/down */
+    const char *log;                /* --log=TARGET, also the server's */
+};
+
 static int start_server(const char *dom, const struct domain *d, const struct paths *p,
-                        const char *xml, size_t len)
+                        const char *xml, size_t len, const struct hook_opts *ho)
 {
     if (mkdir(p->dir, 0755) < 0 && errno != EEXIST)
         return hook_fail(dom, "socket directory '%s': %s", p->dir, strerror(errno));
@@ -225,7 +241,9 @@ static int start_server(const char *dom, const struct domain *d, const struct pa
         dup2(nul, 0);
         dup2(logfd, 1);
         dup2(logfd, 2);
-        execl(self, "scuse", "serve", "--domain", p->xml, "--pidfile", p->pid, "-v",
+        char logopt[64];
+        snprintf(logopt, sizeof(logopt), "--log=%s", ho->log ? ho->log : "stderr");
+        execl(self, "scuse", "serve", "--domain", p->xml, "--pidfile", p->pid, "-v", logopt,
               (char *)NULL);
         _exit(127);
     }
@@ -252,7 +270,7 @@ static int start_server(const char *dom, const struct domain *d, const struct pa
                      START_TIMEOUT_MS / 1000, p->log);
 }
 
-static int install(const char *dir)
+static int install(const char *dir, const struct hook_opts *ho)
 {
     char self[PATH_MAX], qd[PATH_MAX], path[PATH_MAX + 16], tmp[PATH_MAX + 32];
     ssize_t m = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -265,10 +283,14 @@ static int install(const char *dir)
         return cli_fail(EXIT_USAGE, "libvirt-hook", "'%s': %s", qd, strerror(errno));
     snprintf(path, sizeof(path), "%s/scuse", qd);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    char script[PATH_MAX + 128];
+    char script[3 * PATH_MAX + 128], opts[2 * PATH_MAX + 64] = "";
+    if (ho->configfs)
+        snprintf(opts, sizeof(opts), " --configfs '%s'", ho->configfs);
+    if (ho->log)
+        snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), " --log=%s", ho->log);
     int n = snprintf(script, sizeof(script),
                      "#!/bin/sh\n# libvirt's qemu hook for domains scuse serves "
-                     "(scuse-domain(5)).\nexec '%s' libvirt-hook \"$@\"\n", self);
+                     "(scuse-domain(5)).\nexec '%s' libvirt-hook%s \"$@\"\n", self, opts);
     int r = write_file(tmp, script, (size_t)n);
     if (r == 0 && (chmod(tmp, 0755) < 0 || rename(tmp, path) < 0))
         r = -errno;
@@ -280,17 +302,63 @@ static int install(const char *dir)
     return EXIT_OK;
 }
 
+/* Leading options: --configfs DIR, --log=TARGET, --install DIR. Returns
+ * the index of the first other argument, or -1 after a usage error. */
+static int hook_options(int argc, char **argv, struct hook_opts *ho, const char **install_dir)
+{
+    int i = 1;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0 && strcmp(argv[i], "--help") != 0; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--log=", 6) == 0) {
+            if (log_parse_target(a + 6) < 0) {
+                cli_fail(EXIT_USAGE, "libvirt-hook", "--log '%s': expected stderr, syslog or "
+                         "journal", a + 6);
+                return -1;
+            }
+            ho->log = a + 6;
+        } else if ((strcmp(a, "--configfs") == 0 || strcmp(a, "--install") == 0) && i + 1 < argc) {
+            *(a[2] == 'c' ? &ho->configfs : install_dir) = argv[++i];
+        } else {
+            cli_fail(EXIT_USAGE, "libvirt-hook", "unknown option '%s'", a);
+            return -1;
+        }
+    }
+    return i;
+}
+
 int cmd_libvirt_hook(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--install") == 0)
-        return install(argv[2]);
+    struct hook_opts ho = { 0 };
+    const char *install_dir = NULL;
+    int first = hook_options(argc, argv, &ho, &install_dir);
+    if (first < 0)
+        return EXIT_USAGE;
+    if (ho.log) {
+        /* What the hook does, at info; unreachable, it tells libvirt. */
+        log_set_level(LOG_LVL_INFO);
+        int r = log_open(log_parse_target(ho.log), "scuse-hook");
+        if (r < 0)
+            return cli_fail(EXIT_USAGE, "libvirt-hook", "--log=%s: %s: %s", ho.log,
+                            log_socket_path(log_parse_target(ho.log)), strerror(-r));
+    }
+    if (install_dir) {
+        if (first != argc)
+            return cli_fail(EXIT_USAGE, "libvirt-hook", "--install: unexpected '%s'",
+                            argv[first]);
+        return install(install_dir, &ho);
+    }
+    argc -= first - 1;
+    argv += first - 1;
     if (argc < 3 || strcmp(argv[1], "--help") == 0) {
         FILE *f = argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr;
-        fprintf(f, "usage: scuse libvirt-hook DOMAIN OPERATION SUB-OPERATION [EXTRA] < DOMAIN.xml\n"
-                   "       scuse libvirt-hook --install HOOKS-DIR   (writes HOOKS-DIR/qemu.d/scuse)\n"
+        fprintf(f, "usage: scuse libvirt-hook [--configfs DIR] [--log=stderr|syslog|journal]\n"
+                   "                          DOMAIN OPERATION SUB-OPERATION [EXTRA] < DOMAIN.xml\n"
+                   "       scuse libvirt-hook --install HOOKS-DIR [--configfs DIR] [--log=...]\n"
+                   "                          (writes HOOKS-DIR/qemu.d/scuse, with those options)\n"
                    "  libvirt's qemu hook: at 'prepare begin' starts scuse serve --domain for a\n"
-                   "  domain converted by scuse domain (vhost-user-scsi), at 'stopped end' and\n"
-                   "  'release end' stops it; other domains and operations: nothing.\n");
+                   "  domain converted by scuse domain (vhost-user-scsi), or makes its vhost-scsi\n"
+                   "  targets (scuse tcmu up; vhost-scsi), at 'stopped end' and 'release end'\n"
+                   "  stops it (scuse tcmu down); other domains and operations: nothing.\n");
         return f == stdout ? EXIT_OK : EXIT_USAGE;
     }
     const char *dom = argv[1], *op = argv[2], *sub = argc > 3 ? argv[3] : "";
@@ -321,15 +389,21 @@ int cmd_libvirt_hook(int argc, char **argv)
     int rc = EXIT_OK;
     struct paths p;
     if (strcmp(d->transport, "vhost-scsi") == 0) {
-        if (start)
-            rc = hook_fail(dom, "converted for vhost-scsi: the hook does not provision TCMU "
-                           "targets yet (scuse tcmu create per disk, see scuse(1))");
+        /* The kernel serves it: the targets are made before QEMU opens
+         * /dev/vhost-scsi, removed once it is gone. */
+        struct tcmu_domain_opts to = { .configfs = ho.configfs };
+        struct scuse_err terr = { 0 };
+        if ((start ? tcmu_domain_up(d, xml, len, &to, &terr)
+                   : tcmu_domain_down(d, &to, &terr)) < 0)
+            rc = hook_fail(dom, "scuse tcmu %s: %s", start ? "up" : "down", terr.msg);
+        else
+            log_info("libvirt-hook: %s: vhost-scsi targets %s", dom, start ? "made" : "removed");
     } else if (strcmp(d->transport, "vhost-user-scsi") != 0) {
         /* scuse's settings only, not converted: libvirt serves its disks. */
     } else if (paths_of(d, &p) < 0) {
         rc = hook_fail(dom, "the socket directory's path is too long");
     } else if (start) {
-        rc = start_server(dom, d, &p, xml, len);
+        rc = start_server(dom, d, &p, xml, len, &ho);
     } else {
         rc = stop_server(dom, &p);
     }

@@ -99,7 +99,8 @@ static void serve_usage(FILE *f)
             "  --pidfile FILE            write the pid there once the socket listens\n"
             "  --once                    exit when the first VM disconnects\n"
             "  --workers N               dispatcher threads (default: chosen by the dispatcher)\n"
-            "  -v, -vv                   log more (info, debug) to stderr\n"
+            "  -v, -vv                   log more (info, debug)\n"
+            "  --log=stderr|syslog|journal  where the log goes (default stderr; every form)\n"
             "SIGTERM or SIGINT stops it (images flushed and closed); SIGHUP re-reads\n"
             "the images' sizes (raw images grown or shrunk) and tells the guest.\n");
 }
@@ -587,6 +588,8 @@ int serve_luns(const struct serve_daemon_opts *o, const struct serve_lun_spec *s
 
 int cmd_serve(int argc, char **argv)
 {
+    if (cli_log_option(&argc, argv, "serve") != EXIT_OK)
+        return EXIT_USAGE;
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strcmp(argv[i], "--tcmu"))
             return serve_tcmu(argc, argv, i);

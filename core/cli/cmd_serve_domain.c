@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "  --socket-group G  the sockets' group (name or number); both default to the\n"
             "                    domain's <scuse:transport socket-mode socket-group>\n"
             "  --once            each controller's server ends when its VM disconnects\n"
+            "  --log=stderr|syslog|journal  where the log goes (default stderr)\n"
             "With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every\n"
             "socket listens, STOPPING=1 when it stops.\n");
 }
@@ -337,7 +338,7 @@ int cmd_serve_domain(int argc, char **argv)
     }
     if (d->transport[0] && strcmp(d->transport, "vhost-user-scsi") != 0) {
         fprintf(stderr, "scuse serve: %s: converted for %s: the kernel serves it (LIO TCMU: "
-                "scuse tcmu create, scuse serve --tcmu)\n", o.file, d->transport);
+                "scuse tcmu up, scuse tcmu serve)\n", o.file, d->transport);
         dom_free(d);
         return EXIT_USAGE;
     }

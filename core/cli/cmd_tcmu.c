@@ -13,6 +13,7 @@
 
 #include "blk/format.h"
 #include "cli/cli.h"
+#include "cli/tcmu_domain.h"
 #include "scsi/scsi.h"
 #include "tcmu/config.h"
 #include "tcmu/configfs.h"
@@ -34,13 +35,16 @@ static void tcmu_usage(FILE *f)
         "                         [--device disk|cdrom]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
+        "       scuse tcmu up|down DOMAIN.xml [--configfs DIR] [--state-dir DIR]\n"
         "       scuse tcmu serve [--configfs DIR] [--sysfs DIR] [--workers N] [-v]\n"
+        "                        [--log=stderr|syslog|journal]\n"
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
         "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
         "           SCSI disk); running it again finishes or confirms what is there\n"
         "delete     remove the exports and the backstore, in reverse order\n"
         "list       show scuse's backstores and their exports\n"
+        "up, down   a libvirt domain's vhost-scsi targets, a LUN per disk (scuse tcmu up --help)\n"
         "serve      serve every TCMU device whose dev_config names scuse, until SIGINT/SIGTERM\n"
         "           (images flushed, exit 0); SIGHUP looks for devices again\n"
         "\n"
@@ -213,28 +217,12 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
  * configfs and the daemon's LUN agree. */
 static void derived_serial(struct blk_node *bs, uint32_t block_size, char *out, size_t len)
 {
-    out[0] = '\0';
     struct scsi_lun_config cfg;
     scsi_lun_config_default(&cfg);
     cfg.block_size = block_size;
     if (block_size == TCMU_CDROM_BLOCK_SIZE)
         cfg.device = SCSI_DEVICE_CDROM;
-    struct scsi_lun *lun;
-    if (scsi_lun_create(&cfg, bs, 0, &lun, NULL) < 0)
-        return;
-    uint8_t cdb[6] = { 0x12, 0x01, 0x80, 0, 255, 0 }, page[255], sense[SCSI_SENSE_MAX];
-    struct iovec iov;
-    struct scsi_cmd cmd = { .cdb = cdb, .cdb_len = 6, .dir = SCSI_DIR_FROM_DEV, .sense = sense };
-    cmd.data = iov_view_of_buf(&iov, page, sizeof(page));
-    scsi_cmd_prepare(lun, &cmd);
-    scsi_cmd_execute(lun, &cmd);
-    if (cmd.status == SCSI_STATUS_GOOD && cmd.xfer >= 4 && page[1] == 0x80) {
-        size_t n = page[3] < cmd.xfer - 4 ? page[3] : cmd.xfer - 4;
-        while (n && page[4 + n - 1] == ' ')
-            n--;
-        snprintf(out, len, "%.*s", (int)n, (const char *)page + 4);
-    }
-    scsi_lun_destroy(lun);
+    tcmu_lun_serial(bs, &cfg, out, len);
 }
 
 /* Whether scuse's backstore name already serves the image at path. */
@@ -377,9 +365,14 @@ static int do_list(int argc, char **argv)
             snprintf(img.path, sizeof(img.path), "(no dev_config)");
         char human[32];
         cli_human_size(d[i].size, human, sizeof(human));
-        printf("%-20s %-6s %-10s %-9s %-21s %-12s %s%s\n", d[i].name,
-               img.fmt[0] ? img.fmt : "probe", human, tcmu_fabric_name(d[i].fabric),
-               d[i].fabric ? d[i].wwpn : "-", img.policy[0] ? img.policy : "all", img.path,
+        /* A domain's disk (tcmu up): the XML copy and the disk's place. */
+        char where[32] = "";
+        if (img.domain)
+            snprintf(where, sizeof(where), " (controller %u, unit %u)", img.ctrl, img.unit);
+        printf("%-20s %-6s %-10s %-9s %-21s %-12s %s%s%s\n", d[i].name,
+               img.domain ? "domain" : img.fmt[0] ? img.fmt : "probe", human,
+               tcmu_fabric_name(d[i].fabric), d[i].fabric ? d[i].wwpn : "-",
+               img.policy[0] ? img.policy : "all", img.path, where,
                d[i].enabled ? "" : " (not enabled)");
     }
     free(d);
@@ -388,6 +381,8 @@ static int do_list(int argc, char **argv)
 
 int cmd_tcmu_serve(int argc, char **argv)
 {
+    if (cli_log_option(&argc, argv, "tcmu serve") != EXIT_OK)
+        return EXIT_USAGE;
     struct opts o;
     int r = parse(argc, argv, "serve", &o);
     if (r != CLI_OPT_NEXT)
@@ -401,7 +396,8 @@ int cmd_tcmu_serve(int argc, char **argv)
     if (sig_fd < 0)
         return fail(EXIT_USAGE, "serve", "signalfd: %s", strerror(-sig_fd));
     struct tcmu_daemon_config cfg = { .configfs = o.configfs, .sysfs = o.sysfs,
-                                      .workers = (unsigned)o.workers, .sig_fd = sig_fd };
+                                      .workers = (unsigned)o.workers, .sig_fd = sig_fd,
+                                      .domain_disk = tcmu_domain_disk };
     struct scuse_err err = { 0 };
     struct tcmu_daemon *dm;
     if (tcmu_daemon_create(&cfg, &dm, &err) < 0) {
@@ -436,5 +432,7 @@ int cmd_tcmu(int argc, char **argv)
         return do_list(argc - 1, argv + 1);
     if (!strcmp(sub, "serve"))
         return cmd_tcmu_serve(argc - 1, argv + 1);
+    if (!strcmp(sub, "up") || !strcmp(sub, "down"))
+        return cmd_tcmu_updown(argc - 1, argv + 1);
     return cli_fail(EXIT_USAGE, "tcmu", "unknown subcommand '%s'", sub);
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_fmt(const char *f, size_t n, struct scuse_err *err)
@@ -62,7 +63,23 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
         rest = buf;
     }
     const char *path = rest;
-    if (rest[0] != '/') {
+    if (strncmp(rest, "domain=", 7) == 0) {
+        char *end;
+        unsigned long c = strtoul(rest + 7, &end, 10), u = 0;
+        bool ok = end > rest + 7 && *end == '.';
+        const char *p = end + 1;
+        if (ok) {
+            u = strtoul(p, &end, 10);
+            ok = end > p && *end == '@' && c <= 0xffff && u <= 0xffff;
+        }
+        if (!ok)
+            return err_set(err, -EINVAL, "dev_config '%s': expected " TCMU_SUBTYPE
+                           "/domain=<controller>.<unit>@<absolute path>", config);
+        out->domain = true;
+        out->ctrl = (unsigned)c;
+        out->unit = (unsigned)u;
+        path = end + 1;
+    } else if (rest[0] != '/') {
         const char *at = strchr(rest, '@');
         if (!at)
             return err_set(err, -EINVAL, "dev_config '%s': expected " TCMU_SUBTYPE
@@ -109,6 +126,19 @@ int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg
                        "the kernel's %d%s", path, pn > 0 ? " and its command policy" : "", n,
                        TCMU_CONFIG_MAX - 1,
                        pn > 0 ? " (a shorter path, e.g. a symlink, or fewer commands)" : "");
+    return 0;
+}
+
+int tcmu_config_format_domain(unsigned ctrl, unsigned unit, const char *xml, char *out,
+                              size_t len, struct scuse_err *err)
+{
+    int r = check_path(xml, err);
+    if (r < 0)
+        return r;
+    int n = snprintf(out, len, TCMU_SUBTYPE "/domain=%u.%u@%s", ctrl, unit, xml);
+    if (n < 0 || (size_t)n >= len || n >= TCMU_CONFIG_MAX)
+        return err_set(err, -ENAMETOOLONG, "dev_config for '%s' would be %d bytes, more than the "
+                       "kernel's %d (a shorter --state-dir)", xml, n, TCMU_CONFIG_MAX - 1);
     return 0;
 }
 

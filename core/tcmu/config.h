@@ -20,7 +20,14 @@
  * most 255 bytes, so neither may appear and the whole must fit; the
  * subtype before the first '/' is the handler's name, as targetcli and
  * tcmu-runner use it. A config that does not start with "scuse/" belongs
- * to another TCMU daemon and is left alone. */
+ * to another TCMU daemon and is left alone.
+ *
+ * A disk of a libvirt domain (`scuse tcmu up`) is named instead of
+ * described: "scuse/domain=C.U@/run/scuse/vm1.tcmu.xml", the disk at
+ * unit U of controller C of the domain in that file (the copy `tcmu up`
+ * keeps), so every setting its <disk> gives (chain, identity, cache,
+ * discard, read-only, policy, open options) reaches the daemon, which
+ * none of 255 bytes could carry. */
 #ifndef SCUSE_TCMU_CONFIG_H
 #define SCUSE_TCMU_CONFIG_H
 
@@ -38,6 +45,8 @@ struct tcmu_image_cfg {
     char path[TCMU_CONFIG_MAX];
     char policy[TCMU_CONFIG_MAX];   /* "" = none; else scsi_policy_parse's text, ':' between
                                        entries (checked: it parses) */
+    bool domain;                    /* path is a domain's XML: its disk ctrl.unit */
+    unsigned ctrl, unit;
 };
 
 /* 1 when config names scuse and is well formed (out filled), 0 when it
@@ -53,6 +62,9 @@ int tcmu_config_format(const char *fmt, const char *path, char *out, size_t len,
 /* The same with cfg's command policy (none: as tcmu_config_format). */
 int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg,
                               const char *path, char *out, size_t len, struct scuse_err *err);
+/* "scuse/domain=C.U@XML" for the disk at unit U of controller C. */
+int tcmu_config_format_domain(unsigned ctrl, unsigned unit, const char *xml, char *out,
+                              size_t len, struct scuse_err *err);
 /* Set cfg's command policy from img (none when img has none). */
 int tcmu_config_policy(const struct tcmu_image_cfg *img, struct scsi_lun_config *cfg,
                        struct scuse_err *err);

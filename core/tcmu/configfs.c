@@ -263,7 +263,8 @@ int tcmu_cfs_create(const char *root, const struct tcmu_backstore *b, struct scu
                  "max_data_area_mb=%u,nl_reply_supported=-1",
                  b->config, b->size, b->block_size, b->max_sectors, b->data_area_mb);
         if ((r = write_attr(&c, dev, "control", control, err)) < 0 ||
-            (r = write_attr(&c, dev, "attrib/emulate_write_cache", "1", err)) < 0)
+            (r = write_attr(&c, dev, "attrib/emulate_write_cache", b->no_write_cache ? "0" : "1",
+                            err)) < 0)
             return r;
         /* TMR notifications (5.9 and later): without them aborted commands
          * simply run to completion. */

@@ -39,6 +39,8 @@ struct tcmu_backstore {
     enum tcmu_fabric fabric;
     char wwpn[TCMU_WWN_MAX];        /* the target port: naa.<16 hex digits> */
     char initiator[TCMU_WWN_MAX];   /* the nexus */
+    unsigned lun;                   /* the LUN in TPG 1 (a domain's disk: its unit) */
+    bool no_write_cache;            /* emulate_write_cache 0 (cache='writethrough' ...) */
 };
 
 /* A backstore of scuse's found in configfs. */
@@ -104,5 +106,14 @@ int tcmu_fabric_unexport(const struct tcmu_cfs *c, const char *dev_dir, struct s
 /* The first export of dev_dir. */
 bool tcmu_fabric_find(const struct tcmu_cfs *c, const char *dev_dir, struct tcmu_cfs_dev *d);
 const char *tcmu_fabric_name(enum tcmu_fabric f);
+/* The backstores (HBA, name) the LUNs of fabric's target port wwpn link
+ * to, at most max (*n counts them all). */
+int tcmu_fabric_wwn_devs(const char *root, enum tcmu_fabric f, const char *wwpn,
+                         uint32_t *hba, char (*names)[TCMU_NAME_MAX], unsigned max, unsigned *n);
+/* Remove fabric's target port wwpn when no LUN of it links anywhere:
+ * empty LUNs, the nexus, the TPGs, the port (what an interrupted create
+ * or delete leaves). -ENOTEMPTY when a LUN still serves a backstore. */
+int tcmu_fabric_remove_wwn(const char *root, enum tcmu_fabric f, const char *wwpn,
+                           struct scuse_err *err);
 
 #endif

@@ -47,6 +47,7 @@ int tcmu_daemon_create(const struct tcmu_daemon_config *cfg, struct tcmu_daemon 
     snprintf(dm->dev_dir, sizeof(dm->dev_dir), "%s", cfg->dev_dir ? cfg->dev_dir : "/dev");
     dm->no_netlink = cfg->no_netlink;
     dm->sig_fd = cfg->sig_fd;
+    dm->domain_disk = cfg->domain_disk;
     dm->epfd = epoll_create1(EPOLL_CLOEXEC);
     dm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int r = 0;

@@ -15,7 +15,17 @@
 
 #include <stdbool.h>
 
+#include "blk/blk.h"
+#include "scsi/scsi.h"
 #include "util/err.h"
+
+/* A device whose dev_config names a disk of a libvirt domain
+ * ("scuse/domain=C.U@XML", config.h): the daemon asks its caller for the
+ * disk's LUN settings and its image chain (opened), so core/tcmu reads no
+ * XML. NULL: such devices are served without medium. */
+typedef int (*tcmu_domain_disk_fn)(const char *xml, unsigned ctrl, unsigned unit,
+                                   struct scsi_lun_config *cfg, struct blk_node **bs,
+                                   struct scuse_err *err);
 
 struct tcmu_daemon_config {
     const char *configfs;           /* NULL: /sys/kernel/config */
@@ -26,6 +36,7 @@ struct tcmu_daemon_config {
     int sig_fd;                     /* a signalfd from daemon_sig_open() read by the loop
                                        (SIGTERM/SIGINT stop it, SIGHUP rescans the
                                        devices), or -1 */
+    tcmu_domain_disk_fn domain_disk;
 };
 
 struct tcmu_daemon;

@@ -45,6 +45,7 @@ struct tcmu_daemon {
     bool no_netlink;
     int epfd;
     int sig_fd;                     /* the caller's signalfd, or -1 */
+    tcmu_domain_disk_fn domain_disk;
     int wake_fd;                    /* eventfd: tcmu_daemon_stop / tcmu_daemon_wake */
     bool stop;                      /* set by tcmu_daemon_stop (atomic) */
     struct tcmu_served *served;

@@ -1,5 +1,6 @@
-/* Exporting a backstore through a fabric (tcmu.md §7): one target port
- * (WWPN) per backstore, TPG 1, LUN 0 a symlink to the backstore, and a
+/* Exporting a backstore through a fabric (tcmu.md §7): a target port
+ * (WWPN), TPG 1, LUN b->lun (0 for `tcmu create`, the disk's unit for a
+ * domain's controller) a symlink to the backstore, and a
  * nexus naming the initiator side. The nexus comes first: tcm_loop scans
  * the LUN as soon as it is linked, and without a nexus that scan fails.
  * Teardown goes the other way. */
@@ -69,7 +70,7 @@ int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
     }
     tcmu_pathf(wwn, sizeof(wwn), "%s/%s", base, b->wwpn);
     tcmu_pathf(tpg, sizeof(tpg), "%s/tpgt_1", wwn);
-    tcmu_pathf(lun, sizeof(lun), "%s/lun/lun_0", tpg);
+    tcmu_pathf(lun, sizeof(lun), "%s/lun/lun_%u", tpg, b->lun);
     int r;
     if ((r = tcmu_cfs_mkdir(c, wwn)) < 0 || (r = tcmu_cfs_mkdir(c, tpg)) < 0)
         return fail(err, r, r == -ENOENT ? wwn : tpg, NULL);
@@ -103,7 +104,8 @@ int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
         }
         target[n] = '\0';
         closedir(d);
-        return err_set(err, -EEXIST, "%s: LUN 0 of %s already serves %s", lun, b->wwpn, target);
+        return err_set(err, -EEXIST, "%s: LUN %u of %s already serves %s", lun, b->lun, b->wwpn,
+                       target);
     }
     if (d)
         closedir(d);

@@ -80,7 +80,19 @@ static int lun_settings(struct tcmu_served *s, struct scuse_err *err)
 static int open_medium(struct tcmu_served *s, const struct tcmu_image_cfg *img,
                        struct scuse_err *err)
 {
-    if (!s->bs) {
+    if (!s->bs && img->domain) {
+        /* Every setting is the <disk>'s; the kernel keeps the device
+         * when this daemon dies, so metadata is written through. */
+        if (!s->dm->domain_disk)
+            return err_set(err, -ENOTSUP, "%s names a domain's disk, which this daemon does not "
+                           "read", img->path);
+        struct scsi_lun_config cfg;
+        int r = s->dm->domain_disk(img->path, img->ctrl, img->unit, &cfg, &s->bs, err);
+        if (r < 0)
+            return r;
+        cfg.meta_write_through = true;
+        s->lcfg = cfg;
+    } else if (!s->bs) {
         unsigned flags = s->lcfg.device == SCSI_DEVICE_CDROM ? 0 : BLK_OPEN_RW;
         int r = blk_open(img->path, img->fmt[0] ? img->fmt : NULL, flags, NULL, &s->bs, err);
         if (r < 0)
@@ -203,7 +215,8 @@ int tcmu_served_open(struct tcmu_daemon *dm, const struct tcmu_uio_dev *u,
     dm->n_served++;
     log_info("tcmu %s: serving %s (%s, %" PRIu64 " bytes, %u-byte blocks, write cache %s%s%s)",
              s->label, s->img.path,
-             !s->bs ? "no medium" : s->img.fmt[0] ? s->img.fmt : "format probed",
+             !s->bs ? "no medium" : s->img.domain ? "a domain's disk" :
+             s->img.fmt[0] ? s->img.fmt : "format probed",
              s->bs ? s->bs->size : 0, s->lcfg.block_size, s->lcfg.write_cache ? "on" : "off",
              s->img.policy[0] ? ", commands " : "", s->img.policy);
     *out = s;

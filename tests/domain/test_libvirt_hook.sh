@@ -101,17 +101,58 @@ out=$(hook hk prepare begin <"$T/settings.xml" 2>&1) || rc=$?
 [ "$rc" = 0 ] && [ -z "$out" ] && [ -z "$(serving hk)" ] && ok "an unconverted domain with settings: nothing" ||
     bad "unconverted: exit $rc '$out'"
 
-# failures: an image that cannot be opened, a vhost-scsi domain
+# failures: an image that cannot be opened
 sed "s|$T/d.raw|$T/missing.raw|" "$T/hk.xml" >"$T/bad.xml"
 rc=0
 out=$(hook hk prepare begin <"$T/bad.xml" 2>&1) || rc=$?
 [ "$rc" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && [[ "$out" == "scuse libvirt-hook: hk: "*"missing.raw"* ]] &&
     [ -z "$(serving hk)" ] && ok "a missing image fails the start: $out" || bad "missing image: exit $rc '$out'"
-"$SCUSE" domain "$T/vm.xml" --transport vhost-scsi -o "$T/vs.xml"
+# a vhost-scsi domain: its targets made at prepare begin (scuse tcmu up, on
+# a configfs stand-in: a plain tree; the real kernel's is
+# tests/vm/test_tcmu_domain.sh), removed at stopped/release end
+"$SCUSE" domain "$T/vm.xml" --transport vhost-scsi --socket-dir "$T/vstate" -o "$T/vs.xml"
+p=$("$SCUSE" libvirt-hook --install "$T/hooks2" --configfs "$T/cfs" --log=stderr)
+grep -q "exec '$SCUSE' libvirt-hook --configfs '$T/cfs' --log=stderr \"\$@\"" "$p" &&
+    ok "--install --configfs --log: the script passes them on" || bad "--install with options: $(cat "$p")"
+mkdir -p "$T/cfs/target/core" "$T/vstate"
+vhook() { # OP SUBOP < XML: the installed script, as libvirt runs it
+    env -i LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$T" "$p" hk "$1" "$2" -
+}
+w0=$(sed -n "s/.*<scuse:controller index=\"0\" wwpn=\"\(naa\.[0-9a-f]*\)\".*/\1/p" "$T/vs.xml")
+w1=$(sed -n "s/.*<scuse:controller index=\"1\" wwpn=\"\(naa\.[0-9a-f]*\)\".*/\1/p" "$T/vs.xml")
+state() { (cd "$T/cfs" && find . | sort; for f in $(find . -type f | sort); do echo "$f=$(cat "$f")"; done); }
 rc=0
-out=$(hook hk prepare begin <"$T/vs.xml" 2>&1) || rc=$?
-[ "$rc" = 1 ] && [[ "$out" == *"vhost-scsi"* ]] && ok "a vhost-scsi domain is refused: $out" ||
-    bad "vhost-scsi: exit $rc '$out'"
+out=$(vhook prepare begin <"$T/vs.xml" 2>&1) || rc=$?
+V=$T/cfs/target/vhost
+if [ "$rc" = 0 ] && [ -n "$w0" ] && [ -n "$w1" ] &&
+   [ "$(readlink "$V/$w0/tpgt_1/lun/lun_0/hk-scsi0-0")" = "$T/cfs/target/core/user_5300/hk-scsi0-0" ] &&
+   [ "$(readlink "$V/$w1/tpgt_1/lun/lun_2/hk-scsi1-2")" = "$T/cfs/target/core/user_5300/hk-scsi1-2" ] &&
+   grep -q "dev_config=scuse/domain=1.2@$T/vstate/hk.tcmu.xml," "$T/cfs/target/core/user_5300/hk-scsi1-2/control" 2>/dev/null; then
+    ok "prepare begin (vhost-scsi): a target per controller ($w0, $w1), LUN = unit, the disk named in dev_config"
+else
+    bad "prepare begin (vhost-scsi): exit $rc '$out': $(state | tr '\n' ' ')"
+fi
+before=$(state)
+rc=0
+out=$(vhook prepare begin <"$T/vs.xml" 2>&1) || rc=$?
+[ "$rc" = 0 ] && [ "$before" = "$(state)" ] && ok "prepare begin again: the same state" ||
+    bad "prepare begin again: exit $rc '$out'"
+for op in "stopped end" "release end"; do
+    rc=0
+    out=$(vhook $op <"$T/vs.xml" 2>&1) || rc=$?
+    [ "$rc" = 0 ] && [ -z "$(ls "$V")" ] && [ -z "$(ls "$T/cfs/target/core")" ] && [ ! -e "$T/vstate/hk.tcmu.xml" ] &&
+        ok "$op (vhost-scsi): targets, backstores and the XML copy gone" ||
+        bad "$op (vhost-scsi): exit $rc '$out': $(state | tr '\n' ' ')"
+done
+sed "s|$T/d.raw|$T/missing.raw|" "$T/vs.xml" >"$T/vsbad.xml"
+rc=0
+out=$(vhook prepare begin <"$T/vsbad.xml" 2>&1) || rc=$?
+[ "$rc" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && [[ "$out" == *"<disk> sdb: '$T/missing.raw'"* ]] &&
+    ok "vhost-scsi with a missing image fails the start: $out" || bad "vhost-scsi missing image: exit $rc '$out'"
+rc=0
+out=$(vhook release end <"$T/vsbad.xml" 2>&1) || rc=$?
+[ "$rc" = 0 ] && [ -z "$(ls "$V")" ] && [ -z "$(ls "$T/cfs/target/core")" ] &&
+    ok "release end after the failed start: what it made is gone" || bad "release after failure: $rc '$out': $(state | tr '\n' ' ')"
 
 echo "----"
 [ "$fails" -eq 0 ] && echo "test_libvirt_hook: all passed" || { echo "test_libvirt_hook: $fails failed"; exit 1; }

@@ -113,6 +113,21 @@ s_fails_held() {
     fi
 }
 
+# settled_lock_bytes FILE: lock_bytes once two reads 50 ms apart agree
+# (a holder may still be changing its bytes one at a time: seen once
+# under load as a lone [203]).
+settled_lock_bytes() {
+    local a b i
+    a=$(lock_bytes "$1")
+    for ((i = 0; i < 100; i++)); do
+        sleep 0.05
+        b=$(lock_bytes "$1")
+        [ "$a" = "$b" ] && break
+        a=$b
+    done
+    echo "$a"
+}
+
 # The bytes qemu-io holds as a writer, as a reader, and on a writer's
 # backing file: the reference.
 qimg create -q -f qcow2 base.qcow2 64M
@@ -120,14 +135,14 @@ qwrite base.qcow2 "write -P 0x11 0 1M"
 qimg create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 64M
 qimg create -q -f qcow2 solo.qcow2 64M
 hold_qemu solo.qcow2 || { echo "SETUP ERROR: qemu-io cannot hold solo.qcow2: $(cat "$W/.q.log")" >&2; exit 1; }
-Q_WRITER=$(lock_bytes solo.qcow2)
+Q_WRITER=$(settled_lock_bytes solo.qcow2)
 release_qemu
 hold_qemu solo.qcow2 -r || { echo "SETUP ERROR: qemu-io -r cannot hold solo.qcow2" >&2; exit 1; }
-Q_READER=$(lock_bytes solo.qcow2)
+Q_READER=$(settled_lock_bytes solo.qcow2)
 release_qemu
 hold_qemu top.qcow2 || { echo "SETUP ERROR: qemu-io cannot hold top.qcow2" >&2; exit 1; }
-Q_TOP=$(lock_bytes top.qcow2)
-Q_BACKING=$(lock_bytes base.qcow2)
+Q_TOP=$(settled_lock_bytes top.qcow2)
+Q_BACKING=$(settled_lock_bytes base.qcow2)
 release_qemu
 echo "qemu-io holds: writer [$Q_WRITER], reader [$Q_READER], writer's backing file [$Q_BACKING]"
 [ "$Q_WRITER" = "100 101 103 201 203" ] && [ "$Q_READER" = "100 201 203" ] ||

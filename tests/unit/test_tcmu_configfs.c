@@ -402,6 +402,104 @@ static void test_names(void **state)
     assert_true(tcmu_wwn_valid(w1));
     assert_memory_equal(w1, "naa.55ac5e0", 11);
 }
+/* A domain's controller: one port, a LUN per disk (tcmu up), the port's
+ * backstores listed, the port kept while a LUN serves one and removed
+ * whole once none does (tcmu down), half-made ports included. */
+static void test_port_luns(void **state)
+{
+    (void)state;
+    fresh_tree();
+    struct tcmu_backstore a, b;
+    backstore(&a, "vm-scsi0-0", TCMU_FABRIC_VHOST);
+    backstore(&b, "vm-scsi0-3", TCMU_FABRIC_VHOST);
+    snprintf(b.wwpn, sizeof(b.wwpn), "%s", a.wwpn);
+    b.lun = 3;
+    b.no_write_cache = true;
+    struct scuse_err err = { 0 };
+    char root[PATH_MAX];
+    snprintf(root, sizeof(root), "%s", tu_path(CFS));
+    assert_int_equal(tcmu_cfs_create(root, &a, &err), 0);
+    assert_int_equal(tcmu_cfs_create(root, &b, &err), 0);
+    char tpg[256], link[512];
+    snprintf(tpg, sizeof(tpg), CFS "/target/vhost/%s/tpgt_1", a.wwpn);
+    snprintf(link, sizeof(link), "%s/lun/lun_3/vm-scsi0-3", tpg);
+    assert_true(tcmu_cfs_links_to(tu_path(link), tu_path(DEV "vm-scsi0-3")));
+    snprintf(link, sizeof(link), "%s/lun/lun_0/vm-scsi0-0", tpg);
+    assert_true(tcmu_cfs_links_to(tu_path(link), tu_path(DEV "vm-scsi0-0")));
+    assert_string_equal(slurp(DEV "vm-scsi0-3/attrib/emulate_write_cache"), "0");
+    assert_string_equal(slurp(DEV "vm-scsi0-0/attrib/emulate_write_cache"), "1");
+    char *before = snapshot();
+    assert_int_equal(tcmu_cfs_create(root, &b, &err), 0);        /* again: no change */
+    char *again = snapshot();
+    assert_string_equal(before, again);
+    free(before);
+    free(again);
+
+    uint32_t hba[4];
+    char names[4][TCMU_NAME_MAX];
+    unsigned n = 0;
+    assert_int_equal(tcmu_fabric_wwn_devs(root, TCMU_FABRIC_VHOST, a.wwpn, hba, names, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(hba[0], TCMU_SCUSE_HBA);
+    assert_true((!strcmp(names[0], "vm-scsi0-0") && !strcmp(names[1], "vm-scsi0-3")) ||
+                (!strcmp(names[1], "vm-scsi0-0") && !strcmp(names[0], "vm-scsi0-3")));
+    /* not while a LUN serves a backstore */
+    assert_int_equal(tcmu_fabric_remove_wwn(root, TCMU_FABRIC_VHOST, a.wwpn, &err), -ENOTEMPTY);
+    assert_non_null(strstr(err.msg, "still serves"));
+    err_clear(&err);
+    bool found;
+    assert_int_equal(tcmu_cfs_delete(root, "vm-scsi0-0", &found, &err), 0);
+    assert_true(found);
+    assert_true(tcmu_cfs_is_dir(tu_path(tpg)));                 /* LUN 3 is left */
+    assert_int_equal(tcmu_cfs_delete(root, "vm-scsi0-3", &found, &err), 0);
+    assert_false(tcmu_cfs_is_dir(tu_path(tpg)));
+    /* a crash's leftovers: a port with an empty LUN and a nexus */
+    tu_run("mkdir -p %s/lun/lun_2 && echo naa.5001405000000001 > %s/nexus", tpg, tpg);
+    assert_int_equal(tcmu_fabric_wwn_devs(root, TCMU_FABRIC_VHOST, a.wwpn, hba, names, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(tcmu_fabric_remove_wwn(root, TCMU_FABRIC_VHOST, a.wwpn, &err), 0);
+    snprintf(link, sizeof(link), CFS "/target/vhost/%s", a.wwpn);
+    assert_false(tcmu_cfs_is_dir(tu_path(link)));
+    /* nothing there: nothing to do */
+    assert_int_equal(tcmu_fabric_remove_wwn(root, TCMU_FABRIC_VHOST, a.wwpn, &err), 0);
+    assert_int_equal(err.code, 0);
+}
+
+/* dev_config naming a domain's disk: made, parsed, refused when malformed. */
+static void test_domain_config(void **state)
+{
+    (void)state;
+    char buf[TCMU_CONFIG_MAX];
+    struct scuse_err err = { 0 };
+    assert_int_equal(tcmu_config_format_domain(1, 12, "/run/scuse/vm1.tcmu.xml", buf, sizeof(buf),
+                                               &err), 0);
+    assert_string_equal(buf, "scuse/domain=1.12@/run/scuse/vm1.tcmu.xml");
+    struct tcmu_image_cfg c;
+    assert_int_equal(tcmu_config_parse(buf, &c, &err), 1);
+    assert_true(c.domain);
+    assert_int_equal(c.ctrl, 1);
+    assert_int_equal(c.unit, 12);
+    assert_string_equal(c.path, "/run/scuse/vm1.tcmu.xml");
+    assert_string_equal(c.fmt, "");
+    assert_int_equal(tcmu_config_parse("scuse/domain=0.0@/x.xml\n", &c, &err), 1);
+    assert_string_equal(c.path, "/x.xml");
+    assert_int_equal(tcmu_config_parse("scuse/qcow2@/x.qcow2", &c, &err), 1);
+    assert_false(c.domain);
+    static const char *const bad[] = { "scuse/domain=0@/x.xml", "scuse/domain=a.1@/x.xml",
+                                       "scuse/domain=0.1/x.xml", "scuse/domain=0.1@x.xml",
+                                       "scuse/domain=0.70000@/x.xml", "scuse/domain=.1@/x" };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err_clear(&err);
+        assert_int_equal(tcmu_config_parse(bad[i], &c, &err), -EINVAL);
+        assert_true(err.msg[0] != '\0');
+    }
+    char lng[300];
+    memset(lng, 'a', sizeof(lng));
+    lng[0] = '/';
+    lng[sizeof(lng) - 1] = '\0';
+    assert_int_equal(tcmu_config_format_domain(0, 0, lng, buf, sizeof(buf), &err), -ENAMETOOLONG);
+    assert_int_equal(tcmu_config_format_domain(0, 0, "/a,b.xml", buf, sizeof(buf), &err), -EINVAL);
+}
 
 static int setup(void **state)
 {
@@ -416,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_delete),       cmocka_unit_test(test_resume),
         cmocka_unit_test(test_conflicts),    cmocka_unit_test(test_list),
         cmocka_unit_test(test_reset_ring),   cmocka_unit_test(test_names),
+        cmocka_unit_test(test_port_luns),    cmocka_unit_test(test_domain_config),
     };
     return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -5,9 +5,12 @@
 # mount namespace where a copy of /etc/libvirt holding scuse's hook is
 # mounted over the real one: libvirt 9.0 reads hooks from
 # /etc/libvirt/hooks even for session daemons; the machine's libvirt is
-# not touched), defines the domain `scuse domain --transport
-# vhost-user-scsi` converted, and:
-#   1. `virsh start`: the hook's `prepare begin` starts `scuse serve
+# not touched; /run is a tmpfs of the namespace's own, its /run/scuse the
+# session user's), and runs README.md's three commands as they are written
+# there (vm1 read as this domain's name, lvt), as that user: `scuse domain
+# vm1.xml --transport vhost-user-scsi -o vm1-scuse.xml`, `virsh define
+# vm1-scuse.xml`, `virsh start vm1`; then:
+#   1. that `virsh start`: the hook's `prepare begin` starts `scuse serve
 #      --domain` and returns once its sockets listen; the guest (direct
 #      kernel boot under TCG, console to a file) sees each LUN's identity,
 #      block size, write protection and the content of the chain the XML
@@ -101,7 +104,13 @@ domain_xml() { # NAME TOP-IMAGE
 </domain>
 XML
 }
-domain_xml lvt "$L/img/top.qcow2" >"$T/lvt.xml"
+domain_xml lvt "$L/img/top.qcow2" >"$L/lvt.xml"
+# README.md's three commands, as written there
+readme=$(sed -n '/^    scuse domain vm1.xml --transport vhost-user-scsi -o vm1-scuse.xml$/,+2p' "$SCUSE_SRC/README.md" |
+         sed 's/^    //')
+[ "$(sed -n 2,3p <<<"$readme")" = "virsh define vm1-scuse.xml
+virsh start vm1" ] || setup_error "README.md does not have the three commands this test runs: '$readme'"
+sed 's/vm1/lvt/g' <<<"$readme" >"$L/readme.cmds"
 domain_xml lvbad "$L/img/missing.qcow2" >"$T/lvbad.xml"
 
 # 4: two bootable disks, the SCSI one first for libvirt's <boot dev='hd'/>
@@ -148,7 +157,7 @@ cat >"$T/lvboot.xml" <<XML
   </qemu:commandline>
 </domain>
 XML
-for d in lvt lvbad lvboot; do
+for d in lvbad lvboot; do
     "$SCUSE" domain "$T/$d.xml" --transport vhost-user-scsi --socket-dir "$L/sock" -o "$L/$d.scuse.xml" ||
         setup_error "scuse domain $d failed"
 done
@@ -161,15 +170,22 @@ chmod 755 "$T" "$L"
 # as nobody, with the environment a session daemon is given.
 cat >"$T/inside.sh" <<'SH'
 set -u
-L=$1
+L=$1 BIN=$2
 mount --bind "$L/etc" /etc/libvirt
+# /run of the namespace's own: scuse's default socket directory, /run/scuse,
+# is the session user's (the system daemon's hook runs as root and makes it)
+mount -t tmpfs -o mode=755 tmpfs /run
+mkdir -m 755 /run/scuse && chown nobody:nogroup /run/scuse
 as_user() {
     setpriv --reuid=nobody --regid=nogroup --clear-groups \
         env -i HOME="$L/home" XDG_RUNTIME_DIR="$L/run" XDG_CONFIG_HOME="$L/cfg" \
-        XDG_CACHE_HOME="$L/cache" XDG_DATA_HOME="$L/data" PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+        XDG_CACHE_HOME="$L/cache" XDG_DATA_HOME="$L/data" PATH="$BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
+        LIBVIRT_DEFAULT_URI=qemu:///session "$@"
 }
 v() { as_user virsh -q -c qemu:///session "$@"; }
-scuse_pids() { pgrep -u nobody -f "serve --domain $L/sock/$1.xml" | tr '\n' ' '; }
+# lvt's files are in /run/scuse (README's commands: the default directory)
+sockdir() { [ "$1" = lvt ] && echo /run/scuse || echo "$L/sock"; }
+scuse_pids() { pgrep -u nobody -f "serve --domain $(sockdir "$1")/$1.xml" | tr '\n' ' '; }
 wait_state() { # DOMAIN STATE SECONDS
     local i
     for ((i = 0; i < $3 * 4; i++)); do
@@ -178,22 +194,37 @@ wait_state() { # DOMAIN STATE SECONDS
     done
     return 1
 }
-as_user libvirtd >"$L/libvirtd.log" 2>&1 &
+# exec: $! is libvirtd itself (a function run in the background is a
+# subshell, which a kill would end without ending libvirtd)
+(exec setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    env -i HOME="$L/home" XDG_RUNTIME_DIR="$L/run" XDG_CONFIG_HOME="$L/cfg" \
+    XDG_CACHE_HOME="$L/cache" XDG_DATA_HOME="$L/data" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    libvirtd) >"$L/libvirtd.log" 2>&1 &
 lp=$!
 for ((i = 0; i < 100; i++)); do [ -S "$L/run/libvirt/libvirt-sock" ] && break; sleep 0.1; done
 [ -S "$L/run/libvirt/libvirt-sock" ] || { echo "@@H FAIL libvirtd made no socket"; kill $lp; exit 0; }
 echo "@@H LIBVIRTD $(as_user libvirtd --version)"
-for d in lvt lvbad lvboot; do v define "$L/$d.scuse.xml" >/dev/null || echo "@@H FAIL define $d"; done
+for d in lvbad lvboot; do v define "$L/$d.scuse.xml" >/dev/null || echo "@@H FAIL define $d"; done
 
-# 1. start, the guest runs its test and powers off
-if v start lvt >"$L/start1.out" 2>&1; then
-    echo "@@H STARTED pids=$(scuse_pids lvt) pidfile=$(cat "$L/sock/lvt.pid" 2>/dev/null)"
-    [ -S "$L/sock/lvt-scsi0.sock" ] && echo "@@H SOCKET ok"
+# README's three commands, in $L as the session user: convert, define, start
+# (1. the guest runs its test and powers off)
+cd "$L"
+n=0
+while read -r cmd; do
+    n=$((n + 1))
+    as_user sh -c "$cmd" >"$L/readme$n.out" 2>&1
+    rc=$?
+    echo "@@H README $n rc=$rc $cmd"
+    [ $rc = 0 ] || break
+done <"$L/readme.cmds"
+if [ "$n" = 3 ] && [ "$rc" = 0 ]; then
+    echo "@@H STARTED pids=$(scuse_pids lvt) pidfile=$(cat /run/scuse/lvt.pid 2>/dev/null)"
+    [ -S /run/scuse/lvt-scsi0.sock ] && echo "@@H SOCKET ok"
     wait_state lvt "shut off" 240 || { echo "@@H FAIL lvt still $(v domstate lvt) after 240 s"; v destroy lvt; }
     sleep 0.5
-    echo "@@H STOPPED1 pids=$(scuse_pids lvt) pidfile=$([ -e "$L/sock/lvt.pid" ] && echo left || echo gone)"
+    echo "@@H STOPPED1 pids=$(scuse_pids lvt) pidfile=$([ -e /run/scuse/lvt.pid ] && echo left || echo gone)"
 else
-    echo "@@H FAIL virsh start lvt: $(tr '\n' ' ' <"$L/start1.out")"
+    echo "@@H FAIL README's command $n: $(tr '\n' ' ' <"$L/readme$n.out")"
 fi
 cp "$L/lvt.console" "$L/lvt.console.1" 2>/dev/null
 
@@ -206,7 +237,7 @@ if v start lvt >"$L/start2.out" 2>&1; then
     echo "@@H RUNNING2 pids=$(scuse_pids lvt)"
     v destroy lvt >/dev/null || echo "@@H FAIL virsh destroy"
     sleep 0.5
-    echo "@@H STOPPED2 pids=$(scuse_pids lvt) pidfile=$([ -e "$L/sock/lvt.pid" ] && echo left || echo gone)"
+    echo "@@H STOPPED2 pids=$(scuse_pids lvt) pidfile=$([ -e /run/scuse/lvt.pid ] && echo left || echo gone)"
 else
     echo "@@H FAIL second virsh start lvt: $(tr '\n' ' ' <"$L/start2.out")"
 fi
@@ -234,11 +265,14 @@ kill $lp
 wait $lp
 exit 0
 SH
-timeout -k 10 600 unshare -m bash "$T/inside.sh" "$L" >"$T/inside.out" 2>&1 || fail "the namespace script: $(tail -n 3 "$T/inside.out")"
+timeout -k 10 600 unshare -m bash "$T/inside.sh" "$L" "$(dirname "$SCUSE")" >"$T/inside.out" 2>&1 || fail "the namespace script: $(tail -n 3 "$T/inside.out")"
 H() { sed -n "s/^@@H $1 *//p" "$T/inside.out"; }
 { grep '^@@H FAIL' "$T/inside.out" || true; } | while read -r _ _ why; do echo "  libvirt: $why"; done
 grep -q '^@@H FAIL' "$T/inside.out" && fail "$(grep -c '^@@H FAIL' "$T/inside.out") step(s) failed (above)"
 echo "  $(H LIBVIRTD)"
+[ "$(H README | cut -d' ' -f1-2 | tr '\n' ' ')" = "1 rc=0 2 rc=0 3 rc=0 " ] &&
+    echo "  README's commands: $(H README | cut -d' ' -f3- | tr '\n' ';')" ||
+    fail "README's three commands: $(H README | tr '\n' ';')"
 [[ "$(H STARTED)" == "pids="[0-9]*" pidfile="[0-9]* ]] && [ "$(H SOCKET)" = ok ] ||
     fail "after virsh start: '$(H STARTED)' socket '$(H SOCKET)'"
 [ "$(H STOPPED1)" = "pids= pidfile=gone" ] || fail "after the guest powered off: $(H STOPPED1)"
@@ -275,6 +309,6 @@ fi
 out=$(qemu-img check "$L/img/top.qcow2" 2>&1) || fail "qemu-img check after virsh destroy: $out"
 cmp -s "$L/img/base.raw" "$T/base.before" || fail "the backing file changed"
 cmp -s "$L/img/ro.raw" "$T/ro.before" || fail "the read-only image changed"
-[ -z "$(pgrep -u nobody -f "scuse serve --domain $L/" || true)" ] || fail "scuse processes left behind"
+[ -z "$(pgrep -u nobody -f "scuse serve --domain ($L/|/run/scuse/lv)" || true)" ] || fail "scuse processes left behind"
 case_end
 finish

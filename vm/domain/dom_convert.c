@@ -534,7 +534,12 @@ int dom_convert(struct domain *d, enum dom_transport t, const char *socket_dir,
         if (socket_group)
             xmlSetProp(tr, BAD_CAST "socket-group", BAD_CAST socket_group);
     } else {
-        xmlUnsetProp(tr, BAD_CAST "socket-dir");
+        /* vhost-scsi has no socket: the directory given is where `scuse
+         * tcmu up` keeps the domain's XML copy (its state directory). */
+        if (socket_dir)
+            xmlSetProp(tr, BAD_CAST "socket-dir", BAD_CAST socket_dir);
+        else if (!d->socket_dir)
+            xmlUnsetProp(tr, BAD_CAST "socket-dir");
         xmlUnsetProp(tr, BAD_CAST "socket-mode");
         xmlUnsetProp(tr, BAD_CAST "socket-group");
     }

@@ -410,7 +410,9 @@ static void on_disconnect(void *opaque, void *dev_state)
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
         struct scuse_err err = { 0 };
-        int r = !l->bs || l->bs->read_only ? 0 : blk_flush(l->bs, &err);
+        /* A cdrom is never written (and its node may have been changed). */
+        bool cd = l->cfg.device == SCSI_DEVICE_CDROM;
+        int r = cd || l->bs->read_only ? 0 : blk_flush(l->bs, &err);
         if (r < 0)
             log_error("LUN %u: flush failed: %s", l->id, cli_reason(&err, r));
     }
@@ -479,7 +481,7 @@ static int stop(struct serve *s, bool started)
     ctl_server_destroy(s->ctl);         /* no LUN event can come now; quit's answer goes */
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
-        if (started && l->bs && !l->bs->read_only) {
+        if (started && l->bs && l->cfg.device != SCSI_DEVICE_CDROM && !l->bs->read_only) {
             struct scuse_err err = { 0 };
             int r = blk_flush(l->bs, &err);
             if (r < 0) {
@@ -492,6 +494,10 @@ static int stop(struct serve *s, bool started)
     scsi_target_destroy(s->target);
     for (unsigned i = 0; i < s->nluns; i++) {
         struct serve_lun *l = &s->luns[i];
+        /* A cdrom's medium may have changed while served: the node in the
+         * drive is closed (one ejected belongs to whoever ejected it). */
+        if (l->lun && l->cfg.device == SCSI_DEVICE_CDROM)
+            l->bs = scsi_lun_medium(l->lun);
         scsi_lun_destroy(l->lun);
         blk_close(l->bs);
         free(l->spec);

@@ -139,6 +139,13 @@ static int backstore_of(const struct domain *d, const struct dom_disk *disk, con
     if (disk->cfg.block_size != 512 && disk->cfg.block_size != 4096)
         return err_set(err, -EINVAL, "%s:%u: <blockio>: the kernel path serves 512 or "
                        "4096-byte blocks, not %u", d->file, disk->line, disk->cfg.block_size);
+    /* A cdrom backstore is told by its 2048-byte blocks; it needs a disc. */
+    bool cd = disk->cfg.device == SCSI_DEVICE_CDROM;
+    if (cd && !disk->source)
+        return err_set(err, -EINVAL, "%s:%u: <disk> %s: an empty cdrom drive: a TCMU backstore "
+                       "needs a medium (vhost-user-scsi serves empty drives)", d->file,
+                       disk->line, disk->dev);
+    uint32_t lbs = cd ? TCMU_CDROM_BLOCK_SIZE : disk->cfg.block_size;
     /* Served already (up run again): the daemon holds the image's write
      * lock, so the image is only looked at. */
     char cur[TCMU_CONFIG_MAX];
@@ -152,14 +159,14 @@ static int backstore_of(const struct domain *d, const struct dom_disk *disk, con
         return err_set(err, r, "%s:%u: <disk> %s: %s", d->file, disk->line, disk->dev,
                        cli_reason(&oerr, r));
     b->size = bs->size;
-    if (bs->size < disk->cfg.block_size) {
+    if (bs->size < lbs) {
         blk_close(bs);
         return err_set(err, -EINVAL, "%s: %" PRIu64 " bytes is less than one block",
                        disk->source, b->size);
     }
     tcmu_lun_serial(bs, &disk->cfg, b->serial, sizeof(b->serial));
     blk_close(bs);
-    b->block_size = disk->cfg.block_size;
+    b->block_size = lbs;
     b->max_sectors = MAX_XFER_BYTES / b->block_size;
     b->data_area_mb = o->data_area_mb ? o->data_area_mb : DEFAULT_DATA_AREA_MB;
     if (b->data_area_mb < (MAX_XFER_BYTES >> 20))

@@ -235,7 +235,7 @@ static int cue_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uin
 
 const struct blk_driver blk_driver_cue = {
     .name = "cue",
-    .description = "CUE sheet and BIN files of an optical disc (read only; its data tracks)",
+    .description = "CUE sheet and BIN files of an optical disc (its data tracks)",
     .probe = cue_probe,
     .open = cue_open,
     .close = cue_close,

@@ -4,7 +4,8 @@
  * log (a non-zero log GUID: entries not yet replayed, e.g. after a crash
  * in Hyper-V) would read stale, so it is refused before libvhdi opens it,
  * and never written. Differencing VHDX (which QEMU does not read either)
- * is refused: nothing here can make one to test it with. */
+ * is refused: nothing here can make one to test it with. Block status
+ * comes from the BAT, read here (vhdx_bat.c): libvhdi does not say. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <libvhdi.h>
 
 #include "io/file.h"
+#include "yal/vhdx_bat.h"
 #include "yal/yal.h"
 
 #define VHDX_HEADER1 (64u << 10)
@@ -21,27 +23,15 @@
 #define VHDX_HEADER_SIZE 4096u
 
 struct vhdx_state {
-    struct yal_pool pool;
+    struct yal_image im;       /* first: bs->state is both */
     uint32_t disk_type;
-    uint64_t size;
     uint64_t sequence;
+    struct vhdx_bat bat;
 };
 
 static int vhdx_probe(const struct blk_probe *p)
 {
     return p->head_len >= 8 && memcmp(p->head, "vhdxfile", 8) == 0 ? 100 : 0;
-}
-
-/* CRC-32C (Castagnoli, reflected 0x82f63b78), as VHDX's headers use. */
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
-    }
-    return ~c;
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -66,7 +56,7 @@ static int check_log(struct blk_node *bs, struct vhdx_state *s, struct scuse_err
             continue;
         uint32_t want = le32(h[i] + 4);
         memset(h[i] + 4, 0, 4);
-        if (crc32c(h[i], VHDX_HEADER_SIZE) != want)
+        if (vhdx_crc32c(h[i], VHDX_HEADER_SIZE) != want)
             continue;
         if (best < 0 || le64(h[i] + 8) > le64(h[best] + 8))
             best = i;
@@ -137,12 +127,17 @@ static const struct yal_ops vhdx_ops = {
     .read = vhdx_read_handle,
 };
 
-static void state_free(struct vhdx_state *s)
+static void free_own(struct yal_image *im)
 {
-    if (!s)
-        return;
-    yal_pool_destroy(&s->pool);
-    free(s);
+    vhdx_bat_free(&((struct vhdx_state *)im)->bat);
+}
+
+static int bat_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                      struct blk_status *st, struct scuse_err *err)
+{
+    (void)err;
+    vhdx_bat_status(&((struct vhdx_state *)bs->state)->bat, off, len, pnum, st);
+    return 0;
 }
 
 static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
@@ -152,13 +147,11 @@ static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
     struct vhdx_state *s = calloc(1, sizeof(*s));
     if (!s)
         return err_set(err, -ENOMEM, "out of memory");
-    unsigned handles;
+    s->im.free_own = free_own;
     void *h;
-    int r = yal_handles_opt(bs, &handles, err);
+    int r = check_log(bs, s, err);
     if (r == 0)
-        r = check_log(bs, s, err);
-    if (r == 0)
-        r = yal_pool_init(&s->pool, bs->path, &vhdx_ops, s, handles, &h, err);
+        r = yal_image_init(bs, &s->im, &vhdx_ops, &h, err);
     if (r < 0) {
         free(s);
         return r;
@@ -171,7 +164,7 @@ static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
         r = err_set(err, -EINVAL, "'%s': not a VHDX image (libvhdi says file type %d)", bs->path,
                     type);
     } else if (libvhdi_file_get_disk_type(h, &s->disk_type, &e) != 1 ||
-               libvhdi_file_get_media_size(h, &s->size, &e) != 1) {
+               libvhdi_file_get_media_size(h, &s->im.size, &e) != 1) {
         why_of(e, why, sizeof(why));
         yal_one_line(why);
         r = err_set(err, -EINVAL, "'%s': libvhdi: %s", bs->path, why);
@@ -179,51 +172,21 @@ static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
         r = err_set(err, -ENOTSUP, "'%s': differencing VHDX images are not supported (put a qcow2 "
                     "overlay on a full VHDX instead)", bs->path);
     }
+    if (r == 0) {
+        int b = vhdx_bat_load(bs->fd, s->im.size, &s->bat);
+        if (b < 0)
+            r = err_set(err, b, "out of memory");
+        else if (b == 0)
+            s->im.status = bat_status;
+    }
     if (r < 0) {
-        state_free(s);
+        yal_image_free(&s->im);
         return r;
     }
-    bs->size = s->size;
-    bs->align = 1;
-    bs->state = s;
-    return 0;
-}
-
-static void vhdx_close(struct blk_node *bs)
-{
-    state_free(bs->state);
-    bs->state = NULL;
-}
-
-static int vhdx_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v,
-                       struct scuse_err *err)
-{
-    struct vhdx_state *s = bs->state;
-    return yal_read(&s->pool, off, v, err);
-}
-
-/* libvhdi does not say what is allocated: all data, as far as it knows. */
-static int vhdx_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
-                             struct blk_status *st, struct scuse_err *err)
-{
-    (void)bs;
-    (void)off;
-    (void)err;
-    *pnum = len;
-    st->flags = BLK_STATUS_ALLOCATED | BLK_STATUS_DATA;
-    return 0;
-}
-
-static int vhdx_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err)
-{
-    (void)err;
-    struct vhdx_state *s = bs->state;
-    const char *type = s->disk_type == LIBVHDI_DISK_TYPE_FIXED ? "fixed" : "dynamic";
-    info->item[info->n_items++] = (struct blk_info_item){ .key = "subformat",
-                                                          .label = "disk type",
-                                                          .kind = BLK_INFO_STR, .s = type };
-    info->item[info->n_items++] = (struct blk_info_item){ .key = "reader", .label = "reader",
-                                                          .kind = BLK_INFO_STR, .s = "libvhdi" };
+    yal_info_add(&s->im, "subformat", "disk type",
+                 s->disk_type == LIBVHDI_DISK_TYPE_FIXED ? "fixed" : "dynamic");
+    yal_info_add(&s->im, "reader", "reader", "libvhdi");
+    yal_image_attach(bs, &s->im);
     return 0;
 }
 
@@ -238,8 +201,8 @@ const struct blk_driver blk_driver_vhdx = {
     .open_opts = vhdx_open_opts,
     .probe = vhdx_probe,
     .open = vhdx_open,
-    .close = vhdx_close,
-    .preadv = vhdx_preadv,
-    .block_status = vhdx_block_status,
-    .info = vhdx_info,
+    .close = yal_close,
+    .preadv = yal_preadv,
+    .block_status = yal_block_status,
+    .info = yal_info,
 };

@@ -6,7 +6,11 @@
 # and left untouched, and reads right once qemu-img replayed it; writes are
 # refused with the overlay advice, and the overlay is written by scuse and
 # read back by QEMU; qcow v1 with a backing file is refused (libqcow
-# misreads chains). (Legacy AES qcow and the handle pool: unit/test_yal.)
+# misreads chains). Block status (the drivers read the allocation tables:
+# the libraries do not say): qcow v1's map = qemu-img map; a VHDX's map
+# says zero only where qemu-img's conversion holds zeros, and data over
+# every range written (QEMU's vhdx says "all data", no oracle for holes).
+# (Legacy AES qcow and the handle pool: unit/test_yal.)
 . "$(dirname "$0")/lib/common.sh"
 . "$LIB_DIR/qemu_samples.sh"
 need bzip2 apt-get
@@ -33,6 +37,36 @@ PY
     case_end
 }
 
+# vhdx_map IMG RAW WRITTEN...: scuse's map of IMG (a VHDX) has zero rows
+# only where RAW (qemu-img's conversion) is zeros, data over each
+# WRITTEN range ("OFF:LEN"), and some zero rows when $VHDX_HOLES is 1.
+vhdx_map() {
+    local img=$1 raw=$2
+    shift 2
+    expect_exit 0 "$SCUSE" map --output=json "$img" || return 0
+    python3 - "$W/.out" "$raw" "${VHDX_HOLES:-1}" "$@" <<'PY' 2>"$W/.py.err" || fail "map of $img: $(tail -n 1 "$W/.py.err")"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+raw = open(sys.argv[2], "rb").read()
+holes = sys.argv[3] == "1"
+pos = 0
+for r in rows:
+    assert r["start"] == pos, f"row at {r['start']}, expected {pos}"
+    pos += r["length"]
+    if r["zero"] and not r["data"]:
+        seg = raw[r["start"]:r["start"] + r["length"]]
+        assert seg.count(0) == len(seg), f"zero row {r} holds data in qemu-img's conversion"
+assert pos == len(raw), f"the map covers {pos} bytes of {len(raw)}"
+for w in sys.argv[4:]:
+    o, l = (int(x) for x in w.split(":"))
+    for r in rows:
+        if r["start"] < o + l and o < r["start"] + r["length"]:
+            assert r["data"], f"written range {o}+{l} meets a zero row {r}"
+if holes:
+    assert any(r["zero"] and not r["data"] for r in rows), "no hole in the map"
+PY
+}
+
 sec_vhdx() {
     local sub bs n=0
     for sub in dynamic fixed; do
@@ -43,6 +77,19 @@ sec_vhdx() {
             same "vhdx $sub block_size=$bs (qemu-img)" v$n.vhdx
         done
     done
+    case_begin "vhdx block status: holes where the BAT has none, data where written"
+    qimg create -q -f vhdx -o block_size=1M h.vhdx 40M
+    qio -f vhdx -c 'write -P 0x51 0 1536k' -c 'write -P 0x52 9M 4k' -c 'write -z 20M 2M' \
+        -c "write -P 0x53 $((40 * 1024 * 1024 - 512)) 512" h.vhdx
+    qemu-img convert -f vhdx -O raw h.vhdx h.raw
+    vhdx_map h.vhdx h.raw 0:1572864 9437184:4096 41942528:512
+    expect_exit 0 "$SCUSE" convert -O raw h.vhdx h2.raw && { cmp -s h.raw h2.raw || fail "convert of h.vhdx differs from qemu-img's"; }
+    for n in 1 2 3 4; do
+        qemu-img convert -f vhdx -O raw v$n.vhdx v$n.raw
+        VHDX_HOLES=0 vhdx_map v$n.vhdx v$n.raw
+        rm -f v$n.raw
+    done
+    case_end
     qimg create -q -f vhdx -o log_size=4M,block_size=8M odd.vhdx $((100 * 1024 * 1024 + 4096))
     fill odd.vhdx $((100 * 1024 * 1024 + 4096)) 29 20 --maxlen $((3 << 20))
     same "vhdx of an odd size, 4 MiB log" odd.vhdx
@@ -114,6 +161,13 @@ sec_qcow() {
     qimg create -q -f qcow q1.qcow 30M
     fill q1.qcow $((30 << 20)) 51 30 --maxlen $((4 << 20)) --zero 0.1
     same "qcow v1 (qemu-img, qemu-io)" q1.qcow
+    case_begin "qcow v1 block status: scuse map = qemu-img map"
+    qemu-img map --output=json q1.qcow >"$W/.qmap.json"
+    if expect_exit 0 "$SCUSE" map --output=json q1.qcow; then
+        python3 "$LIB_DIR/mapcmp.py" "$W/.qmap.json" "$W/.out" >"$W/.mc" 2>&1 || fail "map differs: $(head -n 3 "$W/.mc")"
+        grep -q '"present": false' "$W/.out" || fail "no hole in the map of q1.qcow"
+    fi
+    case_end
     head -c $((5 << 20)) /dev/urandom >rnd.raw
     python3 -c 'import sys; open(sys.argv[1], "ab").write(b"compressible " * 400000)' rnd.raw
     qemu-img convert -c -f raw -O qcow rnd.raw c.qcow >/dev/null 2>&1 || true # (exits 1, complete)

@@ -87,13 +87,18 @@ int yal_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *
                      struct blk_status *st, struct scuse_err *err);
 int yal_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err);
 
+/* For formats/vmdk: an open it refused (native, a negative errno, its
+ * reason in err) tried again through libvmdk; 0 with bs->drv and the node
+ * set up when libvmdk reads it, else the native reason with libvmdk's. */
+int yal_vmdk_fallback(struct blk_node *bs, int native, struct scuse_err *err);
+
 /* The `handles` open option (1..YAL_HANDLES_MAX). */
 int yal_handles_opt(struct blk_node *bs, unsigned *out, struct scuse_err *err);
 
 /* A read-write open of a format scuse only reads. */
 int yal_refuse_write(struct blk_node *bs, const char *fmt, struct scuse_err *err);
 
-/* A libyal error chain as one line ("a; b; c"), at most len bytes. */
+/* A libyal error chain as one line ("a. b."), in place, never longer. */
 void yal_one_line(char *s);
 
 #endif

@@ -5,13 +5,17 @@
  * named vmdk, read-only, no allocation map: libvmdk does not expose one);
  * if it cannot either, the native reason stays, with libvmdk's added.
  * Children are refused: libvmdk would need the parent attached to every
- * handle, and formats.md §5 does not trust libvmdk on parents' CIDs. */
+ * handle, and formats.md §5 does not trust libvmdk on parents' CIDs.
+ * Only variants are handed on (a COWD file, a descriptor naming
+ * VMFSSPARSE or SESPARSE extents): a damaged image the native driver
+ * refuses stays refused, whatever libvmdk would make of it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libvmdk.h>
 
@@ -121,8 +125,30 @@ static int extend(struct scuse_err *err, int r, const char *fmt, const char *arg
     return err_set(err, r, "%s; %s", native, more);
 }
 
+#define DESC_SCAN (64u << 10)
+
+/* A COWD file, or descriptor text naming a COWD or seSparse extent. */
+static bool is_variant(struct blk_node *bs)
+{
+    char *buf = malloc(DESC_SCAN + 1);
+    if (!buf)
+        return false;
+    ssize_t n = pread(bs->fd, buf, DESC_SCAN, 0);
+    bool yes = false;
+    if (n >= 4 && memcmp(buf, "COWD", 4) == 0) {
+        yes = true;
+    } else if (n > 0 && memchr(buf, '\0', (size_t)n) == NULL) {
+        buf[n] = '\0';
+        yes = strstr(buf, " VMFSSPARSE ") || strstr(buf, " SESPARSE ");
+    }
+    free(buf);
+    return yes;
+}
+
 int yal_vmdk_fallback(struct blk_node *bs, int native, struct scuse_err *err)
 {
+    if (!is_variant(bs))
+        return native;
     char why[512];
     libvmdk_handle_t *h;
     if (open_handle(bs->path, &h, why, sizeof(why)) < 0)

@@ -92,6 +92,35 @@ static bool meta_item(int fd, const uint8_t *table, uint64_t moff, uint32_t mlen
     return false;
 }
 
+int vhdx_meta_find(int fd, const uint8_t *guid, uint64_t *off, uint32_t *len)
+{
+    uint8_t *t = malloc(REGION_SIZE > META_TABLE ? REGION_SIZE : META_TABLE);
+    if (!t)
+        return -ENOMEM;
+    int r = -ENOENT;
+    uint64_t moff;
+    uint32_t mlen;
+    if ((region_table(fd, REGION1, t) || region_table(fd, REGION2, t)) &&
+        region(t, GUID_META, &moff, &mlen) && mlen >= META_TABLE &&
+        file_pread_exact(fd, t, META_TABLE, moff) == 0 && memcmp(t, "metadata", 8) == 0) {
+        uint32_t n = (uint32_t)t[10] | (uint32_t)t[11] << 8;
+        for (uint32_t i = 0; i < n && i < 2047; i++) {
+            const uint8_t *e = t + 32 + 32 * i;
+            if (memcmp(e, guid, 16) != 0)
+                continue;
+            uint32_t o = le32(e + 16), l = le32(e + 20);
+            if (o <= mlen && l <= mlen - o) {
+                *off = moff + o;
+                *len = l;
+                r = 0;
+            }
+            break;
+        }
+    }
+    free(t);
+    return r;
+}
+
 int vhdx_bat_load(int fd, uint64_t size, struct vhdx_bat *b)
 {
     memset(b, 0, sizeof(*b));

@@ -29,5 +29,14 @@ void vhdx_bat_free(struct vhdx_bat *b);
 void vhdx_bat_status(const struct vhdx_bat *b, uint64_t off, uint64_t len, uint64_t *pnum,
                      struct blk_status *st);
 uint32_t vhdx_crc32c(const uint8_t *p, size_t n);
+/* Where the metadata item guid (as stored) is in the file: 0, -ENOENT, -ENOMEM. */
+int vhdx_meta_find(int fd, const uint8_t *guid, uint64_t *off, uint32_t *len);
+
+/* A differencing VHDX's parent locator: the paths it records, as UTF-8
+ * with '/' for '\' (empty when absent). 0, or -errno with why set. */
+struct vhdx_locator {
+    char relative[1024], absolute[1024], volume[1024];
+};
+int vhdx_parent_locator(int fd, struct vhdx_locator *loc, char *why, size_t wl);
 
 #endif

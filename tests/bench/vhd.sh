@@ -79,7 +79,7 @@ timed() { # cmd...: prints wall seconds and user+sys CPU seconds
     rm -f "$outf"
     sync
     /usr/bin/time -f "%e %U %S" -o "$tfile" "$@" >/dev/null 2>&1 || die "failed: $*"
-    awk '{ printf "%s %.2f", $1, $2 + $3 }' "$tfile"
+    awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$tfile"
 }
 for pair in "vpc:$vhd" "vhdx:$vhdx"; do
     fmt=${pair%%:*} img=${pair#*:}

@@ -27,7 +27,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # parses and writes domain XML; libvirt-daemon(-driver-qemu) is the real
 # libvirtd tests/vm/test_libvirt.sh runs (a session daemon of its own);
 # python3-libvmdk is the second opinion on VMDK reads; libvhdi and libqcow
-# read VHDX and qcow version 1 (formats/yal), libvhdi (and vhdiinfo) is
+# read VHDX and qcow version 1 (formats/yal) and libvmdk (libvmdk-dev, its
+# header needs libbfio-dev) the VMDK variants formats/vmdk refuses; libvhdi (and vhdiinfo) is
 # also the VHD tests' second opinion, bzip2 unpacks QEMU's sample images;
 # libjansson parses the control socket's JSON.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
@@ -35,7 +36,7 @@ PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-system-x86 cpio kmod xz-utils binutils
       libnl-3-dev libnl-genl-3-dev libvirt-clients python3-libvmdk libxml2-dev
       libvirt-daemon libvirt-daemon-driver-qemu util-linux
-      libvhdi-dev libvhdi-utils libqcow-dev bzip2 libjansson-dev
+      libvhdi-dev libvhdi-utils libqcow-dev libvmdk-dev libbfio-dev bzip2 libjansson-dev
       xorriso bchunk libcdio-utils)
 
 install_deps() {

@@ -247,8 +247,11 @@ static int run_copy(struct copy_job *jp, struct blk_copy_failure *f)
     pthread_mutex_init(&j.lock, NULL);
     unsigned n = o->threads;
     if (n == 0) {
+        /* one per CPU, and at least 8 in flight as qemu-img convert keeps:
+         * the workers block in page-cache writes (dirty throttling) more
+         * than they compute, measured on 2 CPUs (bench/vhd.sh) */
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (unsigned)cpus : 1;
+        n = cpus > 8 ? (unsigned)cpus : 8;
     }
     if (n > 16)
         n = 16;

@@ -32,7 +32,7 @@ static void convert_usage(FILE *f)
                "  -t CACHE    unsafe (default, as qemu-img: no flush at the end) or writeback\n"
                "              (flush the output before exiting)\n"
                "  -p          show progress\n"
-               "  -m THREADS  parallel workers (default: one per CPU)\n"
+               "  -m THREADS  parallel workers (default: one per CPU, at least 8)\n"
                "  -U          force share: read the source without taking image locks\n"
                "  -W          accepted for qemu-img compatibility (writes are always out of order)\n");
 }

@@ -10,6 +10,7 @@
 
 #include "io/file.h"
 #include "vmdk/vmdk.h"
+#include "yal/yal.h"
 
 extern const struct blk_driver blk_driver_vmdk;
 
@@ -154,7 +155,8 @@ static int vmdk_open(struct blk_node *bs, struct scuse_err *err)
     }
     if (r < 0) {
         state_free(s);
-        return r;
+        /* variants this driver refuses: libvmdk may read them (formats/yal) */
+        return r == -ENOTSUP ? yal_vmdk_fallback(bs, r, err) : r;
     }
     s->no_flush = bs->no_flush;
     bs->size = s->size;

@@ -9,14 +9,14 @@
 
 void yal_one_line(char *s)
 {
-    /* libyal chains its messages one per line, innermost last */
+    /* libyal chains its messages one per line, each ending in a period,
+     * innermost last: line breaks become single spaces (never longer
+     * than the input: the buffer may be full) */
     size_t o = 0;
     for (size_t i = 0; s[i]; i++) {
-        if (s[i] == '\n' || s[i] == '\r') {
-            if (o && s[i + 1] && s[o - 1] != ' ') {
-                s[o++] = ';';
+        if (s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
+            if (o && s[o - 1] != ' ')
                 s[o++] = ' ';
-            }
             continue;
         }
         s[o++] = s[i];

@@ -2,7 +2,8 @@
  * AES (the key given as the open option password=...). Images with a
  * backing file are refused: libqcow 20201213 misreads qcow v1 chains (with
  * the parent attached, a quarter of 512-byte reads fail and as many return
- * wrong data, measured against qemu-img). */
+ * wrong data, measured against qemu-img). Block status comes from the
+ * L1/L2 tables, read here (qcow_map.c): libqcow does not say. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,16 +12,17 @@
 
 #include <libqcow.h>
 
+#include "yal/qcow_map.h"
 #include "yal/yal.h"
 
 #define QCOW_MAX_CHAIN 16
 
 struct qcow_state {
-    struct yal_pool pool;
+    struct yal_image im;       /* first: bs->state and the pool's ctx are both */
     const char *password;      /* the open option, or NULL */
-    uint64_t size;
     uint32_t encryption;
     char *backing;             /* as recorded, or NULL */
+    struct qcow_map map;
 };
 
 /* A handle (an array, should libqcow's chains ever be trusted). */
@@ -130,13 +132,22 @@ static const struct yal_ops qcow_ops = {
     .read = qcow_read_handle,
 };
 
-static void state_free(struct qcow_state *s)
+static void free_own(struct yal_image *im)
 {
-    if (!s)
-        return;
-    yal_pool_destroy(&s->pool);
+    struct qcow_state *s = (struct qcow_state *)im;
+    qcow_map_free(&s->map);
     free(s->backing);
-    free(s);
+}
+
+static int map_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                      struct blk_status *st, struct scuse_err *err)
+{
+    struct qcow_state *s = bs->state;
+    int r = qcow_map_status(&s->map, off, len, pnum, st);
+    if (r < 0)
+        return err_set(err, r, "'%s': cannot read the L2 table for offset %" PRIu64 ": %s",
+                       bs->path, off, strerror(-r));
+    return 0;
 }
 
 static int qcow_open(struct blk_node *bs, struct scuse_err *err)
@@ -147,11 +158,9 @@ static int qcow_open(struct blk_node *bs, struct scuse_err *err)
     if (!s)
         return err_set(err, -ENOMEM, "out of memory");
     s->password = blk_open_opt(bs, "password");
-    unsigned handles;
+    s->im.free_own = free_own;
     void *hv;
-    int r = yal_handles_opt(bs, &handles, err);
-    if (r == 0)
-        r = yal_pool_init(&s->pool, bs->path, &qcow_ops, s, handles, &hv, err);
+    int r = yal_image_init(bs, &s->im, &qcow_ops, &hv, err);
     if (r < 0) {
         free(s);
         return r;
@@ -161,7 +170,7 @@ static int qcow_open(struct blk_node *bs, struct scuse_err *err)
     char why[512];
     uint32_t version = 0;
     if (libqcow_file_get_format_version(h->f[0], &version, &e) != 1 ||
-        libqcow_file_get_media_size(h->f[0], &s->size, &e) != 1 ||
+        libqcow_file_get_media_size(h->f[0], &s->im.size, &e) != 1 ||
         libqcow_file_get_encryption_method(h->f[0], &s->encryption, &e) != 1) {
         why_of(e, why, sizeof(why));
         r = err_set(err, -EINVAL, "'%s': libqcow: %s", bs->path, why);
@@ -179,52 +188,24 @@ static int qcow_open(struct blk_node *bs, struct scuse_err *err)
         r = err_set(err, -ENOTSUP, "'%s': qcow version 1 images with a backing file ('%s') are not "
                     "supported (libqcow misreads them); qemu-img convert -O qcow2 makes one image "
                     "of the chain", bs->path, s->backing);
+    if (r == 0) {
+        int m = qcow_map_load(bs->fd, s->im.size, &s->map);
+        if (m < 0)
+            r = err_set(err, m, "out of memory");
+        else if (m == 0)
+            s->im.status = map_status;
+    }
     if (r < 0) {
-        state_free(s);
+        yal_image_free(&s->im);
         return r;
     }
-    bs->size = s->size;
-    bs->align = 1;
-    bs->state = s;
+    yal_info_add(&s->im, "encryption", "encryption",
+                 s->encryption == LIBQCOW_ENCRYPTION_METHOD_AES_128_CBC ? "aes" : "none");
+    yal_info_add(&s->im, "reader", "reader", "libqcow");
+    yal_image_attach(bs, &s->im);
     return 0;
 }
 
-static void qcow_close(struct blk_node *bs)
-{
-    state_free(bs->state);
-    bs->state = NULL;
-}
-
-static int qcow_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v,
-                       struct scuse_err *err)
-{
-    struct qcow_state *s = bs->state;
-    return yal_read(&s->pool, off, v, err);
-}
-
-/* libqcow does not say what is allocated: all data, as far as it knows. */
-static int qcow_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
-                             struct blk_status *st, struct scuse_err *err)
-{
-    (void)bs;
-    (void)off;
-    (void)err;
-    *pnum = len;
-    st->flags = BLK_STATUS_ALLOCATED | BLK_STATUS_DATA;
-    return 0;
-}
-
-static int qcow_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err)
-{
-    (void)err;
-    struct qcow_state *s = bs->state;
-    info->item[info->n_items++] = (struct blk_info_item){
-        .key = "encryption", .label = "encryption", .kind = BLK_INFO_STR,
-        .s = s->encryption == LIBQCOW_ENCRYPTION_METHOD_AES_128_CBC ? "aes" : "none" };
-    info->item[info->n_items++] = (struct blk_info_item){ .key = "reader", .label = "reader",
-                                                          .kind = BLK_INFO_STR, .s = "libqcow" };
-    return 0;
-}
 
 static const struct blk_opt_desc qcow_open_opts[] = {
     { "handles", BLK_OPT_NUM, "libqcow handles for concurrent reads (1 to 64, default 4)" },
@@ -238,8 +219,8 @@ const struct blk_driver blk_driver_qcow = {
     .open_opts = qcow_open_opts,
     .probe = qcow_probe,
     .open = qcow_open,
-    .close = qcow_close,
-    .preadv = qcow_preadv,
-    .block_status = qcow_block_status,
-    .info = qcow_info,
+    .close = yal_close,
+    .preadv = yal_preadv,
+    .block_status = yal_block_status,
+    .info = yal_info,
 };

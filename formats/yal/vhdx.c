@@ -3,45 +3,50 @@
  * libvhdi does not replay VHDX's log: a file whose current header names a
  * log (a non-zero log GUID: entries not yet replayed, e.g. after a crash
  * in Hyper-V) would read stale, so it is refused before libvhdi opens it,
- * and never written. Differencing VHDX (which QEMU does not read either)
- * is refused: nothing here can make one to test it with. */
+ * and never written. A differencing VHDX (which QEMU does not read) is
+ * read with its parents attached to every handle: libvhdi reads through
+ * them once given them, but does not say where they are, so the parent
+ * locator is read here (vhdx_parent.c: relative_path, then
+ * absolute_win32_path, relative to the child), and each parent's
+ * DataWriteGuid must be the child's parent_linkage. Block status comes
+ * from the BAT, read here (vhdx_bat.c): libvhdi does not say. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libvhdi.h>
 
 #include "io/file.h"
+#include "yal/vhdx_bat.h"
 #include "yal/yal.h"
 
 #define VHDX_HEADER1 (64u << 10)
 #define VHDX_HEADER2 (128u << 10)
 #define VHDX_HEADER_SIZE 4096u
+#define VHDX_MAX_CHAIN 16
 
 struct vhdx_state {
-    struct yal_pool pool;
+    struct yal_image im;       /* first: bs->state is both */
     uint32_t disk_type;
-    uint64_t size;
-    uint64_t sequence;
+    struct vhdx_bat bat;
+    char *chain[VHDX_MAX_CHAIN]; /* [0] the image, then its parents */
+    int n_chain;
+};
+
+/* A pool handle: one libvhdi file per layer, each given its parent. */
+struct vhdx_handle {
+    libvhdi_file_t *f[VHDX_MAX_CHAIN];
+    int n;
 };
 
 static int vhdx_probe(const struct blk_probe *p)
 {
     return p->head_len >= 8 && memcmp(p->head, "vhdxfile", 8) == 0 ? 100 : 0;
-}
-
-/* CRC-32C (Castagnoli, reflected 0x82f63b78), as VHDX's headers use. */
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
-    }
-    return ~c;
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -56,32 +61,31 @@ static uint64_t le64(const uint8_t *p)
 
 /* The current header (valid checksum, highest sequence number) must not
  * name a log. */
-static int check_log(struct blk_node *bs, struct vhdx_state *s, struct scuse_err *err)
+static int check_log(int fd, const char *path, struct scuse_err *err)
 {
     static const uint32_t at[2] = { VHDX_HEADER1, VHDX_HEADER2 };
     uint8_t h[2][VHDX_HEADER_SIZE];
     int best = -1;
     for (int i = 0; i < 2; i++) {
-        if (file_pread_exact(bs->fd, h[i], VHDX_HEADER_SIZE, at[i]) < 0 || memcmp(h[i], "head", 4))
+        if (file_pread_exact(fd, h[i], VHDX_HEADER_SIZE, at[i]) < 0 || memcmp(h[i], "head", 4))
             continue;
         uint32_t want = le32(h[i] + 4);
         memset(h[i] + 4, 0, 4);
-        if (crc32c(h[i], VHDX_HEADER_SIZE) != want)
+        if (vhdx_crc32c(h[i], VHDX_HEADER_SIZE) != want)
             continue;
         if (best < 0 || le64(h[i] + 8) > le64(h[best] + 8))
             best = i;
     }
     if (best < 0)
         return err_set(err, -EINVAL, "'%s': no valid VHDX header (signature 'head' and CRC-32C) "
-                       "at 64 KiB or 128 KiB", bs->path);
-    s->sequence = le64(h[best] + 8);
+                       "at 64 KiB or 128 KiB", path);
     static const uint8_t zero[16];
     const uint8_t *g = h[best] + 48;
     if (memcmp(g, zero, 16) != 0)
         return err_set(err, -EINVAL, "'%s': the VHDX log holds entries not yet replayed (log GUID "
                        "%02x%02x%02x%02x-...): libvhdi would read stale data; replay the log "
                        "first (qemu-img check -r all '%s', or open it in Hyper-V)",
-                       bs->path, g[3], g[2], g[1], g[0], bs->path);
+                       path, g[3], g[2], g[1], g[0], path);
     return 0;
 }
 
@@ -92,38 +96,78 @@ static void why_of(libvhdi_error_t *e, char *why, size_t len)
         libvhdi_error_sprint(e, why, len);
         libvhdi_error_free(&e);
     }
+    yal_one_line(why);
 }
 
-static int vhdx_open_handle(struct yal_pool *p, void **out, struct scuse_err *err)
+static void file_free(libvhdi_file_t *f)
+{
+    libvhdi_file_close(f, NULL);
+    libvhdi_file_free(&f, NULL);
+}
+
+static int open_file(const char *path, libvhdi_file_t **out, struct scuse_err *err)
 {
     libvhdi_file_t *f = NULL;
     libvhdi_error_t *e = NULL;
     char why[512];
     if (libvhdi_file_initialize(&f, &e) != 1) {
         why_of(e, why, sizeof(why));
-        return err_set(err, -ENOMEM, "'%s': libvhdi: %s", p->path, why);
+        return err_set(err, -ENOMEM, "'%s': libvhdi: %s", path, why);
     }
-    if (libvhdi_file_open(f, p->path, LIBVHDI_OPEN_READ, &e) != 1) {
+    if (libvhdi_file_open(f, path, LIBVHDI_OPEN_READ, &e) != 1) {
         why_of(e, why, sizeof(why));
-        yal_one_line(why);
         libvhdi_file_free(&f, NULL);
-        return err_set(err, -EINVAL, "'%s': libvhdi cannot open it: %s", p->path, why);
+        return err_set(err, -EINVAL, "'%s': libvhdi cannot open it: %s", path, why);
     }
     *out = f;
     return 0;
 }
 
-static void vhdx_close_handle(void *h)
+static void handle_free(struct vhdx_handle *h)
 {
-    libvhdi_file_t *f = h;
-    libvhdi_file_close(f, NULL);
-    libvhdi_file_free(&f, NULL);
+    for (int i = h->n - 1; i >= 0; i--)
+        file_free(h->f[i]);
+    free(h);
 }
 
-static int vhdx_read_handle(void *h, void *buf, size_t len, uint64_t off, char *why, size_t wl)
+static int vhdx_open_handle(struct yal_pool *p, void **out, struct scuse_err *err)
 {
+    struct vhdx_state *s = p->ctx;
+    struct vhdx_handle *h = calloc(1, sizeof(*h));
+    if (!h)
+        return err_set(err, -ENOMEM, "out of memory");
+    int r = 0;
+    for (int i = 0; r == 0 && i < s->n_chain; i++) {
+        r = open_file(s->chain[i], &h->f[i], err);
+        if (r < 0)
+            break;
+        h->n = i + 1;
+        libvhdi_error_t *e = NULL;
+        if (i > 0 && libvhdi_file_set_parent_file(h->f[i - 1], h->f[i], &e) != 1) {
+            char why[512];
+            why_of(e, why, sizeof(why));
+            r = err_set(err, -EINVAL, "'%s': libvhdi does not take '%s' as its parent: %s",
+                        s->chain[i - 1], s->chain[i], why);
+        }
+    }
+    if (r < 0) {
+        handle_free(h);
+        return r;
+    }
+    *out = h;
+    return 0;
+}
+
+static void vhdx_close_handle(void *h)
+{
+    handle_free(h);
+}
+
+static int vhdx_read_handle(void *hv, void *buf, size_t len, uint64_t off, char *why, size_t wl)
+{
+    struct vhdx_handle *h = hv;
     libvhdi_error_t *e = NULL;
-    ssize_t n = libvhdi_file_read_buffer_at_offset(h, buf, len, (off64_t)off, &e);
+    ssize_t n = libvhdi_file_read_buffer_at_offset(h->f[0], buf, len, (off64_t)off, &e);
     if (n == (ssize_t)len)
         return 0;
     why_of(e, why, wl);
@@ -137,12 +181,146 @@ static const struct yal_ops vhdx_ops = {
     .read = vhdx_read_handle,
 };
 
-static void state_free(struct vhdx_state *s)
+static void free_own(struct yal_image *im)
 {
-    if (!s)
-        return;
-    yal_pool_destroy(&s->pool);
-    free(s);
+    struct vhdx_state *s = (struct vhdx_state *)im;
+    vhdx_bat_free(&s->bat);
+    for (int i = 0; i < s->n_chain; i++)
+        free(s->chain[i]);
+}
+
+static int bat_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                      struct blk_status *st, struct scuse_err *err)
+{
+    (void)err;
+    vhdx_bat_status(&((struct vhdx_state *)bs->state)->bat, off, len, pnum, st);
+    return 0;
+}
+
+/* A locator path made usable here: relative ones against the child's
+ * directory ("./" dropped), absolute POSIX ones as they are; NULL for a
+ * Windows drive path or nothing. */
+static char *candidate(const char *child, const char *p, bool relative)
+{
+    if (!p[0])
+        return NULL;
+    if (!relative)
+        return p[0] == '/' ? strdup(p) : NULL;
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
+    const char *slash = strrchr(child, '/');
+    size_t dl = slash ? (size_t)(slash - child) + 1 : 0;
+    char *out = malloc(dl + strlen(p) + 1);
+    if (out) {
+        memcpy(out, child, dl);
+        strcpy(out + dl, p);
+    }
+    return out;
+}
+
+static void guid_text(const uint8_t g[16], char out[37])
+{
+    /* libvhdi gives identifiers in the order they are written */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12],
+             g[13], g[14], g[15]);
+}
+
+/* The parent of s->chain[k] (a differencing VHDX open as f, its file on
+ * fd): found, checked and appended. */
+static int add_parent(struct vhdx_state *s, int k, int fd, libvhdi_file_t *f,
+                      struct scuse_err *err)
+{
+    const char *child = s->chain[k];
+    struct vhdx_locator loc;
+    char why[512];
+    int r = vhdx_parent_locator(fd, &loc, why, sizeof(why));
+    if (r < 0)
+        return err_set(err, r, "'%s': differencing VHDX: %s", child, why);
+    if (k + 1 >= VHDX_MAX_CHAIN)
+        return err_set(err, -ELOOP, "'%s': more than %d VHDX layers (a loop?)", s->chain[0],
+                       VHDX_MAX_CHAIN);
+    char *path = NULL;
+    for (int i = 0; i < 2 && !path; i++) {
+        char *c = candidate(child, i == 0 ? loc.relative : loc.absolute, i == 0);
+        if (c && access(c, R_OK) == 0)
+            path = c;
+        else
+            free(c);
+    }
+    if (!path)
+        return err_set(err, -ENOENT, "'%s': its parent is not found (relative_path '%s', "
+                       "absolute_win32_path '%s')", child, loc.relative, loc.absolute);
+    char real[PATH_MAX];
+    for (int i = 0; i <= k; i++) {
+        char other[PATH_MAX];
+        if (realpath(path, real) && realpath(s->chain[i], other) && strcmp(real, other) == 0) {
+            r = err_set(err, -ELOOP, "'%s': its parent '%s' is a layer of its own chain", child,
+                        path);
+            free(path);
+            return r;
+        }
+    }
+    s->chain[k + 1] = path;
+    s->n_chain = k + 2;
+    libvhdi_file_t *pf;
+    r = open_file(path, &pf, err);
+    if (r < 0)
+        return r;
+    uint8_t want[16], got[16];
+    libvhdi_error_t *e = NULL;
+    int type = 0;
+    if (libvhdi_file_get_file_type(pf, &type, &e) != 1 || type != LIBVHDI_FILE_TYPE_VHDX) {
+        r = err_set(err, -EINVAL, "'%s': its parent '%s' is not a VHDX image", child, path);
+    } else if (libvhdi_file_get_parent_identifier(f, want, 16, &e) != 1 ||
+               libvhdi_file_get_identifier(pf, got, 16, &e) != 1) {
+        why_of(e, why, sizeof(why));
+        r = err_set(err, -EINVAL, "'%s': libvhdi: %s", child, why);
+    } else if (memcmp(want, got, 16) != 0) {
+        char a[37], b[37];
+        guid_text(want, a);
+        guid_text(got, b);
+        r = err_set(err, -EINVAL, "'%s': its parent_linkage is %s, but the parent '%s' has "
+                    "DataWriteGuid %s (the parent changed after the child was made)", child, a,
+                    path, b);
+    }
+    file_free(pf);
+    return r;
+}
+
+/* s->chain from the image down: every differencing layer's parent. */
+static int resolve_chain(struct blk_node *bs, struct vhdx_state *s, struct scuse_err *err)
+{
+    s->chain[0] = strdup(bs->path);
+    if (!s->chain[0])
+        return err_set(err, -ENOMEM, "out of memory");
+    s->n_chain = 1;
+    int r = 0;
+    for (int k = 0; r == 0 && k < s->n_chain; k++) {
+        int fd = k == 0 ? bs->fd : open(s->chain[k], O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return err_set(err, -errno, "'%s': cannot open: %s", s->chain[k], strerror(errno));
+        libvhdi_file_t *f = NULL;
+        r = k == 0 ? 0 : check_log(fd, s->chain[k], err);
+        if (r == 0)
+            r = open_file(s->chain[k], &f, err);
+        uint32_t type = 0;
+        libvhdi_error_t *e = NULL;
+        if (r == 0 && libvhdi_file_get_disk_type(f, &type, &e) != 1) {
+            char why[512];
+            why_of(e, why, sizeof(why));
+            r = err_set(err, -EINVAL, "'%s': libvhdi: %s", s->chain[k], why);
+        }
+        if (r == 0 && k == 0)
+            s->disk_type = type;
+        if (r == 0 && type == LIBVHDI_DISK_TYPE_DIFFERENTIAL)
+            r = add_parent(s, k, fd, f, err);
+        if (f)
+            file_free(f);
+        if (k > 0)
+            close(fd);
+    }
+    return r;
 }
 
 static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
@@ -152,78 +330,48 @@ static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
     struct vhdx_state *s = calloc(1, sizeof(*s));
     if (!s)
         return err_set(err, -ENOMEM, "out of memory");
-    unsigned handles;
-    void *h;
-    int r = yal_handles_opt(bs, &handles, err);
+    s->im.free_own = free_own;
+    void *hv = NULL;
+    int r = check_log(bs->fd, bs->path, err);
     if (r == 0)
-        r = check_log(bs, s, err);
+        r = resolve_chain(bs, s, err);
     if (r == 0)
-        r = yal_pool_init(&s->pool, bs->path, &vhdx_ops, s, handles, &h, err);
+        r = yal_image_init(bs, &s->im, &vhdx_ops, &hv, err);
     if (r < 0) {
+        free_own(&s->im);
         free(s);
         return r;
     }
+    struct vhdx_handle *h = hv;
     libvhdi_error_t *e = NULL;
     int type = 0;
     char why[512];
-    if (libvhdi_file_get_file_type(h, &type, &e) != 1 || type != LIBVHDI_FILE_TYPE_VHDX) {
+    if (libvhdi_file_get_file_type(h->f[0], &type, &e) != 1 || type != LIBVHDI_FILE_TYPE_VHDX) {
         why_of(e, why, sizeof(why));
         r = err_set(err, -EINVAL, "'%s': not a VHDX image (libvhdi says file type %d)", bs->path,
                     type);
-    } else if (libvhdi_file_get_disk_type(h, &s->disk_type, &e) != 1 ||
-               libvhdi_file_get_media_size(h, &s->size, &e) != 1) {
+    } else if (libvhdi_file_get_media_size(h->f[0], &s->im.size, &e) != 1) {
         why_of(e, why, sizeof(why));
-        yal_one_line(why);
         r = err_set(err, -EINVAL, "'%s': libvhdi: %s", bs->path, why);
-    } else if (s->disk_type == LIBVHDI_DISK_TYPE_DIFFERENTIAL) {
-        r = err_set(err, -ENOTSUP, "'%s': differencing VHDX images are not supported (put a qcow2 "
-                    "overlay on a full VHDX instead)", bs->path);
+    }
+    if (r == 0) {
+        int b = vhdx_bat_load(bs->fd, s->im.size, &s->bat);
+        if (b < 0)
+            r = err_set(err, b, "out of memory");
+        else if (b == 0)
+            s->im.status = bat_status;
     }
     if (r < 0) {
-        state_free(s);
+        yal_image_free(&s->im);
         return r;
     }
-    bs->size = s->size;
-    bs->align = 1;
-    bs->state = s;
-    return 0;
-}
-
-static void vhdx_close(struct blk_node *bs)
-{
-    state_free(bs->state);
-    bs->state = NULL;
-}
-
-static int vhdx_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v,
-                       struct scuse_err *err)
-{
-    struct vhdx_state *s = bs->state;
-    return yal_read(&s->pool, off, v, err);
-}
-
-/* libvhdi does not say what is allocated: all data, as far as it knows. */
-static int vhdx_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
-                             struct blk_status *st, struct scuse_err *err)
-{
-    (void)bs;
-    (void)off;
-    (void)err;
-    *pnum = len;
-    st->flags = BLK_STATUS_ALLOCATED | BLK_STATUS_DATA;
-    return 0;
-}
-
-static int vhdx_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err)
-{
-    (void)err;
-    struct vhdx_state *s = bs->state;
-    const char *type = s->disk_type == LIBVHDI_DISK_TYPE_FIXED ? "fixed" : "dynamic";
-    info->item[info->n_items++] = (struct blk_info_item){ .key = "subformat",
-                                                          .label = "disk type",
-                                                          .kind = BLK_INFO_STR, .s = type };
-    info->item[info->n_items++] = (struct blk_info_item){ .key = "reader", .label = "reader",
-                                                          .kind = BLK_INFO_STR, .s = "libvhdi" };
+    yal_info_add(&s->im, "subformat", "disk type",
+                 s->disk_type == LIBVHDI_DISK_TYPE_FIXED ? "fixed"
+                 : s->disk_type == LIBVHDI_DISK_TYPE_DIFFERENTIAL ? "differencing" : "dynamic");
+    if (s->n_chain > 1)
+        yal_info_add(&s->im, "parent", "parent", s->chain[1]);
+    yal_info_add(&s->im, "reader", "reader", "libvhdi");
+    yal_image_attach(bs, &s->im);
     return 0;
 }
 
@@ -238,8 +386,8 @@ const struct blk_driver blk_driver_vhdx = {
     .open_opts = vhdx_open_opts,
     .probe = vhdx_probe,
     .open = vhdx_open,
-    .close = vhdx_close,
-    .preadv = vhdx_preadv,
-    .block_status = vhdx_block_status,
-    .info = vhdx_info,
+    .close = yal_close,
+    .preadv = yal_preadv,
+    .block_status = yal_block_status,
+    .info = yal_info,
 };

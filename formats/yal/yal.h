@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "blk/driver.h"
+#include "blk/format.h"
 
 #define YAL_HANDLES_DEFAULT 4
 #define YAL_HANDLES_MAX 64
@@ -50,13 +51,54 @@ int yal_pool_init(struct yal_pool *p, const char *path, const struct yal_ops *op
 void yal_pool_destroy(struct yal_pool *p);
 int yal_read(struct yal_pool *p, uint64_t off, const struct iov_view *v, struct scuse_err *err);
 
+/* What every libyal format's state begins with: the pool, the size, what
+ * info shows, and optionally where the image keeps data (the libraries do
+ * not say: the drivers read the allocation tables themselves). The
+ * driver's own state embeds it first, so bs->state is both. */
+#define YAL_INFO_MAX 4
+struct yal_image {
+    struct yal_pool pool;
+    uint64_t size;
+    struct blk_info_item info[YAL_INFO_MAX];
+    unsigned n_info;
+    /* Status of [off, off+len) (this layer); NULL: all data. */
+    int (*status)(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                  struct blk_status *st, struct scuse_err *err);
+    /* Frees the driver's own parts (the pool and the image are freed by
+     * yal_image_free); NULL: nothing of its own. */
+    void (*free_own)(struct yal_image *im);
+};
+
+/* The pool of im (its first handle in *first), with the handles option;
+ * the pool's ctx is im. */
+int yal_image_init(struct blk_node *bs, struct yal_image *im, const struct yal_ops *ops,
+                   void **first, struct scuse_err *err);
+/* Adds a string row to what info shows (s static or the driver's). */
+void yal_info_add(struct yal_image *im, const char *key, const char *label, const char *s);
+/* free_own, the pool, then im itself (malloc'd as the driver's state). */
+void yal_image_free(struct yal_image *im);
+/* Sets the node from the opened image (size, alignment, state). */
+void yal_image_attach(struct blk_node *bs, struct yal_image *im);
+
+/* The driver callbacks every libyal format shares (bs->state is a yal_image). */
+void yal_close(struct blk_node *bs);
+int yal_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, struct scuse_err *err);
+int yal_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                     struct blk_status *st, struct scuse_err *err);
+int yal_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err);
+
+/* For formats/vmdk: an open it refused (native, a negative errno, its
+ * reason in err) tried again through libvmdk; 0 with bs->drv and the node
+ * set up when libvmdk reads it, else the native reason with libvmdk's. */
+int yal_vmdk_fallback(struct blk_node *bs, int native, struct scuse_err *err);
+
 /* The `handles` open option (1..YAL_HANDLES_MAX). */
 int yal_handles_opt(struct blk_node *bs, unsigned *out, struct scuse_err *err);
 
 /* A read-write open of a format scuse only reads. */
 int yal_refuse_write(struct blk_node *bs, const char *fmt, struct scuse_err *err);
 
-/* A libyal error chain as one line ("a; b; c"), at most len bytes. */
+/* A libyal error chain as one line ("a. b."), in place, never longer. */
 void yal_one_line(char *s);
 
 #endif

@@ -5,7 +5,9 @@
 #   scuse map --output=json   ~=  qemu-img map --output=json    (mapcmp.py)
 # The map comparison (see lib/mapcmp.py for the reasons, found empirically
 # with qemu-img 7.2): data always; zero where data is false; present and
-# depth always; offset on data rows only. Where QEMU sets zero on a data
+# depth always; offset on data rows only (and libqcow, where formats.md
+# section 5 trusts it, reads the images of sec_libqcow as qemu-img does).
+# Where QEMU sets zero on a data
 # row (a host-file hole under a freshly allocated cluster), scuse may say
 # either, but any range scuse calls zero must read as zeros.
 . "$(dirname "$0")/lib/common.sh"
@@ -228,6 +230,47 @@ sec_zero_clusters() {
 }
 
 # ---------------------------------------------------------------------------
+# 5b. libqcow as a second opinion where formats.md section 5 trusts it
+#     (v2 and v3, zlib, refcount_bits=1, internal snapshots; images with no
+#     zero clusters, which it misreads): it must read each image as
+#     qemu-img's conversion, besides scuse's usual comparison.
+libqcow_agrees() { # IMG: after qcase (check_convert left qemu-img's raw in $W/.want.raw)
+    if ! python3 "$LIB_DIR/libqcow_read.py" "$1" "$W/.lq.raw" 2>"$W/.lq.err"; then
+        fail "libqcow cannot read $1: $(tail -n 1 "$W/.lq.err")"
+    elif ! cmp -s "$W/.want.raw" "$W/.lq.raw"; then
+        fail "libqcow reads $1 other than qemu-img: $(python3 "$LIB_DIR/rawdiff.py" "$W/.want.raw" "$W/.lq.raw")"
+    fi
+}
+sec_libqcow() {
+    local img size=$((5 * 1024 * 1024 + 1536))
+    img=lq-v2.qcow2
+    qimg create -q -f qcow2 -o compat=0.10,cluster_size=4096 "$img" $size
+    fill "$img" $size 501 30 --maxlen 400000 --zero 0.1
+    img=lq-rb1.qcow2
+    qimg create -q -f qcow2 -o refcount_bits=1,cluster_size=65536 "$img" $size
+    fill "$img" $size 502 30 --maxlen 400000
+    head -c $((3 << 20)) /dev/urandom >lq.raw
+    python3 -c 'import sys; open(sys.argv[1], "ab").write(b"scuse libqcow " * 200000)' lq.raw
+    qimg convert -q -c -f raw -O qcow2 -o compression_type=zlib,cluster_size=4096 lq.raw lq-zlib.qcow2
+    need_kind lq-zlib.qcow2 compressed
+    img=lq-snap.qcow2
+    qimg create -q -f qcow2 "$img" $size
+    fill "$img" $size 503 20 --maxlen 300000
+    qimg snapshot -c s1 "$img"
+    fill "$img" $size 504 20 --maxlen 300000
+    for img in lq-v2.qcow2 lq-rb1.qcow2 lq-zlib.qcow2 lq-snap.qcow2; do
+        if python3 "$Q2" clusters "$img" | grep -q ' zero'; then
+            echo "SETUP ERROR: $img has zero clusters (libqcow misreads them): $(kinds "$img")" >&2
+            exit 1
+        fi
+        case_begin "libqcow agrees: $img"
+        check_image "$img"
+        libqcow_agrees "$img"
+        case_end
+    done
+}
+
+# ---------------------------------------------------------------------------
 # 6. internal snapshots: the active layer reads right after the snapshot's
 #    clusters are shared and then overwritten (copy-on-write by QEMU).
 sec_snapshots() {
@@ -447,7 +490,7 @@ sec_dirty_corrupt() {
 
 # Heaviest first; the lanes run concurrently, one per CPU (at most 3).
 for sec in sec_compressed sec_layouts sec_chains sec_extended_l2 sec_zero_clusters \
-    sec_snapshots sec_refcounts sec_external_data sec_raw sec_dirty_corrupt; do
+    sec_snapshots sec_refcounts sec_external_data sec_raw sec_dirty_corrupt sec_libqcow; do
     lane "${sec#sec_}" "$sec"
 done
 join_lanes

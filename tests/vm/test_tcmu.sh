@@ -9,7 +9,8 @@
 # handler abort a command (a TMR entry on the ring), drives a
 # targetcli-style backstore through the kernel's netlink waits, serves a
 # raw image with 4096-byte blocks under a command policy (UNMAP and
-# WRITE SAME(16) refused), exports it through vhost-scsi and
+# WRITE SAME(16) refused), exports it through vhost-scsi, serves a VHD
+# differencing child (tcmu create -f vpc: read, written, checked) and
 # removes everything; a VMDK chain is read and written the same way
 # (lib/tcmu_vmdk.sh). The host judges
 # from the console markers, then with qemu-img: `check` clean, the top
@@ -30,6 +31,19 @@ head -c 4M /dev/urandom >"$S/vh.raw"
 head -c 1M /dev/urandom >"$S/nl.raw"
 head -c 1M /dev/urandom >"$S/nl2.raw"
 { cat "$S/nl2.raw"; head -c 1M /dev/zero; } >"$T/nl2.want"   # the guest doubles it
+# A VHD chain for `tcmu create -f vpc`: a dynamic parent by qemu-img, a
+# child by scuse create with sector-granular data by the spec reader
+# (tests/formats/lib/vhd.py), which is also the oracle (QEMU reads no VHD chain).
+VHDPY=$SCUSE_SRC/tests/formats/lib/vhd.py
+mkdir -p "$S/vp"
+qemu-img create -q -f vpc "$S/vp/base.vhd" 8M
+qio -f vpc -c 'write -P 0x17 0 3M' -c 'write -P 0x18 3584k 1M' "$S/vp/base.vhd"
+"$SCUSE" create -q -f vpc -b base.vhd -F vpc "$S/vp/child.vhd" >/dev/null ||
+    setup_error "scuse create of vp/child.vhd"
+printf '%s\n' 'write -P 0x27 1024 2048' "write -P 0x28 $((4 << 20)) 4096" |
+    python3 "$VHDPY" io "$S/vp/child.vhd" || setup_error "vhd.py io into vp/child.vhd"
+python3 "$VHDPY" export "$S/vp/child.vhd" "$T/vp.want" || setup_error "vhd.py export"
+vpbase=$(sha256sum <"$S/vp/base.vhd")
 qemu-img convert -O raw "$S/top.qcow2" "$T/want.raw"
 want0=$(sha256sum <"$T/want.raw" | cut -d' ' -f1)
 backing=$(cd "$S" && sha256sum base.qcow2 mid.qcow2 vh.raw)
@@ -193,6 +207,25 @@ section vhost_list | grep -Eq "^vh0 +raw +4 MiB +vhost +$W +all +/mnt/vh.raw\$" 
 [ "$(m VHOST | awk '$1 == "delete"')" = "delete ok" ] && [ "$(rc vhost_delete)" = 0 ] ||
     fail "delete: $(m VHOST | grep delete)"
 echo "  $W, $vnexus"
+case_end
+
+case_begin "tcmu create -f vpc: a VHD differencing child read, written, checked clean"
+section vpc_config | grep -qx "scuse/vpc@/mnt/vp/child.vhd" ||
+    fail "vp0's dev_config: $(section vpc_config | tr '\n' ' ')"
+[ "$(rc vpc_create)" = 0 ] && [ "$(rc vpc_delete)" = 0 ] || fail "create/delete vp0"
+[ "$(m SHA256 | awk '$1 == "vpc" { print $3 }')" = "$(sha256sum <"$T/vp.want" | cut -d' ' -f1)" ] ||
+    fail "the guest read the VHD chain other than the spec reader"
+[ "$(m VPREAD)" = ok ] || fail "the write into vp0 read back: $(m VPREAD)"
+while read -r a b c d; do
+    gen "$a" "$b" "$c" "$d" | dd of="$T/vp.want" bs=512 seek=$((b / 512)) conv=notrunc status=none
+done < <(m VPWRITE)
+[ "$booted" = 0 ] || [ "$(m VPWRITE | wc -l)" = 1 ] || fail "VPWRITE: $(m VPWRITE)"
+python3 "$VHDPY" export "$S/vp/child.vhd" "$T/vp.got" || fail "vhd.py cannot read vp/child.vhd"
+cmp -s "$T/vp.want" "$T/vp.got" || fail "vp/child.vhd differs from what the guest wrote"
+if ! out=$("$SCUSE" check -f vpc "$S/vp/child.vhd" 2>&1); then
+    fail "scuse check -f vpc vp/child.vhd: $out"
+fi
+[ "$vpbase" = "$(sha256sum <"$S/vp/base.vhd")" ] || fail "vp/base.vhd changed"
 case_end
 
 case_begin "SIGHUP keeps the daemon; teardown: delete, configfs empty, SIGTERM exits 0"

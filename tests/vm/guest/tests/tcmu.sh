@@ -27,6 +27,8 @@
 #      refused commands), then exported through vhost-scsi: create,
 #      configfs, list, delete;
 #   6b. a VMDK chain served read-write (tcmu_vmdk.sh says how);
+#   6c. a VHD differencing child: tcmu create -f vpc, the whole disk read,
+#      a write across a block edge read back, delete;
 #   7. SIGHUP (the daemon rescans and goes on serving), the whole disk
 #      hashed again, delete, configfs empty, the daemon stopped with
 #      SIGTERM (exit status 0).
@@ -46,6 +48,7 @@
 #   @@ NLRING TEXT, @@ SHA256 nl direct HEX   its mailbox line; its disk read after the wrap
 #   @@ K4 DISK BYTES / SHA256 k4 direct HEX   the 4096-byte-block LUN
 #   @@ VHOST STEP ok|bad ...  the vhost export's checks
+#   @@ SHA256 vpc direct HEX, @@ VPWRITE I OFF LEN SEED, @@ VPREAD ok|bad   the VHD LUN
 #   @@ HUP alive|dead         the daemon after SIGHUP
 #   @@ CLEAN ok|bad WHAT      after delete; @@ SCUSE exit=N
 . /lib/scuse/lib.sh
@@ -330,6 +333,23 @@ wait_log 'user_5300/vh0 (uio[0-9]*): no longer served'
 
 # --- 6b. a VMDK chain, read and written (tcmu_vmdk.sh) --------------------------
 . /tests/tcmu_vmdk.sh
+# --- 6c. a VHD differencing child (vp/child.vhd over vp/base.vhd): tcmu
+# create -f vpc, the whole disk, a write across a 2 MiB block edge read
+# back, delete -----------------------------------------------------------------
+section vpc_create scuse tcmu create vp0 /mnt/vp/child.vhd -f vpc --fabric loopback ||
+    die "scuse tcmu create vp0 -f vpc"
+other_disk vp0
+section vpc_config cat $HBA/vp0/attrib/dev_config
+sha_disk vpc
+off=$((4 * 1048576 - 1536)) len=5120
+gen 3000 $off $len "$seed" | dd of="/dev/$DISK" bs=$len count=1 seek=$off iflag=fullblock \
+    oflag=direct,seek_bytes conv=notrunc,fsync 2>/tmp/dd.err || die "vp0 write: $(cat /tmp/dd.err)"
+mark VPWRITE 3000 $off $len "$seed"
+echo 3 >/proc/sys/vm/drop_caches
+readback 3000 $off $len "$seed" && mark VPREAD ok || mark VPREAD bad
+section vpc_delete scuse tcmu delete vp0
+gone
+DISK=$DISK0 SG=$SG0
 
 # --- 7. SIGHUP (the daemon looks for devices again and goes on), the whole
 # disk again, then everything removed ------------------------------------------

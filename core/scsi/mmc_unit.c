@@ -53,7 +53,8 @@ SCSI_HANDLER(mmc_prep_read)
 {
     struct sbc_range r;
     sbc_decode(cmd->cdb, &r);
-    if (r.lba < lun->blocks && r.n <= lun->blocks - r.lba &&
+    uint64_t blocks = __atomic_load_n(&lun->blocks, __ATOMIC_ACQUIRE);  /* medium-insert */
+    if (r.lba < blocks && r.n <= blocks - r.lba &&
         !optical_range_is_data(lun->disc, (uint32_t)r.lba, (uint32_t)r.n)) {
         uint64_t bad = r.lba;
         while (bad < r.lba + r.n && optical_range_is_data(lun->disc, (uint32_t)bad, 1))

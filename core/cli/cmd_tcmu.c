@@ -1,6 +1,7 @@
 /* scuse tcmu create|delete|list|serve: images as LIO TCMU backstores,
  * exported through vhost-scsi or tcm_loop, served by the TCMU daemon. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -27,9 +28,10 @@
 static void tcmu_usage(FILE *f)
 {
     fprintf(f,
-        "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|none]\n"
+        "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|iscsi|none]\n"
         "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
         "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
+        "                         [--iqn IQN] [--portal IP:PORT] [--initiator IQN | --demo-mode]\n"
         "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
         "       scuse tcmu list [--configfs DIR]\n"
@@ -37,7 +39,8 @@ static void tcmu_usage(FILE *f)
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
         "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
-        "           SCSI disk); running it again finishes or confirms what is there\n"
+        "           SCSI disk) or iscsi (LIO's iSCSI target: a portal, TPG 1, LUN 0); running\n"
+        "           it again finishes or confirms what is there\n"
         "delete     remove the exports and the backstore, in reverse order\n"
         "list       show scuse's backstores and their exports\n"
         "serve      serve every TCMU device whose dev_config names scuse, until SIGINT/SIGTERM\n"
@@ -46,6 +49,11 @@ static void tcmu_usage(FILE *f)
         "  -f, --format FMT     image format (default: probed once, then recorded)\n"
         "  --wwpn naa.X         vhost/loopback target port, 16 hex digits (default: derived\n"
         "                       from NAME)\n"
+        "  --iqn IQN            iscsi: the target name (default iqn.2026-12.org.scuse:NAME)\n"
+        "  --portal IP:PORT     iscsi: where the target listens (default 0.0.0.0:3260; IPv6 as\n"
+        "                       [ADDR]:PORT)\n"
+        "  --initiator IQN      iscsi: the one initiator let in (an ACL mapping LUN 0)\n"
+        "  --demo-mode          iscsi: any initiator may log in (no ACL; no CHAP either way)\n"
         "  --block-size N       logical block size (default 512)\n"
         "  --max-sectors N      hw_max_sectors, blocks per command (default: 32 MiB of blocks)\n"
         "  --data-area-mb N     the ring's data area (default %u; must hold max-sectors)\n"
@@ -76,7 +84,7 @@ static int fail(int code, const char *sub, const char *fmt, ...)
 }
 
 enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
-       O_POLICY, O_POLICY_FILE };
+       O_POLICY, O_POLICY_FILE, O_IQN, O_PORTAL, O_INITIATOR, O_DEMO };
 
 static const struct option longopts[] = {
     { "format", required_argument, NULL, 'f' },
@@ -91,12 +99,18 @@ static const struct option longopts[] = {
     { "workers", required_argument, NULL, O_WORKERS },
     { "policy", required_argument, NULL, O_POLICY },
     { "policy-file", required_argument, NULL, O_POLICY_FILE },
+    { "iqn", required_argument, NULL, O_IQN },
+    { "portal", required_argument, NULL, O_PORTAL },
+    { "initiator", required_argument, NULL, O_INITIATOR },
+    { "demo-mode", no_argument, NULL, O_DEMO },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
 
 struct opts {
     const char *fmt, *wwpn, *serial, *configfs, *sysfs;
+    const char *iqn, *portal, *initiator;   /* --fabric iscsi */
+    bool demo_mode;
     const char *policy_opt;         /* --policy or --policy-file, once given */
     struct scsi_lun_config policy;  /* its commands */
     enum tcmu_fabric fabric;
@@ -151,12 +165,30 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
                 o->fabric = TCMU_FABRIC_VHOST;
             else if (!strcmp(optarg, "loopback"))
                 o->fabric = TCMU_FABRIC_LOOPBACK;
+            else if (!strcmp(optarg, "iscsi"))
+                o->fabric = TCMU_FABRIC_ISCSI;
             else if (!strcmp(optarg, "none"))
                 o->fabric = TCMU_FABRIC_NONE;
             else
-                return cli_fail(EXIT_USAGE, "tcmu", "%s: --fabric '%s': expected vhost, loopback "
-                                "or none", sub, optarg);
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --fabric '%s': expected vhost, loopback, "
+                                "iscsi or none", sub, optarg);
             break;
+        case O_IQN:
+        case O_INITIATOR:
+            if (!tcmu_iscsi_name_valid(optarg))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: %s '%s': expected an iSCSI name "
+                                "(iqn.YYYY-MM.reversed.domain[:id], eui.<16 hex>, naa.<hex>), "
+                                "lower case, at most 223 bytes", sub,
+                                c == O_IQN ? "--iqn" : "--initiator", optarg);
+            *(c == O_IQN ? &o->iqn : &o->initiator) = optarg;
+            break;
+        case O_PORTAL:
+            if (!tcmu_iscsi_portal_valid(optarg))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --portal '%s': expected IPv4:PORT or "
+                                "[IPv6]:PORT", sub, optarg);
+            o->portal = optarg;
+            break;
+        case O_DEMO: o->demo_mode = true; break;
         case O_WWPN:
             if (!tcmu_wwn_valid(optarg))
                 return cli_fail(EXIT_USAGE, "tcmu", "%s: --wwpn '%s': expected naa. and 16 hex "
@@ -251,6 +283,15 @@ static int do_create(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "tcmu", "create: --max-sectors %" PRIu64 " of %" PRIu64
                         " bytes needs --data-area-mb %" PRIu64 " or more (have %" PRIu64 ")",
                         max_sectors, o.block_size, need_mb, o.data_area_mb);
+    if (o.fabric == TCMU_FABRIC_ISCSI && !o.demo_mode == !o.initiator)
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --fabric iscsi needs --initiator IQN (who "
+                        "may log in) or --demo-mode (anyone), one of them");
+    if (o.fabric != TCMU_FABRIC_ISCSI && (o.iqn || o.portal || o.initiator || o.demo_mode))
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --iqn, --portal, --initiator and "
+                        "--demo-mode are options of --fabric iscsi");
+    if (o.fabric == TCMU_FABRIC_ISCSI && o.wwpn)
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --fabric iscsi names its target with --iqn, "
+                        "not --wwpn");
     if (o.serial && (strlen(o.serial) == 0 || strlen(o.serial) > 63 || strchr(o.serial, ',') ||
                      strchr(o.serial, '\n')))
         return cli_fail(EXIT_USAGE, "tcmu", "create: --serial: 1 to 63 characters, no comma");
@@ -296,6 +337,21 @@ static int do_create(int argc, char **argv)
     else
         tcmu_wwn_derive(name, 0, b.wwpn, sizeof(b.wwpn));
     tcmu_wwn_derive(b.wwpn, 1, b.initiator, sizeof(b.initiator));
+    if (b.fabric == TCMU_FABRIC_ISCSI) {
+        /* Backstore names allow upper case and '_', IQNs do not. */
+        char lower[65];                 /* tcmu_name_valid: at most 64 */
+        size_t i = 0;
+        for (; name[i] && i + 1 < sizeof(lower); i++)
+            lower[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+        lower[i] = '\0';
+        if (o.iqn)
+            snprintf(b.wwpn, sizeof(b.wwpn), "%s", o.iqn);
+        else
+            snprintf(b.wwpn, sizeof(b.wwpn), "iqn.2026-12.org.scuse:%s", lower);
+        snprintf(b.initiator, sizeof(b.initiator), "%s", o.initiator ? o.initiator : "");
+        snprintf(b.portal, sizeof(b.portal), "%s", o.portal ? o.portal : "0.0.0.0:3260");
+        b.demo_mode = o.demo_mode;
+    }
     if (tcmu_cfs_create(o.configfs, &b, &err) < 0)
         return fail(EXIT_USAGE, "create", "%s", err.msg);
     char human[32];
@@ -313,6 +369,10 @@ static int do_create(int argc, char **argv)
                "wwpn='%s'/></hostdev>\n", b.wwpn);
     } else if (b.fabric == TCMU_FABRIC_LOOPBACK) {
         printf("loopback target %s, TPG 1, LUN 0: a local SCSI disk (see lsscsi)\n", b.wwpn);
+    } else if (b.fabric == TCMU_FABRIC_ISCSI) {
+        printf("iSCSI target %s, TPG 1, LUN 0 on %s, %s%s\n", b.wwpn, b.portal,
+               b.demo_mode ? "demo mode (any initiator)" : "initiator ", b.initiator);
+        printf("URL:     iscsi://%s/%s/0\n", b.portal, b.wwpn);
     }
     printf("commands are answered while 'scuse serve --tcmu' runs\n");
     return EXIT_OK;

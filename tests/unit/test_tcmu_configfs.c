@@ -276,7 +276,7 @@ static void test_resume(void **state)
     struct scuse_err err = { 0 };
     assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
     assert_string_equal(slurp(DEV "half/enable"), "1");
-    char p[256];
+    char p[1024];
     snprintf(p, sizeof(p), CFS "/target/loopback/%s/tpgt_1/nexus", b.wwpn);
     assert_string_equal(slurp(p), b.initiator);
 }
@@ -301,7 +301,7 @@ static void test_conflicts(void **state)
     assert_non_null(strstr(err.msg, "already serves"));
     /* A nexus someone else set is kept. */
     backstore(&c, "z", TCMU_FABRIC_VHOST);
-    char p[256];
+    char p[1024];
     snprintf(p, sizeof(p), "mkdir -p " CFS "/target/vhost/%s/tpgt_1 && echo naa.5001405aaaaaaaaa "
              "> " CFS "/target/vhost/%s/tpgt_1/nexus", c.wwpn, c.wwpn);
     tu_run("%s", p);

@@ -272,6 +272,16 @@ SCSI_HANDLER(sbc_prep_caw)
         scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
         return;
     }
+    /* The data-out buffer is the verify data then the write data, N blocks
+     * each (SBC-4 5.3); N = 0 moves nothing and is no error. A buffer of
+     * another size means the CDB and the transfer disagree (an initiator
+     * that wrapped 256 blocks to 0, say): refused whole, never run in part
+     * or padded, whichever side is longer. */
+    size_t have = scsi_data_len(cmd, SCSI_DIR_TO_DEV);
+    if (have != 2 * (n << lun->shift)) {
+        scsi_fail_cdb(lun, cmd, 13, -1);
+        return;
+    }
     if (n == 0) {
         scsi_good(cmd, 0, 0);
         return;

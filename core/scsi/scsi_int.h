@@ -14,7 +14,16 @@
 /* Limits the LUN reports (VPD B0) and enforces. */
 #define SCSI_MAX_XFER_BYTES (32u << 20)        /* READ/WRITE/VERIFY */
 #define SCSI_MAX_WS_BYTES (256ull << 20)       /* WRITE SAME */
-#define SCSI_MAX_UNMAP_BYTES (1ull << 30)      /* one UNMAP descriptor */
+/* MAXIMUM UNMAP LBA COUNT (SBC-4 6.6.4): the LBAs one UNMAP command may
+ * name, all its descriptors together; 1 GiB, and at most 2^20 blocks (what
+ * initiators check as sane, libiscsi among them; 512 MiB of 512-byte blocks). */
+#define SCSI_MAX_UNMAP_BYTES (1ull << 30)
+#define SCSI_MAX_UNMAP_LBAS (1ull << 20)
+static inline uint64_t scsi_max_unmap_blocks(unsigned shift)
+{
+    uint64_t n = SCSI_MAX_UNMAP_BYTES >> shift;
+    return n < SCSI_MAX_UNMAP_LBAS ? n : SCSI_MAX_UNMAP_LBAS;
+}
 #define SCSI_MAX_UNMAP_DESC 256
 #define SCSI_MAX_CAW_BLOCKS 255                /* COMPARE AND WRITE */
 #define SCSI_MAX_PREFETCH_BYTES (16u << 20)    /* PRE-FETCH that gets CONDITION MET */

@@ -86,7 +86,7 @@ static size_t vpd_block_limits(struct scsi_lun *lun, uint8_t *b)
     /* Maximum prefetch length stays 0 (not reported): a longer PRE-FETCH
      * is served in part and answered GOOD, as SBC describes. */
     if (served(lun, OP_UNMAP, SCSI_NO_SA)) {
-        put_be32(b + 20, (uint32_t)(SCSI_MAX_UNMAP_BYTES >> lun->shift));
+        put_be32(b + 20, (uint32_t)scsi_max_unmap_blocks(lun->shift));
         put_be32(b + 24, SCSI_MAX_UNMAP_DESC);
         put_be32(b + 28, lun->unmap_gran);
         put_be32(b + 32, 0x80000000u);                      /* UGAVALID, alignment 0 */

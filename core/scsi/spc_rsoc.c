@@ -57,7 +57,10 @@ static void one_command(struct scsi_lun *lun, struct scsi_cmd *cmd, const struct
     if (rctd)
         b[1] |= 0x80;               /* CTDP */
     put_be16(b + 2, op->cdb_len);
-    memcpy(b + 4, op->usage, op->cdb_len);
+    /* The bits a CDB may set: those acted on and those accepted and
+     * ignored (DPO, GROUP NUMBER), which a client must not think refused. */
+    for (unsigned i = 0; i < op->cdb_len; i++)
+        b[4 + i] = op->usage[i] | op->ignore[i];
     size_t n = 4 + op->cdb_len;
     if (rctd) {
         put_timeouts(b + n, op);

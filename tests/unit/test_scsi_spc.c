@@ -787,10 +787,11 @@ static void test_rsoc(void **state)
     assert_int_equal(ts_get(b, 4), N_SERVED * 8);
     assert_int_equal(b[10], 0xee);
 
-    /* One command: READ(10) with its usage data. */
+    /* One command: READ(10) with its usage data: DPO and GROUP NUMBER are
+     * accepted (and ignored), so they are there too. */
     n = rsoc(t.lun, 1, 0x28, 0, 64, b, sizeof(b), &r);
     ts_good(&r);
-    static const uint8_t read10[] = { 0x28, 0x08, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0x00 };
+    static const uint8_t read10[] = { 0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0x00 };
     assert_int_equal(n, 4 + 10);
     assert_int_equal(b[1] & 0x07, 3);
     assert_int_equal(ts_get(b + 2, 2), 10);

@@ -52,7 +52,7 @@ static void tcmu_usage(FILE *f)
         "  --iqn IQN            iscsi: the target name (default iqn.2026-12.org.scuse:NAME)\n"
         "  --portal IP:PORT     iscsi: where the target listens (default 0.0.0.0:3260; IPv6 as\n"
         "                       [ADDR]:PORT)\n"
-        "  --initiator IQN      iscsi: the one initiator let in (an ACL mapping LUN 0)\n"
+        "  --initiator IQN      iscsi: an initiator let in (an ACL mapping LUN 0); repeatable\n"
         "  --demo-mode          iscsi: any initiator may log in (no ACL; no CHAP either way)\n"
         "  --block-size N       logical block size (default 512)\n"
         "  --max-sectors N      hw_max_sectors, blocks per command (default: 32 MiB of blocks)\n"
@@ -109,7 +109,9 @@ static const struct option longopts[] = {
 
 struct opts {
     const char *fmt, *wwpn, *serial, *configfs, *sysfs;
-    const char *iqn, *portal, *initiator;   /* --fabric iscsi */
+    const char *iqn, *portal;               /* --fabric iscsi */
+    const char *initiators[TCMU_ACL_MAX];
+    unsigned n_initiators;
     bool demo_mode;
     const char *policy_opt;         /* --policy or --policy-file, once given */
     struct scsi_lun_config policy;  /* its commands */
@@ -180,7 +182,14 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
                                 "(iqn.YYYY-MM.reversed.domain[:id], eui.<16 hex>, naa.<hex>), "
                                 "lower case, at most 223 bytes", sub,
                                 c == O_IQN ? "--iqn" : "--initiator", optarg);
-            *(c == O_IQN ? &o->iqn : &o->initiator) = optarg;
+            if (c == O_IQN) {
+                o->iqn = optarg;
+            } else if (o->n_initiators == TCMU_ACL_MAX) {
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --initiator: at most %u", sub,
+                                TCMU_ACL_MAX);
+            } else {
+                o->initiators[o->n_initiators++] = optarg;
+            }
             break;
         case O_PORTAL:
             if (!tcmu_iscsi_portal_valid(optarg))
@@ -283,10 +292,10 @@ static int do_create(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "tcmu", "create: --max-sectors %" PRIu64 " of %" PRIu64
                         " bytes needs --data-area-mb %" PRIu64 " or more (have %" PRIu64 ")",
                         max_sectors, o.block_size, need_mb, o.data_area_mb);
-    if (o.fabric == TCMU_FABRIC_ISCSI && !o.demo_mode == !o.initiator)
+    if (o.fabric == TCMU_FABRIC_ISCSI && !o.demo_mode == !o.n_initiators)
         return cli_fail(EXIT_USAGE, "tcmu", "create: --fabric iscsi needs --initiator IQN (who "
-                        "may log in) or --demo-mode (anyone), one of them");
-    if (o.fabric != TCMU_FABRIC_ISCSI && (o.iqn || o.portal || o.initiator || o.demo_mode))
+                        "may log in; repeatable) or --demo-mode (anyone), not both");
+    if (o.fabric != TCMU_FABRIC_ISCSI && (o.iqn || o.portal || o.n_initiators || o.demo_mode))
         return cli_fail(EXIT_USAGE, "tcmu", "create: --iqn, --portal, --initiator and "
                         "--demo-mode are options of --fabric iscsi");
     if (o.fabric == TCMU_FABRIC_ISCSI && o.wwpn)
@@ -348,7 +357,9 @@ static int do_create(int argc, char **argv)
             snprintf(b.wwpn, sizeof(b.wwpn), "%s", o.iqn);
         else
             snprintf(b.wwpn, sizeof(b.wwpn), "iqn.2026-12.org.scuse:%s", lower);
-        snprintf(b.initiator, sizeof(b.initiator), "%s", o.initiator ? o.initiator : "");
+        for (unsigned i = 0; i < o.n_initiators; i++)
+            snprintf(b.acls[i], sizeof(b.acls[i]), "%s", o.initiators[i]);
+        b.n_acls = o.n_initiators;
         snprintf(b.portal, sizeof(b.portal), "%s", o.portal ? o.portal : "0.0.0.0:3260");
         b.demo_mode = o.demo_mode;
     }
@@ -370,8 +381,10 @@ static int do_create(int argc, char **argv)
     } else if (b.fabric == TCMU_FABRIC_LOOPBACK) {
         printf("loopback target %s, TPG 1, LUN 0: a local SCSI disk (see lsscsi)\n", b.wwpn);
     } else if (b.fabric == TCMU_FABRIC_ISCSI) {
-        printf("iSCSI target %s, TPG 1, LUN 0 on %s, %s%s\n", b.wwpn, b.portal,
-               b.demo_mode ? "demo mode (any initiator)" : "initiator ", b.initiator);
+        printf("iSCSI target %s, TPG 1, LUN 0 on %s, %s\n", b.wwpn, b.portal,
+               b.demo_mode ? "demo mode (any initiator)" : "initiators:");
+        for (unsigned i = 0; i < b.n_acls; i++)
+            printf("  ACL %s\n", b.acls[i]);
         printf("URL:     iscsi://%s/%s/0\n", b.portal, b.wwpn);
     }
     printf("commands are answered while 'scuse serve --tcmu' runs\n");

@@ -9,15 +9,21 @@ SCSI_HANDLER(sbc_prep_write_same)
 {
     struct sbc_range r;
     sbc_decode(cmd->cdb, &r);
-    /* WSNZ is set in VPD B0: 0 blocks ("to the end") is refused. */
+    /* WSNZ is 0 in VPD B0: 0 blocks writes from the LBA to the end of the
+     * medium, within MAXIMUM WRITE SAME LENGTH like any other count. */
+    if (r.n == 0 && r.lba < lun->blocks)
+        r.n = lun->blocks - r.lba;
     if (r.n == 0 || r.n > (SCSI_MAX_WS_BYTES >> lun->shift)) {
-        scsi_fail_cdb(lun, cmd, r.len_byte, -1);
+        if (r.lba >= lun->blocks)
+            scsi_check_range(lun, cmd, r.lba, 1);
+        else
+            scsi_fail_cdb(lun, cmd, r.len_byte, -1);
         return;
     }
     if (!scsi_check_range(lun, cmd, r.lba, r.n))
         return;
-    if (lun->read_only) {
-        scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+    if (scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
         return;
     }
     cmd->lba = r.lba;
@@ -187,8 +193,8 @@ static bool unmap_list(struct scsi_lun *lun, struct scsi_cmd *cmd, bool apply, u
 SCSI_HANDLER(sbc_prep_unmap)
 {
     size_t plen = get_be16(cmd->cdb + 7);
-    if (lun->read_only) {
-        scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+    if (scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
         return;
     }
     if (plen == 0) {

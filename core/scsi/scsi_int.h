@@ -29,6 +29,7 @@ static inline uint64_t scsi_max_unmap_blocks(unsigned shift)
 #define SCSI_MAX_PREFETCH_BYTES (16u << 20)    /* PRE-FETCH that gets CONDITION MET */
 #define SCSI_MAX_LBA_STATUS_DESC 4096          /* GET LBA STATUS descriptors per answer */
 #define SCSI_SCRATCH 8192                      /* stack chunk for compare and verify */
+#define SCSI_MAX_ATOMIC_BYTES (1u << 20)       /* WRITE ATOMIC (VPD B0) */
 
 /* IEEE company ID for derived NAA 6 designators: a CID-form value (its
  * first octet ends in binary 1010, the locally administered pattern), so
@@ -56,6 +57,8 @@ struct scsi_lun {
      * loads) on the data path; they are only written under it. */
     unsigned ua;                    /* pending unit attentions, 1 << enum scsi_ua */
     bool wce, d_sense;
+    bool swp;                       /* control page SWP: software write protect */
+    bool sanitizing;                /* a SANITIZE runs (atomic) */
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */
 
@@ -172,6 +175,13 @@ bool scsi_check_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, 
 /* Unit attention: the next one to report (highest priority), removed. */
 bool scsi_lun_take_ua(struct scsi_lun *lun, struct scsi_sense *s);
 bool scsi_lun_write_cache(struct scsi_lun *lun);
+/* Writes are refused: a read-only LUN, or SWP set in the control page. */
+static inline bool scsi_lun_wp(struct scsi_lun *lun)
+{
+    return lun->read_only || __atomic_load_n(&lun->swp, __ATOMIC_RELAXED);
+}
+/* DATA PROTECT: WRITE PROTECTED, or SOFTWARE WRITE PROTECTED under SWP. */
+void scsi_fail_wp(struct scsi_lun *lun, struct scsi_cmd *cmd);
 
 /* LBA and block count of a CDB in the READ/WRITE layouts (6, 10, 12, 16
  * bytes); len_byte: where the length field starts (for field pointers). */
@@ -220,6 +230,17 @@ SCSI_HANDLER(sbc_prep_write_same);
 SCSI_HANDLER(sbc_exec_write_same);
 SCSI_HANDLER(sbc_prep_unmap);
 SCSI_HANDLER(sbc_exec_unmap);
+/* sbc_orwrite.c */
+SCSI_HANDLER(sbc_prep_orwrite);
+SCSI_HANDLER(sbc_exec_orwrite);
+SCSI_HANDLER(sbc_prep_write_atomic);
+SCSI_HANDLER(sbc_exec_write_atomic);
+uint32_t sbc_max_atomic_blocks(const struct scsi_lun *lun);
+/* sbc_defect.c */
+SCSI_HANDLER(sbc_prep_read_defect_data);
+/* sbc_sanitize.c */
+SCSI_HANDLER(sbc_prep_sanitize);
+SCSI_HANDLER(sbc_exec_sanitize);
 
 /* REPORT LUNS parameter data for a LUN of t (self alone when t is NULL;
  * none when well_known_only), min(alloc, available) bytes into cmd (target.c). */

@@ -80,6 +80,9 @@ const struct scsi_op scsi_ops[] = {
       .usage = { OP_SYNC_CACHE10, 0x02, LBA4, 0, 0xff, 0xff, 0 },
       .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
       .prepare = sbc_prep_sync_cache, .execute = sbc_exec_sync_cache },
+    { "READ DEFECT DATA(10)", OP_READ_DEFECT_DATA10, SCSI_NO_SA, 10, OPF_DATA_IN, 10,
+      .usage = { OP_READ_DEFECT_DATA10, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_read_defect_data },
     { "WRITE SAME(10)", OP_WRITE_SAME10, SCSI_NO_SA, 10, OPF_MEDIUM | OPF_DATA_OUT, 60,
       .usage = { OP_WRITE_SAME10, 0x08, LBA4, 0, 0xff, 0xff, 0 },
       .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
@@ -89,6 +92,18 @@ const struct scsi_op scsi_ops[] = {
       .usage = { OP_UNMAP, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
       .ignore = { 0, 0, 0, 0, 0, 0, GROUP },
       .prepare = sbc_prep_unmap, .execute = sbc_exec_unmap },
+    { "SANITIZE OVERWRITE", OP_SANITIZE, 0x01, 10, OPF_MEDIUM | OPF_DATA_OUT, 600,
+      .usage = { OP_SANITIZE, 0xa0 | 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_sanitize, .execute = sbc_exec_sanitize },
+    { "SANITIZE BLOCK ERASE", OP_SANITIZE, 0x02, 10, OPF_MEDIUM | OPF_DATA_OUT, 600,
+      .usage = { OP_SANITIZE, 0xa0 | 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_sanitize, .execute = sbc_exec_sanitize },
+    { "SANITIZE CRYPTOGRAPHIC ERASE", OP_SANITIZE, 0x03, 10, OPF_MEDIUM | OPF_DATA_OUT, 600,
+      .usage = { OP_SANITIZE, 0xa0 | 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_sanitize, .execute = sbc_exec_sanitize },
+    { "SANITIZE EXIT FAILURE MODE", OP_SANITIZE, 0x1f, 10, OPF_MEDIUM | OPF_DATA_OUT, 600,
+      .usage = { OP_SANITIZE, 0xa0 | 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
+      .prepare = sbc_prep_sanitize, .execute = sbc_exec_sanitize },
     { "MODE SELECT(10)", OP_MODE_SELECT10, SCSI_NO_SA, 10, OPF_DATA_OUT, 10,
       .usage = { OP_MODE_SELECT10, 0x10, 0, 0, 0, 0, 0, 0xff, 0xff, 0 },
       .prepare = spc_prep_mode_select, .execute = spc_exec_mode_select },
@@ -110,6 +125,11 @@ const struct scsi_op scsi_ops[] = {
       .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
       .cont = { 0, PROTECT_FIELD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40 },
       .prepare = sbc_prep_rw, .execute = sbc_exec_write },
+    { "ORWRITE(16)", OP_ORWRITE16, SCSI_NO_SA, 16, OPF_MEDIUM | OPF_DATA_OUT, 30,
+      .usage = { OP_ORWRITE16, 0x08, LBA8, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_orwrite, .execute = sbc_exec_orwrite },
     { "WRITE AND VERIFY(16)", OP_WRITE_VERIFY16, SCSI_NO_SA, 16, OPF_MEDIUM | OPF_DATA_OUT, 60,
       .usage = { OP_WRITE_VERIFY16, 0x02, LBA8, LBA4, 0, 0 },
       .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
@@ -133,6 +153,11 @@ const struct scsi_op scsi_ops[] = {
       .ignore = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
       .cont = { 0, PROTECT_FIELD },
       .prepare = sbc_prep_write_same, .execute = sbc_exec_write_same },
+    { "WRITE ATOMIC(16)", OP_WRITE_ATOMIC16, SCSI_NO_SA, 16, OPF_MEDIUM | OPF_DATA_OUT, 30,
+      .usage = { OP_WRITE_ATOMIC16, 0x08, LBA8, 0xff, 0xff, 0xff, 0xff, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD },
+      .prepare = sbc_prep_write_atomic, .execute = sbc_exec_write_atomic },
     { "READ CAPACITY(16)", OP_SERVICE_ACTION_IN16, SA_READ_CAPACITY16, 16, OPF_DATA_IN, 10,
       .usage = { OP_SERVICE_ACTION_IN16, SA_READ_CAPACITY16, 0, 0, 0, 0, 0, 0, 0, 0,
                  LBA4, 0, 0 },
@@ -163,13 +188,27 @@ const struct scsi_op scsi_ops[] = {
       .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
       .cont = { 0, PROTECT_FIELD },
       .prepare = sbc_prep_rw, .execute = sbc_exec_write },
+    { "WRITE AND VERIFY(12)", OP_WRITE_VERIFY12, SCSI_NO_SA, 12, OPF_MEDIUM | OPF_DATA_OUT, 60,
+      .usage = { OP_WRITE_VERIFY12, 0x02, LBA4, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD | 0x02 },
+      .prepare = sbc_prep_write_verify, .execute = sbc_exec_write_verify },
+    { "VERIFY(12)", OP_VERIFY12, SCSI_NO_SA, 12, OPF_MEDIUM | OPF_DATA_OUT, 60,
+      .usage = { OP_VERIFY12, 0x06, LBA4, LBA4, 0, 0 },
+      .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
+      .cont = { 0, PROTECT_FIELD | 0x02 },
+      .prepare = sbc_prep_verify, .execute = sbc_exec_verify },
+    { "READ DEFECT DATA(12)", OP_READ_DEFECT_DATA12, SCSI_NO_SA, 12, OPF_DATA_IN, 10,
+      .usage = { OP_READ_DEFECT_DATA12, 0x1f, LBA4, LBA4, 0, 0 },
+      .prepare = sbc_prep_read_defect_data },
 };
 
 const unsigned scsi_n_ops = sizeof(scsi_ops) / sizeof(scsi_ops[0]);
 
 bool scsi_opcode_has_sa(uint8_t opcode)
 {
-    return opcode == OP_SERVICE_ACTION_IN16 || opcode == OP_MAINTENANCE_IN;
+    return opcode == OP_SERVICE_ACTION_IN16 || opcode == OP_MAINTENANCE_IN ||
+           opcode == OP_SANITIZE;
 }
 
 uint16_t scsi_cdb_sa(const uint8_t *cdb)

@@ -77,7 +77,7 @@ static size_t vpd_device_id(struct scsi_lun *lun, uint8_t *b)
 static size_t vpd_block_limits(struct scsi_lun *lun, uint8_t *b)
 {
     b[3] = 0x3c;
-    b[4] = 0x01;                    /* WSNZ: WRITE SAME of 0 blocks is refused */
+    /* WSNZ 0: WRITE SAME of 0 blocks writes to the end of the medium. */
     b[5] = served(lun, OP_COMPARE_AND_WRITE, SCSI_NO_SA) ? SCSI_MAX_CAW_BLOCKS : 0;
     put_be16(b + 6, (uint16_t)(1u << lun->cfg.phys_exp));   /* optimal granularity */
     put_be32(b + 8, SCSI_MAX_XFER_BYTES >> lun->shift);     /* maximum transfer */
@@ -92,6 +92,11 @@ static size_t vpd_block_limits(struct scsi_lun *lun, uint8_t *b)
         put_be32(b + 32, 0x80000000u);                      /* UGAVALID, alignment 0 */
     }
     put_be64(b + 36, SCSI_MAX_WS_BYTES >> lun->shift);
+    if (served(lun, OP_WRITE_ATOMIC16, SCSI_NO_SA)) {
+        /* MAXIMUM ATOMIC TRANSFER LENGTH; alignment and granularity 0 (no
+         * requirement); no atomic boundary (the last two fields 0). */
+        put_be32(b + 44, sbc_max_atomic_blocks(lun));
+    }
     return 64;
 }
 

@@ -17,7 +17,7 @@ static void put_timeouts(uint8_t *p, const struct scsi_op *op)
 
 static void all_commands(struct scsi_lun *lun, struct scsi_cmd *cmd, bool rctd, size_t alloc)
 {
-    uint8_t b[4 + 64 * (8 + TIMEOUTS_LEN)];
+    uint8_t b[4 + 96 * (8 + TIMEOUTS_LEN)];
     size_t off = 4;
     for (unsigned i = 0; i < scsi_n_ops && off + 8 + TIMEOUTS_LEN <= sizeof(b); i++) {
         const struct scsi_op *op = &scsi_ops[i];

@@ -24,6 +24,7 @@
 
 #define TCMU_WWN_MAX 224              /* an iSCSI name is at most 223 bytes */
 #define TCMU_PORTAL_MAX 64
+#define TCMU_ACL_MAX 8                  /* --initiator, at most this many */
 
 enum tcmu_fabric { TCMU_FABRIC_NONE, TCMU_FABRIC_VHOST, TCMU_FABRIC_LOOPBACK, TCMU_FABRIC_ISCSI };
 
@@ -36,12 +37,14 @@ struct tcmu_backstore {
     char serial[TCMU_NAME_MAX];     /* wwn/vpd_unit_serial ("" = not written) */
     enum tcmu_fabric fabric;
     char wwpn[TCMU_WWN_MAX];        /* the target port: naa.<16 hex digits> */
-    char initiator[TCMU_WWN_MAX];   /* the nexus; iSCSI: the one initiator of the ACL */
+    char initiator[TCMU_WWN_MAX];   /* the nexus (vhost, loopback) */
     /* iSCSI: wwpn is the target IQN; the portal is "IPv4:PORT" or
      * "[IPv6]:PORT"; demo mode lets any initiator in (no ACL), otherwise
-     * only initiator (an ACL mapping LUN 0). No CHAP. */
+     * only the initiators listed (an ACL each, mapping LUN 0). No CHAP. */
     char portal[TCMU_PORTAL_MAX];
     bool demo_mode;
+    unsigned n_acls;
+    char acls[TCMU_ACL_MAX][TCMU_WWN_MAX];
 };
 
 /* A backstore of scuse's found in configfs. */

@@ -1,7 +1,7 @@
 /* The iSCSI fabric (LIO's iscsi_target_mod): a target IQN with TPG 1,
  * LUN 0 linked to the backstore as for the other fabrics, then what only
  * iSCSI has: a network portal, either demo mode (any initiator logs in and
- * sees the TPG's LUNs) or one ACL mapping LUN 0 for one initiator, no
+ * sees the TPG's LUNs) or an ACL mapping LUN 0 for each initiator named, no
  * CHAP, and the TPG enabled last. Teardown: the ACLs' mappings of a LUN
  * before the LUN, then ACLs and portals, then the TPG. */
 #define _GNU_SOURCE
@@ -111,9 +111,9 @@ int tcmu_iscsi_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b, 
         if ((r = tcmu_cfs_write(c, p, attrs[i][1])) < 0)
             return fail(err, r, p);
     }
-    if (!b->demo_mode) {
+    for (unsigned i = 0; !b->demo_mode && i < b->n_acls; i++) {
         char acl[PATH_MAX], mapped[PATH_MAX];
-        tcmu_pathf(acl, sizeof(acl), "%s/acls/%s", tpg, b->initiator);
+        tcmu_pathf(acl, sizeof(acl), "%s/acls/%s", tpg, b->acls[i]);
         tcmu_pathf(mapped, sizeof(mapped), "%s/lun_0", acl);
         tcmu_pathf(p, sizeof(p), "%s/acls", tpg);
         if ((r = tcmu_cfs_mkdir(c, p)) < 0 || (r = tcmu_cfs_mkdir(c, acl)) < 0 ||

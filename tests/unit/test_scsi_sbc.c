@@ -397,12 +397,23 @@ static void write_same_on(const char *fmt, uint32_t bsz)
     ts_good(&r);
     memset(shadow + 1000 * 512, 0x01, 2 * (size_t)bsz);
 
-    /* Refused: 0 blocks (WSNZ), over the limit, ANCHOR, WRPROTECT,
-     * PBDATA, LBDATA, NDOB in (10), range, short data-out. */
-    ws(t.lun, true, 0, 0, 0, blk, bsz, &r);
-    TS_INVALID_CDB(r, 10, -1);
-    ws(t.lun, false, 0, 0, 0, blk, bsz, &r);
-    TS_INVALID_CDB(r, 7, -1);
+    /* 0 blocks (WSNZ 0): from the LBA to the end of the medium, (16) and
+     * (10); at the capacity, LBA OUT OF RANGE. */
+    memset(blk, 0x0b, bsz);
+    ws(t.lun, true, 0, blocks - 3, 0, blk, bsz, &r);
+    ts_good(&r);
+    assert_int_equal(r.lba, blocks - 3);
+    assert_int_equal(r.nblocks, 3);
+    ws(t.lun, false, 0, blocks - 2, 0, blk, bsz, &r);
+    ts_good(&r);
+    assert_int_equal(r.nblocks, 2);
+    memset(shadow + size - 3 * (size_t)bsz, 0x0b, 3 * (size_t)bsz);
+    ws(t.lun, true, 0, blocks, 0, blk, bsz, &r);
+    ts_check(&r, 0x5, 0x21, 0x00);
+    memset(blk, 0x01, bsz);
+
+    /* Refused: over the limit, ANCHOR, WRPROTECT, PBDATA, LBDATA, NDOB in
+     * (10), range, short data-out. */
     ws(t.lun, true, 0, 0, (uint32_t)((256u << 20) / bsz + 1), blk, bsz, &r);
     TS_INVALID_CDB(r, 10, -1);
     ws(t.lun, true, 0x18, 0, 1, blk, bsz, &r);

@@ -2,7 +2,8 @@
 # Issue 15: libiscsi's conformance suite (iscsi-test-cu, Debian
 # libiscsi-bin) against scuse through the real kernel. One guest (profile
 # iscsi) runs LIO's iSCSI target on 127.0.0.1 with two targets, scuse's
-# TCMU backstore (`scuse tcmu create --fabric iscsi --demo-mode`) and LIO's
+# TCMU backstore (`scuse tcmu create --fabric iscsi` with ACLs for libiscsi's two
+# initiator names) and LIO's
 # own fileio backstore (the reference), images in guest RAM, and each
 # suite as its own iscsi-test-cu process per target (guest/tests/iscsi.sh).
 # The host prints the per-suite pass/skip/fail table for both and judges
@@ -22,7 +23,7 @@ SCUSE=$SCUSE vm_guest iscsi
 args=()
 [ -z "${SCUSE_ISCSI_SUITES:-}" ] || args+=("scuse_iscsi_suites=\"${SCUSE_ISCSI_SUITES}\"")
 [ -z "${SCUSE_ISCSI_RAW:-}" ] || args+=("scuse_iscsi_raw=$SCUSE_ISCSI_RAW")
-VM_MEM=512 SCUSE_VM_TIMEOUT=${SCUSE_VM_TIMEOUT_ISCSI:-480} VM_NO_DISK=1 \
+VM_SMP=2 VM_MEM=512 SCUSE_VM_TIMEOUT=${SCUSE_VM_TIMEOUT_ISCSI:-480} VM_NO_DISK=1 \
     vm_boot iscsi iscsi "${args[@]}"
 L=$T/iscsi.log
 

@@ -34,12 +34,17 @@ while ! grep -q 'tcmu: serving [0-9]* devices' /tmp/scuse.log; do
     usleep 50000
     i=$((i + 1))
 done
+# libiscsi's two initiator names (-i, -I defaults), each with an ACL:
+# LIO's persistent reservations want a node ACL, not demo mode.
+INI1=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
+INI2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2
 section create scuse tcmu create scuse0 /tmp/scuse.qcow2 --fabric iscsi \
-    --iqn $IQN_SCUSE --portal $PORTAL --demo-mode || die "scuse tcmu create --fabric iscsi"
+    --iqn $IQN_SCUSE --portal $PORTAL --initiator $INI1 --initiator $INI2 ||
+    die "scuse tcmu create --fabric iscsi"
 mark SCUSE ready "$(up)"
 
 # The reference: LIO fileio on a tmpfs file, exported by hand the way
-# targetcli does (a TPG in demo mode, no authentication).
+# targetcli does (the same two ACLs, no authentication).
 truncate -s "$SIZE" /tmp/lio.img
 B=$LIO/core/fileio_0/lio0
 mkdir -p $B || die "no fileio backstore"
@@ -50,20 +55,26 @@ echo 1 >$B/attrib/emulate_tpws
 T=$LIO/iscsi/$IQN_LIO/tpgt_1
 mkdir -p $T/lun/lun_0 "$T/np/$PORTAL" || die "LIO iSCSI target"
 ln -s $B $T/lun/lun_0/lio0 || die "LIO iSCSI LUN"
-for a in authentication:0 generate_node_acls:1 demo_mode_write_protect:0 cache_dynamic_acls:1; do
-    echo "${a#*:}" >"$T/attrib/${a%%:*}" || die "$T/attrib/${a%%:*}"
+echo 0 >$T/attrib/authentication || die "$T/attrib/authentication"
+for i in $INI1 $INI2; do
+    mkdir -p "$T/acls/$i/lun_0" && ln -s $T/lun/lun_0 "$T/acls/$i/lun_0/lio0" || die "LIO ACL $i"
 done
 echo 1 >$T/enable || die "enable the LIO iSCSI target"
 mark LIO ready "$(up)"
 
-# run BACKEND IQN SUITE: one iscsi-test-cu process, its tests classified.
+# run BACKEND IQN SUITE: one iscsi-test-cu process (its output in
+# /tmp/out.BACKEND, a RUN line in /tmp/run.BACKEND); report BACKEND SUITE:
+# its tests classified.
 run() {
     t0=$(up)
     timeout "${scuse_iscsi_timeout:-90}" iscsi-test-cu -d -S -t "ALL.$3" \
-        "iscsi://$PORTAL/$2/0" >/tmp/out 2>&1
+        "iscsi://$PORTAL/$2/0" >/tmp/out.$1 2>&1
     rc=$?
-    mark RUN "$1" "$3" "rc=$rc" "$(awk -v a="$t0" -v b="$(up)" 'BEGIN { printf "%.1f", b - a }')"
-    awk -v be="$1" -v su="$3" '
+    echo "$1 $3 rc=$rc $(awk -v a="$t0" -v b="$(up)" 'BEGIN { printf "%.1f", b - a }')" >/tmp/run.$1
+}
+report() {
+    mark RUN "$(cat /tmp/run.$1)"
+    awk -v be="$1" -v su="$2" '
         function done_(r) { if (cur != "") { print "@@ R", be, su, cur, r; if (r == "fail") failed[cur] = 1 } cur = "" }
         /^  Test: / {
             done_("fail")   # a test that never said passed or FAILED (a timeout)
@@ -75,14 +86,19 @@ run() {
         cur != "" && /passed$/ { done_(skip ? "skip" : "pass"); next }
         cur != "" && NF { if (n[cur]++ < 6) why[cur] = why[cur] "\n@@ WHY " be " " su " " cur " " $0 }
         END { done_("fail"); for (t in why) if (t in failed) print substr(why[t], 2) }
-    ' /tmp/out >/tmp/res
+    ' /tmp/out.$1 >/tmp/res
     cat /tmp/res
-    [ "${scuse_iscsi_raw:-}" != "$3" ] || { mark BEGIN raw; cat /tmp/out; mark END raw rc=0; }
+    [ "${scuse_iscsi_raw:-}" != "$2" ] || { mark BEGIN raw; cat /tmp/out.$1; mark END raw rc=0; }
 }
 suites=${scuse_iscsi_suites:-$(iscsi-test-cu -l | sed -n 's/^ALL\.\([^.]*\)$/\1/p')}
+# The two targets side by side (two vCPUs): each suite's pair at once.
 for s in $suites; do
-    run scuse $IQN_SCUSE "$s"
+    run scuse $IQN_SCUSE "$s" &
+    RP=$!
     run lio $IQN_LIO "$s"
+    wait $RP
+    report scuse "$s"
+    report lio "$s"
 done
 kill -0 $SP 2>/dev/null || die "scuse serve died: $(tail -n 5 /tmp/scuse.log)"
 mark BEGIN scuse-log

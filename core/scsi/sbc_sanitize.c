@@ -1,0 +1,130 @@
+/* SANITIZE (SBC-4 5.30): OVERWRITE with the initialization pattern of the
+ * parameter list (INVERT between passes, OVERWRITE COUNT passes), BLOCK
+ * ERASE and CRYPTOGRAPHIC ERASE (on an image both are a zero write that
+ * deallocates: afterwards every block reads zeros and no old data is left
+ * in the image's clusters), and EXIT FAILURE MODE (a sanitize here never
+ * ends in failure mode, so there is nothing to leave: GOOD).
+ *
+ * It runs as a barrier (no other command of the LUN runs beside it);
+ * while it runs, the commands that arrive are answered NOT READY,
+ * SANITIZE IN PROGRESS (INQUIRY, REPORT LUNS and REQUEST SENSE still
+ * work). IMMED is accepted but status comes when the sanitize is done:
+ * the command cannot outlive its place on the transport's ring. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scsi/scsi_int.h"
+
+#define SA_OVERWRITE 0x01
+#define SA_BLOCK_ERASE 0x02
+#define SA_CRYPTO_ERASE 0x03
+#define SA_EXIT_FAILURE_MODE 0x1f
+#define OVERWRITE_HDR 4
+
+SCSI_HANDLER(sbc_prep_sanitize)
+{
+    unsigned sa = cmd->cdb[1] & 0x1f;
+    size_t plen = get_be16(cmd->cdb + 7);
+    if (sa == SA_OVERWRITE) {
+        /* The header and a pattern of 1..block size bytes. */
+        if (plen <= OVERWRITE_HDR || plen > OVERWRITE_HDR + lun->block_size) {
+            scsi_fail_cdb(lun, cmd, 7, -1);
+            return;
+        }
+    } else if (plen != 0) {
+        scsi_fail_cdb(lun, cmd, 7, -1);
+        return;
+    }
+    if (sa == SA_EXIT_FAILURE_MODE) {
+        scsi_good(cmd, 0, 0);
+        return;
+    }
+    if (scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
+        return;
+    }
+    if (sa == SA_OVERWRITE) {
+        uint8_t h[OVERWRITE_HDR];
+        if (scsi_data_len(cmd, SCSI_DIR_TO_DEV) < plen) {
+            scsi_fail_short_data(lun, cmd, plen);
+            return;
+        }
+        iov_view_to_buf(&cmd->data, 0, h, sizeof(h));
+        size_t pat = get_be16(h + 2);
+        if ((h[0] & 0x1f) == 0) {               /* OVERWRITE COUNT 0 */
+            scsi_fail_param(lun, cmd, 0, 4);
+            return;
+        }
+        if (h[0] & 0x60) {                      /* TEST: vendor's, not offered */
+            scsi_fail_param(lun, cmd, 0, 6);
+            return;
+        }
+        if (pat == 0 || pat > lun->block_size || pat + OVERWRITE_HDR != plen) {
+            scsi_fail_param(lun, cmd, 2, -1);
+            return;
+        }
+    }
+    cmd->lba = 0;
+    cmd->nblocks = lun->blocks;
+    cmd->access = SCSI_ACCESS_BARRIER;
+}
+
+/* The whole medium with the block pat (pass by pass), or zeros. */
+static int overwrite(struct scsi_lun *lun, const uint8_t *block, struct scuse_err *err)
+{
+    enum { CHUNK = 64 };
+    size_t bsz = lun->block_size;
+    uint8_t *buf = malloc(CHUNK * bsz);
+    if (!buf)
+        return err_set(err, -ENOMEM, "out of memory");
+    for (unsigned i = 0; i < CHUNK; i++)
+        memcpy(buf + i * bsz, block, bsz);
+    int r = 0;
+    for (uint64_t lba = 0; lba < lun->blocks && r == 0; lba += CHUNK) {
+        uint64_t n = lun->blocks - lba < CHUNK ? lun->blocks - lba : CHUNK;
+        r = blk_pwrite(lun->bs, lba << lun->shift, buf, (size_t)(n * bsz), 0, err);
+    }
+    free(buf);
+    return r;
+}
+
+SCSI_HANDLER(sbc_exec_sanitize)
+{
+    unsigned sa = cmd->cdb[1] & 0x1f;
+    struct scuse_err err;
+    err_clear(&err);
+    int r = 0;
+    __atomic_store_n(&lun->sanitizing, true, __ATOMIC_RELEASE);
+    if (sa == SA_OVERWRITE) {
+        size_t plen = get_be16(cmd->cdb + 7);
+        uint8_t p[OVERWRITE_HDR + 4096], block[4096];
+        iov_view_to_buf(&cmd->data, 0, p, plen);
+        size_t pat = get_be16(p + 2);
+        /* The pattern repeated over the block; INVERT: every other pass
+         * writes its complement, and the last pass is the pattern itself. */
+        for (size_t i = 0; i < lun->block_size; i++)
+            block[i] = p[OVERWRITE_HDR + i % pat];
+        unsigned passes = p[0] & 0x1f;
+        bool invert = p[0] & 0x80;
+        for (unsigned k = 0; k < passes && r == 0; k++) {
+            uint8_t b[4096];
+            bool inv = invert && ((passes - 1 - k) & 1);
+            for (size_t i = 0; i < lun->block_size; i++)
+                b[i] = inv ? (uint8_t)~block[i] : block[i];
+            r = overwrite(lun, b, &err);
+        }
+    } else {
+        r = blk_write_zeroes(lun->bs, 0, lun->blocks << lun->shift,
+                             lun->lbpme ? BLK_ZERO_MAY_UNMAP : 0, &err);
+    }
+    if (r == 0)
+        r = blk_flush(lun->bs, &err);
+    __atomic_store_n(&lun->sanitizing, false, __ATOMIC_RELEASE);
+    if (r < 0) {
+        scsi_fail_errno(lun, cmd, r, true, 0, &err);
+        return;
+    }
+    size_t plen = get_be16(cmd->cdb + 7);
+    scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, plen, plen);
+}

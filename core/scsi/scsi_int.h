@@ -59,6 +59,12 @@ struct scsi_lun {
     bool wce, d_sense;
     bool swp;                       /* control page SWP: software write protect */
     bool sanitizing;                /* a SANITIZE runs (atomic) */
+    struct {                        /* the last EXTENDED COPY held (under lock) */
+        bool held, failed;
+        uint8_t list_id;
+        uint16_t segments;
+        uint64_t blocks;
+    } xcopy;
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */
 
@@ -236,6 +242,10 @@ SCSI_HANDLER(sbc_exec_orwrite);
 SCSI_HANDLER(sbc_prep_write_atomic);
 SCSI_HANDLER(sbc_exec_write_atomic);
 uint32_t sbc_max_atomic_blocks(const struct scsi_lun *lun);
+/* sbc_xcopy.c */
+SCSI_HANDLER(sbc_prep_xcopy);
+SCSI_HANDLER(sbc_exec_xcopy);
+SCSI_HANDLER(sbc_prep_receive_copy_results);
 /* sbc_defect.c */
 SCSI_HANDLER(sbc_prep_read_defect_data);
 /* sbc_sanitize.c */

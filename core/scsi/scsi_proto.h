@@ -65,6 +65,7 @@
 #define SK_ILLEGAL_REQUEST 0x5
 #define SK_UNIT_ATTENTION 0x6
 #define SK_DATA_PROTECT 0x7
+#define SK_COPY_ABORTED 0xa
 #define SK_ABORTED_COMMAND 0xb
 #define SK_MISCOMPARE 0xe
 

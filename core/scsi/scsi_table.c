@@ -110,6 +110,15 @@ const struct scsi_op scsi_ops[] = {
     { "MODE SENSE(10)", OP_MODE_SENSE10, SCSI_NO_SA, 10, OPF_DATA_IN, 10,
       .usage = { OP_MODE_SENSE10, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0 },
       .prepare = spc_prep_mode_sense },
+    { "EXTENDED COPY(LID1)", OP_EXTENDED_COPY, 0x00, 16, OPF_MEDIUM | OPF_DATA_OUT, 600,
+      .usage = { OP_EXTENDED_COPY, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, LBA4, 0, 0 },
+      .prepare = sbc_prep_xcopy, .execute = sbc_exec_xcopy },
+    { "RECEIVE COPY STATUS(LID1)", OP_RECEIVE_COPY_RESULTS, 0x00, 16, OPF_DATA_IN, 10,
+      .usage = { OP_RECEIVE_COPY_RESULTS, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, LBA4, 0, 0 },
+      .prepare = sbc_prep_receive_copy_results },
+    { "RECEIVE COPY OPERATING PARAMETERS", OP_RECEIVE_COPY_RESULTS, 0x03, 16, OPF_DATA_IN, 10,
+      .usage = { OP_RECEIVE_COPY_RESULTS, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, LBA4, 0, 0 },
+      .prepare = sbc_prep_receive_copy_results },
     { "READ(16)", OP_READ16, SCSI_NO_SA, 16, OPF_MEDIUM | OPF_DATA_IN, 30,
       .usage = { OP_READ16, 0x08, LBA8, LBA4, 0, 0 },
       .ignore = { 0, DPO, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, GROUP },
@@ -208,7 +217,8 @@ const unsigned scsi_n_ops = sizeof(scsi_ops) / sizeof(scsi_ops[0]);
 bool scsi_opcode_has_sa(uint8_t opcode)
 {
     return opcode == OP_SERVICE_ACTION_IN16 || opcode == OP_MAINTENANCE_IN ||
-           opcode == OP_SANITIZE;
+           opcode == OP_SANITIZE || opcode == OP_EXTENDED_COPY ||
+           opcode == OP_RECEIVE_COPY_RESULTS;
 }
 
 uint16_t scsi_cdb_sa(const uint8_t *cdb)

@@ -27,6 +27,8 @@ static size_t std_inquiry(struct scsi_lun *lun, uint8_t *b)
     b[3] = 0x10 | 0x02;             /* HISUP, response data format 2 */
     b[4] = STD_INQUIRY_LEN - 5;
     b[7] = 0x02;                    /* CMDQUE */
+    if (served(lun, OP_EXTENDED_COPY, 0x00))
+        b[5] |= 0x08;               /* 3PC: third-party copy (EXTENDED COPY) */
     put_padded(b + 8, lun->cfg.vendor, 8);
     put_padded(b + 16, lun->cfg.product, 16);
     put_padded(b + 32, lun->cfg.revision, 4);

@@ -33,6 +33,18 @@ echo "  boot to power-off: ${VM_SECS} s"
 grep -q '^@@ SCUSE exit=0' "$L" || fail "scuse serve did not exit 0 after the run"
 case_end
 
+case_begin "the new commands and fixes from Linux (sg3_utils over tcm_loop)"
+for t in lbprz_partial_unmap verify12 write_verify12 orwrite16 write_atomic16 read_defect_data \
+         write_same_0 rsoc_dpo swp caw_length xcopy sanitize; do
+    line=$(vm_markers iscsi SG | awk -v t="$t" '$1 == t')
+    case "$line" in
+    "$t ok"*) echo "  $line" ;;
+    "") fail "$t: no result from the guest" ;;
+    *) fail "$line" ;;
+    esac
+done
+case_end
+
 case_begin "per-suite table (scuse beside LIO fileio)"
 vm_markers iscsi R >"$T/results"
 [ -s "$T/results" ] || fail "no test results in the guest's log"

@@ -42,6 +42,8 @@ section create scuse tcmu create scuse0 /tmp/scuse.qcow2 --fabric iscsi \
     --iqn $IQN_SCUSE --portal $PORTAL --initiator $INI1 --initiator $INI2 ||
     die "scuse tcmu create --fabric iscsi"
 mark SCUSE ready "$(up)"
+# The new commands and the fixes through Linux tools (tcm_loop LUNs).
+. /tests/iscsi_sg.sh
 
 # The reference: LIO fileio on a tmpfs file, exported by hand the way
 # targetcli does (the same two ACLs, no authentication).

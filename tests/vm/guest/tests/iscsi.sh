@@ -20,8 +20,12 @@ IQN_SCUSE=iqn.2026-12.org.scuse:conformance
 IQN_LIO=iqn.2026-12.org.scuse:lio-fileio
 SIZE=${scuse_iscsi_size:-64M}
 mount -t configfs configfs $C || die "mount configfs"
-# LIO's persistent reservation emulation keeps its state there.
-mkdir -p /etc/target/pr
+# LIO's persistent reservation emulation keeps its state in DBROOT/pr:
+# /etc/target when it existed as the module loaded, /var/target otherwise
+# (a PERSISTENT RESERVE OUT fails NOT READY without it); the guest makes
+# /etc/target and says so to LIO before the first device exists.
+mkdir -p /etc/target/pr /var/target/pr
+echo /etc/target >$C/target/dbroot 2>/dev/null || true
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up || die "loopback up"
 
 scuse create -q -f qcow2 /tmp/scuse.qcow2 "$SIZE" || die "scuse create"

@@ -94,6 +94,9 @@ int tcmu_iscsi_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b, 
 {
     char p[PATH_MAX];
     int r;
+    tcmu_pathf(p, sizeof(p), "%s/np", tpg);        /* configfs has it; a plain tree not */
+    if ((r = tcmu_cfs_mkdir(c, p)) < 0)
+        return fail(err, r, p);
     tcmu_pathf(p, sizeof(p), "%s/np/%s", tpg, b->portal);
     if ((r = tcmu_cfs_mkdir(c, p)) < 0)
         return err_set(err, r, "%s: %s (is the address this machine's and the port free?)", p,

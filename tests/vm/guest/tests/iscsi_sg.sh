@@ -7,8 +7,13 @@
 # hexbin "de ad ...": the bytes; blk LBA [N]: N blocks of $DISK in hex.
 hexbin() { printf "$(echo "$1" | sed 's/\([0-9a-f][0-9a-f]\) */\\x\1/g')"; }
 blk() { dd if="/dev/$DISK" bs=512 skip="$1" count="${2:-1}" iflag=direct 2>/dev/null | xxd -p | tr -d '\n'; }
-pat() { # BYTE N: N blocks of BYTE, in hex
-    head -c $(($2 * 512)) /dev/zero | tr '\0' "$(printf "\\$(printf %o 0x$1)")" | xxd -p | tr -d '\n'
+pat() { # BYTE N: N blocks of BYTE, in hex (tr cannot take a NUL to map to)
+    if [ "$1" = 00 ]; then
+        head -c $(($2 * 512)) /dev/zero | xxd -p | tr -d '\n'
+    else
+        head -c $(($2 * 512)) /dev/zero | tr '\0' "$(printf "\\$(printf %o 0x$1)")" |
+            xxd -p | tr -d '\n'
+    fi
 }
 check() { # NAME CONDITION-RESULT DETAIL
     if [ "$2" = 0 ]; then mark SG "$1" ok "$3"; else mark SG "$1" bad "$3"; fi
@@ -42,8 +47,8 @@ BLOCKS=$(( $(cat /sys/block/$DISK/size) ))
 
 # LBPRZ and UNMAP of one block inside a 64 KiB cluster full of data.
 head -c 65536 /dev/zero | tr '\0' '\252' | dd of=/dev/$DISK bs=64k oflag=direct 2>/dev/null
-sg_vpd -p lbpv "$SG" >/tmp/lbpv 2>&1
-lbprz=$(sed -n 's/.*LBPRZ=\([0-9]\).*/\1/p' /tmp/lbpv | head -1)
+rawin 8 "$SG" 12 01 b2 00 08 00
+lbprz=$(( (0x$(hexin 5 1) >> 2) & 1 ))
 sg_unmap --force --lba=3 --num=1 "$SG" >/dev/null 2>&1
 u=$?
 [ "$u" = 0 ] && [ "$lbprz" = 1 ] && [ "$(blk 3)" = "$(pat 00 1)" ] && [ "$(blk 2)" = "$(pat aa 1)" ] &&
@@ -65,7 +70,7 @@ raw -s 1024 -i /tmp/w2 "$SG" ae 02 00 00 00 08 00 00 00 02 00 00; a=$?
 check write_verify12 $? "rc=$a"
 
 # ORWRITE(16): 0x0f blocks ORed with 0xf0 read 0xff.
-hexbin "$(pat 0f 2)" | dd of=/dev/$DISK bs=1024 seek=10 oflag=direct,seek_bytes 2>/dev/null
+hexbin "$(pat 0f 2)" | dd of=/dev/$DISK bs=1024 seek=10 oflag=direct 2>/dev/null
 hexbin "$(pat f0 2)" >/tmp/o2
 raw -s 1024 -i /tmp/o2 "$SG" 8b 00 $(be64 20) 00 00 00 02 00 00; a=$?
 [ $a = 0 ] && [ "$(blk 20 2)" = "$(pat ff 2)" ]
@@ -155,7 +160,7 @@ hexbin "01 00 00 04 de ad be ef" >/tmp/ow
 raw -s 8 -i /tmp/ow "$SG" 48 01 00 00 00 00 00 00 08 00; a=$?
 ow=$(blk 0 | cut -c1-16)$(blk $((BLOCKS - 1)) | cut -c1017-1024)
 raw "$SG" 48 02 00 00 00 00 00 00 00 00; b=$?
-[ $a = 0 ] && [ $b = 0 ] && [ "$ow" = deadbeefdeadbeefbeef ] &&
+[ $a = 0 ] && [ $b = 0 ] && [ "$ow" = deadbeefdeadbeefdeadbeef ] &&
     [ "$(blk 0 8)" = "$(pat 00 8)" ] && [ "$(blk $((BLOCKS - 8)) 8)" = "$(pat 00 8)" ]
 check sanitize "$?" "overwrite=$a ($ow) block-erase=$b"
 

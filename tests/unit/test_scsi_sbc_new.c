@@ -396,10 +396,14 @@ static void test_xcopy(void **state)
     for (size_t i = 0; i < sizeof(back); i++)
         assert_int_equal(back[i], 0);
     /* The list's own errors: a segment past the end, unsupported
-     * descriptor types, too many targets, the list longer than sent. */
+     * descriptor types, too many targets, the list longer than sent;
+     * a segment that cannot be carried out is COPY ABORTED. */
     n = xc_list(p, 8, 2, one, 1, 0, 0, 16, BLOCKS - 8, 0);
     r = xcopy(a.lun, p, n);
-    ts_check(&r, 0x5, 0x21, 0x00);
+    ts_check(&r, 0xa, 0x21, 0x00);
+    n = xc_list(p, 8, 2, one, 1, 0, 1, 1, 0, 1);     /* no descriptor 1 */
+    r = xcopy(a.lun, p, n);
+    ts_check(&r, 0xa, 0x26, 0x00);
     n = xc_list(p, 8, 2, one, 1, 0, 0, 1, 0, 1);
     p[16] = 0xe5;
     r = xcopy(a.lun, p, n);

@@ -30,6 +30,7 @@ static void tcmu_usage(FILE *f)
     fprintf(f,
         "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|iscsi|none]\n"
         "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
+        "                         [--physical-block-size N]\n"
         "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
         "                         [--iqn IQN] [--portal IP:PORT] [--initiator IQN | --demo-mode]\n"
         "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
@@ -55,6 +56,8 @@ static void tcmu_usage(FILE *f)
         "  --initiator IQN      iscsi: an initiator let in (an ACL mapping LUN 0); repeatable\n"
         "  --demo-mode          iscsi: any initiator may log in (no ACL; no CHAP either way)\n"
         "  --block-size N       logical block size (default 512)\n"
+        "  --physical-block-size N  physical block size, a power of two times the logical\n"
+        "                       one (kept in dev_config; READ CAPACITY(16) reports it)\n"
         "  --max-sectors N      hw_max_sectors, blocks per command (default: 32 MiB of blocks)\n"
         "  --data-area-mb N     the ring's data area (default %u; must hold max-sectors)\n"
         "  --serial S           unit serial (default: the one scuse derives from the image)\n"
@@ -84,7 +87,7 @@ static int fail(int code, const char *sub, const char *fmt, ...)
 }
 
 enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
-       O_POLICY, O_POLICY_FILE, O_IQN, O_PORTAL, O_INITIATOR, O_DEMO };
+       O_POLICY, O_POLICY_FILE, O_IQN, O_PORTAL, O_INITIATOR, O_DEMO, O_PBS };
 
 static const struct option longopts[] = {
     { "format", required_argument, NULL, 'f' },
@@ -103,6 +106,7 @@ static const struct option longopts[] = {
     { "portal", required_argument, NULL, O_PORTAL },
     { "initiator", required_argument, NULL, O_INITIATOR },
     { "demo-mode", no_argument, NULL, O_DEMO },
+    { "physical-block-size", required_argument, NULL, O_PBS },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -116,7 +120,7 @@ struct opts {
     const char *policy_opt;         /* --policy or --policy-file, once given */
     struct scsi_lun_config policy;  /* its commands */
     enum tcmu_fabric fabric;
-    uint64_t block_size, max_sectors, data_area_mb, workers;
+    uint64_t block_size, max_sectors, data_area_mb, workers, phys_size;
     bool have_max_sectors;
     int verbose;
 };
@@ -198,6 +202,12 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
             o->portal = optarg;
             break;
         case O_DEMO: o->demo_mode = true; break;
+        case O_PBS:
+            if (cli_parse_size(optarg, &o->phys_size) < 0 || o->phys_size < 512 ||
+                o->phys_size > (1u << 20) || (o->phys_size & (o->phys_size - 1)))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --physical-block-size '%s': a power of "
+                                "two, 512 to 1M", sub, optarg);
+            break;
         case O_WWPN:
             if (!tcmu_wwn_valid(optarg))
                 return cli_fail(EXIT_USAGE, "tcmu", "%s: --wwpn '%s': expected naa. and 16 hex "
@@ -325,8 +335,13 @@ static int do_create(int argc, char **argv)
         return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
                     bs->size);
     }
-    r = tcmu_config_format_policy(blk_format_name(bs), &o.policy, abs, b.config, sizeof(b.config),
-                                  &err);
+    if (o.phys_size && o.phys_size < o.block_size) {
+        blk_close(bs);
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --physical-block-size %" PRIu64 " is less "
+                        "than the block size %" PRIu64, o.phys_size, o.block_size);
+    }
+    r = tcmu_config_format_lun(blk_format_name(bs), &o.policy, (uint32_t)o.phys_size, abs,
+                               b.config, sizeof(b.config), &err);
     b.size = bs->size;
     if (o.serial)
         snprintf(b.serial, sizeof(b.serial), "%s", o.serial);

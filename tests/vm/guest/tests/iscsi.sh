@@ -9,7 +9,7 @@
 # it printed "[SKIPPED]".
 #   @@ R BACKEND SUITE TEST pass|skip|fail     one per test
 #   @@ RUN BACKEND SUITE rc=N SECONDS          one per iscsi-test-cu process
-#   @@ WHY BACKEND SUITE TEST TEXT             a failed test's own lines
+#   @@ WHY BACKEND SUITE TEST TEXT             a failed or skipped test's own lines
 # scuse_iscsi_suites="A B" runs only those suites (for debugging);
 # scuse_iscsi_size is the LUNs' size (default 64M).
 . /lib/scuse/lib.sh
@@ -81,7 +81,7 @@ run() {
 report() {
     mark RUN "$(cat /tmp/run.$1)"
     awk -v be="$1" -v su="$2" '
-        function done_(r) { if (cur != "") { print "@@ R", be, su, cur, r; if (r == "fail") failed[cur] = 1 } cur = "" }
+        function done_(r) { if (cur != "") { print "@@ R", be, su, cur, r; if (r != "pass") failed[cur] = 1 } cur = "" }
         /^  Test: / {
             done_("fail")   # a test that never said passed or FAILED (a timeout)
             cur = $2; skip = 0; sub(/^  Test: [^ ]* \.\.\./, "")

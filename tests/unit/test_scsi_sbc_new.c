@@ -356,7 +356,7 @@ static void test_xcopy(void **state)
     struct ts_res r = ts_run(a.lun, wr, cl, SCSI_DIR_TO_DEV, d, sizeof(d));
     ts_good(&r);
     memcpy(shadow, d, sizeof(d));
-    uint8_t p[256], st[64];
+    uint8_t p[512], st[64];
 
     /* No copy yet: no status for list 5. */
     r = rcr(a.lun, 0x00, 5, st, sizeof(st));

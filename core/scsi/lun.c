@@ -148,6 +148,7 @@ void scsi_lun_destroy(struct scsi_lun *lun)
 {
     if (!lun)
         return;
+    sbc_sanitize_wait(lun);         /* an IMMED SANITIZE still running */
     pthread_mutex_destroy(&lun->lock);
     free(lun);
 }

@@ -8,13 +8,16 @@
  * It runs as a barrier (no other command of the LUN runs beside it);
  * while it runs, the commands that arrive are answered NOT READY,
  * SANITIZE IN PROGRESS (INQUIRY, REPORT LUNS and REQUEST SENSE still
- * work). IMMED is accepted but status comes when the sanitize is done:
- * the command cannot outlive its place on the transport's ring. */
+ * work). With IMMED, status comes once the CDB and the parameters are
+ * checked and the sanitize goes on in a thread of its own (the LUN's
+ * teardown waits for it). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "scsi/scsi_int.h"
+#include "util/log.h"
 
 #define SA_OVERWRITE 0x01
 #define SA_BLOCK_ERASE 0x02
@@ -89,17 +92,12 @@ static int overwrite(struct scsi_lun *lun, const uint8_t *block, struct scuse_er
     return r;
 }
 
-SCSI_HANDLER(sbc_exec_sanitize)
+/* The sanitize itself, 0 or a negative errno (err says why). */
+static int run(struct scsi_lun *lun, unsigned sa, const uint8_t *p, struct scuse_err *err)
 {
-    unsigned sa = cmd->cdb[1] & 0x1f;
-    struct scuse_err err;
-    err_clear(&err);
     int r = 0;
-    __atomic_store_n(&lun->sanitizing, true, __ATOMIC_RELEASE);
     if (sa == SA_OVERWRITE) {
-        size_t plen = get_be16(cmd->cdb + 7);
-        uint8_t p[OVERWRITE_HDR + 4096], block[4096];
-        iov_view_to_buf(&cmd->data, 0, p, plen);
+        uint8_t block[4096];
         size_t pat = get_be16(p + 2);
         /* The pattern repeated over the block; INVERT: every other pass
          * writes its complement, and the last pass is the pattern itself. */
@@ -112,19 +110,78 @@ SCSI_HANDLER(sbc_exec_sanitize)
             bool inv = invert && ((passes - 1 - k) & 1);
             for (size_t i = 0; i < lun->block_size; i++)
                 b[i] = inv ? (uint8_t)~block[i] : block[i];
-            r = overwrite(lun, b, &err);
+            r = overwrite(lun, b, err);
         }
     } else {
         r = blk_write_zeroes(lun->bs, 0, lun->blocks << lun->shift,
-                             lun->lbpme ? BLK_ZERO_MAY_UNMAP : 0, &err);
+                             lun->lbpme ? BLK_ZERO_MAY_UNMAP : 0, err);
     }
     if (r == 0)
-        r = blk_flush(lun->bs, &err);
+        r = blk_flush(lun->bs, err);
+    return r;
+}
+
+struct bg {
+    struct scsi_lun *lun;
+    unsigned sa;
+    uint8_t p[OVERWRITE_HDR + 4096];
+};
+
+/* IMMED: the sanitize goes on after status; commands meanwhile get NOT
+ * READY, SANITIZE IN PROGRESS. A failure is logged (nothing is left to
+ * report it to). */
+static void *background(void *arg)
+{
+    struct bg *b = arg;
+    struct scuse_err err;
+    err_clear(&err);
+    int r = run(b->lun, b->sa, b->p, &err);
+    if (r < 0)
+        log_error("SANITIZE of LUN %u failed: %s", b->lun->id, err.msg);
+    __atomic_store_n(&b->lun->sanitizing, false, __ATOMIC_RELEASE);
+    free(b);
+    return NULL;
+}
+
+void sbc_sanitize_wait(struct scsi_lun *lun)
+{
+    if (lun->sanitize_thread_live) {
+        pthread_join(lun->sanitize_thread, NULL);
+        lun->sanitize_thread_live = false;
+    }
+}
+
+SCSI_HANDLER(sbc_exec_sanitize)
+{
+    unsigned sa = cmd->cdb[1] & 0x1f;
+    bool immed = cmd->cdb[1] & 0x80;
+    size_t plen = get_be16(cmd->cdb + 7);
+    struct bg *b = calloc(1, sizeof(*b));
+    if (!b) {
+        scsi_fail_key(lun, cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
+        return;
+    }
+    b->lun = lun;
+    b->sa = sa;
+    iov_view_to_buf(&cmd->data, 0, b->p, plen);
+    sbc_sanitize_wait(lun);         /* the previous one ended: its flag is clear */
+    __atomic_store_n(&lun->sanitizing, true, __ATOMIC_RELEASE);
+    if (immed) {
+        if (pthread_create(&lun->sanitize_thread, NULL, background, b) == 0) {
+            lun->sanitize_thread_live = true;
+            scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, plen, plen);
+            return;
+        }
+        /* No thread: run it here, as without IMMED. */
+    }
+    struct scuse_err err;
+    err_clear(&err);
+    int r = run(lun, sa, b->p, &err);
+    free(b);
     __atomic_store_n(&lun->sanitizing, false, __ATOMIC_RELEASE);
     if (r < 0) {
         scsi_fail_errno(lun, cmd, r, true, 0, &err);
         return;
     }
-    size_t plen = get_be16(cmd->cdb + 7);
     scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, plen, plen);
 }

@@ -59,6 +59,8 @@ struct scsi_lun {
     bool wce, d_sense;
     bool swp;                       /* control page SWP: software write protect */
     bool sanitizing;                /* a SANITIZE runs (atomic) */
+    bool sanitize_thread_live;      /* sanitize_thread to join (IMMED) */
+    pthread_t sanitize_thread;
     struct {                        /* the last EXTENDED COPY held (under lock) */
         bool held, failed;
         uint8_t list_id;
@@ -251,6 +253,8 @@ SCSI_HANDLER(sbc_prep_read_defect_data);
 /* sbc_sanitize.c */
 SCSI_HANDLER(sbc_prep_sanitize);
 SCSI_HANDLER(sbc_exec_sanitize);
+/* Wait for a SANITIZE with IMMED to end (LUN teardown). */
+void sbc_sanitize_wait(struct scsi_lun *lun);
 
 /* REPORT LUNS parameter data for a LUN of t (self alone when t is NULL;
  * none when well_known_only), min(alloc, available) bytes into cmd (target.c). */

@@ -106,6 +106,10 @@ static size_t vpd_block_chars(struct scsi_lun *lun, uint8_t *b)
 {
     b[3] = 0x3c;
     put_be16(b + 4, lun->cfg.rotation_rate);
+    /* WABEREQ, WACEREQ 01b: after BLOCK or CRYPTOGRAPHIC ERASE a read
+     * completes GOOD (with zeros here). */
+    if (served(lun, OP_SANITIZE, 0x02) || served(lun, OP_SANITIZE, 0x03))
+        b[7] = 0x50;
     return 64;
 }
 

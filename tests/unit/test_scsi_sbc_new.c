@@ -215,6 +215,34 @@ static void test_sanitize(void **state)
     rd(t.lun, 0, 64, back);
     for (size_t i = 0; i < 64 * BS; i++)
         assert_int_equal(back[i], 0);
+    /* IMMED: GOOD at once, the OVERWRITE goes on in the background
+     * (TEST UNIT READY says NOT READY, SANITIZE IN PROGRESS until it is
+     * done); then the pattern is everywhere. */
+    uint8_t p2[8] = { 0x01, 0, 0, 1, 0x5e };
+    uint8_t cdb[10] = { 0x48, 0x81, 0, 0, 0, 0, 0, 0, 5, 0 };
+    r = TS_OUT(t.lun, cdb, p2, 5);
+    ts_good(&r);
+    unsigned busy = 0;
+    for (int i = 0; i < 20000; i++) {
+        r = TS_NONE(t.lun, tur);
+        if (r.status == SCSI_STATUS_GOOD)
+            break;
+        ts_check(&r, 0x2, 0x04, 0x1b);
+        busy++;
+        usleep(1000);
+    }
+    ts_good(&r);
+    print_message("# IMMED SANITIZE: %u TEST UNIT READYs saw it in progress\n", busy);
+    rd(t.lun, BLOCKS - 64, 64, back);
+    for (size_t i = 0; i < 64 * BS; i++)
+        assert_int_equal(back[i], 0x5e);
+    /* And a LUN torn down while one runs waits for it. */
+    r = sanitize(t.lun, 0x02, NULL, 0);
+    ts_good(&r);
+    cdb[1] = 0x82;
+    cdb[8] = 0;
+    r = TS_OUT(t.lun, cdb, NULL, 0);
+    ts_good(&r);
     ts_close(&t);
     judge("san.qcow2");
     assert_int_equal(ts_sh("qemu-img map --output=json san.qcow2 | grep -q '\"data\": true'"), 1);

@@ -23,7 +23,7 @@ SCUSE=$SCUSE vm_guest iscsi
 args=()
 [ -z "${SCUSE_ISCSI_SUITES:-}" ] || args+=("scuse_iscsi_suites=\"${SCUSE_ISCSI_SUITES}\"")
 [ -z "${SCUSE_ISCSI_RAW:-}" ] || args+=("scuse_iscsi_raw=$SCUSE_ISCSI_RAW")
-VM_SMP=2 VM_MEM=512 SCUSE_VM_TIMEOUT=${SCUSE_VM_TIMEOUT_ISCSI:-900} VM_NO_DISK=1 \
+VM_SMP=2 VM_MEM=512 SCUSE_VM_TIMEOUT=${SCUSE_VM_TIMEOUT_ISCSI:-1500} VM_NO_DISK=1 \
     vm_boot iscsi iscsi "${args[@]}"
 L=$T/iscsi.log
 

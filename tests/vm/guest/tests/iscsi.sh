@@ -73,7 +73,7 @@ mark LIO ready "$(up)"
 # its tests classified.
 run() {
     t0=$(up)
-    timeout "${scuse_iscsi_timeout:-90}" iscsi-test-cu -d -S -t "ALL.$3" \
+    timeout "${scuse_iscsi_timeout:-240}" iscsi-test-cu -d -S -t "ALL.$3" \
         "iscsi://$PORTAL/$2/0" >/tmp/out.$1 2>&1
     rc=$?
     echo "$1 $3 rc=$rc $(awk -v a="$t0" -v b="$(up)" 'BEGIN { printf "%.1f", b - a }')" >/tmp/run.$1

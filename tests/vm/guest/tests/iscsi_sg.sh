@@ -121,11 +121,11 @@ check swp "$?" "set=$a write=$b clear=$c write=$d"
 
 # COMPARE AND WRITE: 0 blocks with data, and a data-out of another size.
 hexbin "$(pat 00 2)" >/tmp/c2
-raw -s 1024 -i /tmp/c2 "$SG" 89 00 $(be64 60) 00 00 00 00 00 00; a=$?
+raw -s 1024 -i /tmp/c2 "$SG" 89 00 $(be64 200) 00 00 00 00 00 00; a=$?
 sense 'illegal request' && a=ILLEGAL
-raw -s 1024 -i /tmp/c2 "$SG" 89 00 $(be64 60) 00 00 00 02 00 00; b=$?
+raw -s 1024 -i /tmp/c2 "$SG" 89 00 $(be64 200) 00 00 00 02 00 00; b=$?
 sense 'illegal request' && b=ILLEGAL
-raw -s 1024 -i /tmp/c2 "$SG" 89 00 $(be64 60) 00 00 00 01 00 00; c=$?
+raw -s 1024 -i /tmp/c2 "$SG" 89 00 $(be64 200) 00 00 00 01 00 00; c=$?
 [ $a = ILLEGAL ] && [ $b = ILLEGAL ] && [ $c = 0 ]
 check caw_length $? "n=0:$a n=2:$b n=1:$c (ILLEGAL, ILLEGAL, 0 expected)"
 

@@ -134,11 +134,8 @@ static int parse(struct scsi_lun *lun, struct scsi_cmd *cmd, const uint8_t *p, s
          * descriptor, blocks past a capacity) aborts the copy: COPY
          * ABORTED, as SPC-4 reports errors in processing segments. */
         if (si >= ntgt || di >= ntgt) {
-            struct scsi_sense e = { .key = SK_COPY_ABORTED, .asc = ASC_INVALID_FIELD_IN_PARAM_LIST,
-                                    .sks_valid = true };
-            e.sks[0] = 0x80;
-            put_be16(e.sks + 1, (uint16_t)(at + (si >= ntgt ? 4 : 6)));
-            scsi_fail(lun, cmd, &e);
+            /* The index names no copy target at all. */
+            scsi_fail_key(lun, cmd, SK_COPY_ABORTED, ASC_UNREACHABLE_COPY_TARGET);
             return -1;
         }
         struct xc_seg *s = &segs[nseg];
@@ -149,7 +146,9 @@ static int parse(struct scsi_lun *lun, struct scsi_cmd *cmd, const uint8_t *p, s
         s->dst_lba = get_be64(d + 20);
         if (s->src_lba >= s->src->blocks || s->n > s->src->blocks - s->src_lba ||
             s->dst_lba >= s->dst->blocks || s->n > s->dst->blocks - s->dst_lba) {
-            scsi_fail_key(lun, cmd, SK_COPY_ABORTED, ASC_LBA_OUT_OF_RANGE);
+            /* No additional sense code: the one initiators (libiscsi)
+             * accept with COPY ABORTED here. */
+            scsi_fail_key(lun, cmd, SK_COPY_ABORTED, ASC_NO_ADDITIONAL_SENSE);
             return -1;
         }
         if (scsi_lun_wp(s->dst)) {

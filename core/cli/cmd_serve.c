@@ -56,6 +56,8 @@ static void serve_usage(FILE *f)
             "      wwn=HEX               NAA 5 or 6 designator (VPD 83), 16 hex digits\n"
             "      vendor=V product=P    INQUIRY identification (8 and 16 characters)\n"
             "      block-size=512|4096   logical block size\n"
+            "      physical-block-size=N physical block size: the block size times a power\n"
+            "                            of two, at most 1 MiB (READ CAPACITY(16) LBPPBE)\n"
             "      discard=unmap|ignore  serve UNMAP and WRITE SAME with UNMAP, or not\n"
             "      cache=writeback|writethrough  write cache reported and honoured\n"
             "      deny=CMD[:CMD...]     refuse these commands (INVALID COMMAND OPERATION\n"
@@ -200,6 +202,14 @@ static int parse_option(struct serve_lun *l, char *item)
         l->cfg.block_size = (uint32_t)atoi(val);
         return 0;
     }
+    if (strcmp(key, "physical-block-size") == 0) {
+        char *end;
+        unsigned long v = strtoul(val, &end, 10);
+        if (!*val || *end || v < 512 || v > (1u << 20) || (v & (v - 1)))
+            return lun_fail(l, "physical-block-size '%s': a power of two, 512 to 1048576", val);
+        l->phys_size = (uint32_t)v;
+        return 0;
+    }
     if (strcmp(key, "discard") == 0) {
         if (strcmp(val, "unmap") != 0 && strcmp(val, "ignore") != 0)
             return lun_fail(l, "discard '%s': unmap or ignore", val);
@@ -257,6 +267,14 @@ static int parse_lun(struct serve *s, const char *arg)
         rc = item[0] ? parse_option(l, item) : lun_fail(l, "an empty option");
     if (!rc && !l->file && l->cfg.device != SCSI_DEVICE_CDROM)
         rc = lun_fail(l, "no image file (only a cdrom drive may be empty)");
+    if (!rc && l->phys_size) {
+        /* Known once every option is read: block-size may come after it. */
+        if (l->phys_size < l->cfg.block_size)
+            rc = lun_fail(l, "physical-block-size %u is less than the block size %u",
+                          l->phys_size, l->cfg.block_size);
+        for (l->cfg.phys_exp = 0; !rc && (l->cfg.block_size << l->cfg.phys_exp) < l->phys_size;)
+            l->cfg.phys_exp++;
+    }
 out:
     l->items = copy; /* format options point into it */
     return rc;

@@ -1,6 +1,7 @@
 /* scuse tcmu create|delete|list|serve: images as LIO TCMU backstores,
  * exported through vhost-scsi or tcm_loop, served by the TCMU daemon. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,9 +29,11 @@
 static void tcmu_usage(FILE *f)
 {
     fprintf(f,
-        "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|none]\n"
+        "usage: scuse tcmu create NAME IMG [-f FMT] [--fabric vhost|loopback|iscsi|none]\n"
         "                         [--wwpn naa.X] [--block-size 512|4096] [--max-sectors N]\n"
+        "                         [--physical-block-size N]\n"
         "                         [--data-area-mb N] [--serial S] [--configfs DIR]\n"
+        "                         [--iqn IQN] [--portal IP:PORT] [--initiator IQN | --demo-mode]\n"
         "                         [--policy allow=CMD:...|deny=CMD:... | --policy-file FILE]\n"
         "                         [--device disk|cdrom]\n"
         "       scuse tcmu delete NAME [--configfs DIR]\n"
@@ -42,7 +45,8 @@ static void tcmu_usage(FILE *f)
         "\n"
         "create     make a TCMU backstore for IMG (dev_config scuse/FMT@PATH) and export it:\n"
         "           vhost (default; prints the QEMU and libvirt lines) or loopback (a local\n"
-        "           SCSI disk); running it again finishes or confirms what is there\n"
+        "           SCSI disk) or iscsi (LIO's iSCSI target: a portal, TPG 1, LUN 0); running\n"
+        "           it again finishes or confirms what is there\n"
         "delete     remove the exports and the backstore, in reverse order\n"
         "list       show scuse's backstores and their exports\n"
         "up, down   a libvirt domain's vhost-scsi targets, a LUN per disk (scuse tcmu up --help)\n"
@@ -52,7 +56,14 @@ static void tcmu_usage(FILE *f)
         "  -f, --format FMT     image format (default: probed once, then recorded)\n"
         "  --wwpn naa.X         vhost/loopback target port, 16 hex digits (default: derived\n"
         "                       from NAME)\n"
+        "  --iqn IQN            iscsi: the target name (default iqn.2026-12.org.scuse:NAME)\n"
+        "  --portal IP:PORT     iscsi: where the target listens (default 0.0.0.0:3260; IPv6 as\n"
+        "                       [ADDR]:PORT)\n"
+        "  --initiator IQN      iscsi: an initiator let in (an ACL mapping LUN 0); repeatable\n"
+        "  --demo-mode          iscsi: any initiator may log in (no ACL; no CHAP either way)\n"
         "  --block-size N       logical block size (default 512)\n"
+        "  --physical-block-size N  physical block size, a power of two times the logical\n"
+        "                       one (kept in dev_config; READ CAPACITY(16) reports it)\n"
         "  --max-sectors N      hw_max_sectors, blocks per command (default: 32 MiB of blocks)\n"
         "  --data-area-mb N     the ring's data area (default %u; must hold max-sectors)\n"
         "  --serial S           unit serial (default: the one scuse derives from the image)\n"
@@ -87,7 +98,7 @@ static int fail(int code, const char *sub, const char *fmt, ...)
 
 enum { O_FABRIC = 256, O_WWPN, O_BS, O_MAXSEC, O_DATA, O_SERIAL, O_CONFIGFS, O_SYSFS, O_WORKERS,
        O_POLICY, O_POLICY_FILE,
-       O_DEVICE };
+       O_DEVICE, O_IQN, O_PORTAL, O_INITIATOR, O_DEMO, O_PBS };
 enum { O_CONTROL = 400, O_CONTROL_GROUP };     /* serve --control (cmd_tcmu_ctl.c) */
 
 static const struct option longopts[] = {
@@ -106,16 +117,25 @@ static const struct option longopts[] = {
     { "device", required_argument, NULL, O_DEVICE },
     { "control", required_argument, NULL, O_CONTROL },
     { "control-group", required_argument, NULL, O_CONTROL_GROUP },
+    { "iqn", required_argument, NULL, O_IQN },
+    { "portal", required_argument, NULL, O_PORTAL },
+    { "initiator", required_argument, NULL, O_INITIATOR },
+    { "demo-mode", no_argument, NULL, O_DEMO },
+    { "physical-block-size", required_argument, NULL, O_PBS },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
 
 struct opts {
     const char *fmt, *wwpn, *serial, *configfs, *sysfs;
+    const char *iqn, *portal;               /* --fabric iscsi */
+    const char *initiators[TCMU_ACL_MAX];
+    unsigned n_initiators;
+    bool demo_mode;
     const char *policy_opt;         /* --policy or --policy-file, once given */
     struct scsi_lun_config policy;  /* its commands */
     enum tcmu_fabric fabric;
-    uint64_t block_size, max_sectors, data_area_mb, workers;
+    uint64_t block_size, max_sectors, data_area_mb, workers, phys_size;
     bool have_max_sectors;
     int verbose;
     bool cdrom;                     /* --device cdrom */
@@ -170,11 +190,42 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
                 o->fabric = TCMU_FABRIC_VHOST;
             else if (!strcmp(optarg, "loopback"))
                 o->fabric = TCMU_FABRIC_LOOPBACK;
+            else if (!strcmp(optarg, "iscsi"))
+                o->fabric = TCMU_FABRIC_ISCSI;
             else if (!strcmp(optarg, "none"))
                 o->fabric = TCMU_FABRIC_NONE;
             else
-                return cli_fail(EXIT_USAGE, "tcmu", "%s: --fabric '%s': expected vhost, loopback "
-                                "or none", sub, optarg);
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --fabric '%s': expected vhost, loopback, "
+                                "iscsi or none", sub, optarg);
+            break;
+        case O_IQN:
+        case O_INITIATOR:
+            if (!tcmu_iscsi_name_valid(optarg))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: %s '%s': expected an iSCSI name "
+                                "(iqn.YYYY-MM.reversed.domain[:id], eui.<16 hex>, naa.<hex>), "
+                                "lower case, at most 223 bytes", sub,
+                                c == O_IQN ? "--iqn" : "--initiator", optarg);
+            if (c == O_IQN) {
+                o->iqn = optarg;
+            } else if (o->n_initiators == TCMU_ACL_MAX) {
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --initiator: at most %u", sub,
+                                TCMU_ACL_MAX);
+            } else {
+                o->initiators[o->n_initiators++] = optarg;
+            }
+            break;
+        case O_PORTAL:
+            if (!tcmu_iscsi_portal_valid(optarg))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --portal '%s': expected IPv4:PORT or "
+                                "[IPv6]:PORT", sub, optarg);
+            o->portal = optarg;
+            break;
+        case O_DEMO: o->demo_mode = true; break;
+        case O_PBS:
+            if (cli_parse_size(optarg, &o->phys_size) < 0 || o->phys_size < 512 ||
+                o->phys_size > (1u << 20) || (o->phys_size & (o->phys_size - 1)))
+                return cli_fail(EXIT_USAGE, "tcmu", "%s: --physical-block-size '%s': a power of "
+                                "two, 512 to 1M", sub, optarg);
             break;
         case O_WWPN:
             if (!tcmu_wwn_valid(optarg))
@@ -275,6 +326,15 @@ static int do_create(int argc, char **argv)
         return cli_fail(EXIT_USAGE, "tcmu", "create: --max-sectors %" PRIu64 " of %" PRIu64
                         " bytes needs --data-area-mb %" PRIu64 " or more (have %" PRIu64 ")",
                         max_sectors, o.block_size, need_mb, o.data_area_mb);
+    if (o.fabric == TCMU_FABRIC_ISCSI && !o.demo_mode == !o.n_initiators)
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --fabric iscsi needs --initiator IQN (who "
+                        "may log in; repeatable) or --demo-mode (anyone), not both");
+    if (o.fabric != TCMU_FABRIC_ISCSI && (o.iqn || o.portal || o.n_initiators || o.demo_mode))
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --iqn, --portal, --initiator and "
+                        "--demo-mode are options of --fabric iscsi");
+    if (o.fabric == TCMU_FABRIC_ISCSI && o.wwpn)
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --fabric iscsi names its target with --iqn, "
+                        "not --wwpn");
     if (o.serial && (strlen(o.serial) == 0 || strlen(o.serial) > 63 || strchr(o.serial, ',') ||
                      strchr(o.serial, '\n')))
         return cli_fail(EXIT_USAGE, "tcmu", "create: --serial: 1 to 63 characters, no comma");
@@ -301,8 +361,13 @@ static int do_create(int argc, char **argv)
         return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
                     bs->size);
     }
-    r = tcmu_config_format_policy(blk_format_name(bs), &o.policy, abs, b.config, sizeof(b.config),
-                                  &err);
+    if (o.phys_size && o.phys_size < o.block_size) {
+        blk_close(bs);
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --physical-block-size %" PRIu64 " is less "
+                        "than the block size %" PRIu64, o.phys_size, o.block_size);
+    }
+    r = tcmu_config_format_lun(blk_format_name(bs), &o.policy, (uint32_t)o.phys_size, abs,
+                               b.config, sizeof(b.config), &err);
     b.size = bs->size;
     if (o.serial)
         snprintf(b.serial, sizeof(b.serial), "%s", o.serial);
@@ -322,6 +387,23 @@ static int do_create(int argc, char **argv)
     else
         tcmu_wwn_derive(name, 0, b.wwpn, sizeof(b.wwpn));
     tcmu_wwn_derive(b.wwpn, 1, b.initiator, sizeof(b.initiator));
+    if (b.fabric == TCMU_FABRIC_ISCSI) {
+        /* Backstore names allow upper case and '_', IQNs do not. */
+        char lower[65];                 /* tcmu_name_valid: at most 64 */
+        size_t i = 0;
+        for (; name[i] && i + 1 < sizeof(lower); i++)
+            lower[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+        lower[i] = '\0';
+        if (o.iqn)
+            snprintf(b.wwpn, sizeof(b.wwpn), "%s", o.iqn);
+        else
+            snprintf(b.wwpn, sizeof(b.wwpn), "iqn.2026-12.org.scuse:%s", lower);
+        for (unsigned i = 0; i < o.n_initiators; i++)
+            snprintf(b.acls[i], sizeof(b.acls[i]), "%s", o.initiators[i]);
+        b.n_acls = o.n_initiators;
+        snprintf(b.portal, sizeof(b.portal), "%s", o.portal ? o.portal : "0.0.0.0:3260");
+        b.demo_mode = o.demo_mode;
+    }
     if (tcmu_cfs_create(o.configfs, &b, &err) < 0)
         return fail(EXIT_USAGE, "create", "%s", err.msg);
     char human[32];
@@ -339,6 +421,12 @@ static int do_create(int argc, char **argv)
                "wwpn='%s'/></hostdev>\n", b.wwpn);
     } else if (b.fabric == TCMU_FABRIC_LOOPBACK) {
         printf("loopback target %s, TPG 1, LUN 0: a local SCSI disk (see lsscsi)\n", b.wwpn);
+    } else if (b.fabric == TCMU_FABRIC_ISCSI) {
+        printf("iSCSI target %s, TPG 1, LUN 0 on %s, %s\n", b.wwpn, b.portal,
+               b.demo_mode ? "demo mode (any initiator)" : "initiators:");
+        for (unsigned i = 0; i < b.n_acls; i++)
+            printf("  ACL %s\n", b.acls[i]);
+        printf("URL:     iscsi://%s/%s/0\n", b.portal, b.wwpn);
     }
     printf("commands are answered while 'scuse serve --tcmu' runs\n");
     return EXIT_OK;

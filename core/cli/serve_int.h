@@ -29,6 +29,7 @@ struct serve_lun {
     struct blk_node *bs;
     struct scsi_lun *lun;
     bool resize_unsupported;        /* told once */
+    uint32_t phys_size;             /* physical-block-size=, 0 if not given */
 };
 
 struct serve {

@@ -137,6 +137,10 @@ void scsi_cmd_prepare(struct scsi_lun *lun, struct scsi_cmd *cmd)
     }
     if (!check_cdb_bits(lun, cmd, op))
         return;
+    if (!(op->flags & OPF_NO_UA) && __atomic_load_n(&lun->sanitizing, __ATOMIC_ACQUIRE)) {
+        scsi_fail_key(lun, cmd, SK_NOT_READY, ASC_LUN_NOT_READY_SANITIZE);
+        return;
+    }
     if (op->flags & OPF_MEDIUM) {
         if (lun->removable) {
             /* Held from here to the end of execute (medium.c). */

@@ -176,6 +176,7 @@ void scsi_lun_destroy(struct scsi_lun *lun)
 {
     if (!lun)
         return;
+    sbc_sanitize_wait(lun);         /* an IMMED SANITIZE still running */
     free(lun->disc);
     pthread_cond_destroy(&lun->medium_idle);
     pthread_mutex_destroy(&lun->lock);

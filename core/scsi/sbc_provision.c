@@ -9,15 +9,21 @@ SCSI_HANDLER(sbc_prep_write_same)
 {
     struct sbc_range r;
     sbc_decode(cmd->cdb, &r);
-    /* WSNZ is set in VPD B0: 0 blocks ("to the end") is refused. */
+    /* WSNZ is 0 in VPD B0: 0 blocks writes from the LBA to the end of the
+     * medium, within MAXIMUM WRITE SAME LENGTH like any other count. */
+    if (r.n == 0 && r.lba < lun->blocks)
+        r.n = lun->blocks - r.lba;
     if (r.n == 0 || r.n > (SCSI_MAX_WS_BYTES >> lun->shift)) {
-        scsi_fail_cdb(lun, cmd, r.len_byte, -1);
+        if (r.lba >= lun->blocks)
+            scsi_check_range(lun, cmd, r.lba, 1);
+        else
+            scsi_fail_cdb(lun, cmd, r.len_byte, -1);
         return;
     }
     if (!scsi_check_range(lun, cmd, r.lba, r.n))
         return;
-    if (lun->read_only) {
-        scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+    if (scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
         return;
     }
     cmd->lba = r.lba;
@@ -129,7 +135,7 @@ static bool unmap_list(struct scsi_lun *lun, struct scsi_cmd *cmd, bool apply, u
     uint8_t list[SCSI_MAX_UNMAP_DESC * UNMAP_DESC];
     iov_view_to_buf(&cmd->data, UNMAP_HDR, list, ndesc * UNMAP_DESC);
 
-    uint64_t max_count = SCSI_MAX_UNMAP_BYTES >> lun->shift;
+    uint64_t max_count = scsi_max_unmap_blocks(lun->shift), total = 0;
     *lo = UINT64_MAX;
     *hi = 0;
     for (size_t i = 0; i < ndesc; i++) {
@@ -140,7 +146,9 @@ static bool unmap_list(struct scsi_lun *lun, struct scsi_cmd *cmd, bool apply, u
             scsi_fail_param(lun, cmd, at + 12, -1);
             return false;
         }
-        if (n > max_count) {
+        total += n;
+        if (total > max_count) {
+            /* The descriptor that takes the command past the limit. */
             scsi_fail_param(lun, cmd, at + 8, -1);
             return false;
         }
@@ -164,7 +172,13 @@ static bool unmap_list(struct scsi_lun *lun, struct scsi_cmd *cmd, bool apply, u
             continue;
         struct scuse_err err;
         err_clear(&err);
-        int r = blk_discard(lun->bs, lba << lun->shift, n << lun->shift, &err);
+        /* LBPRZ promises zeros for every unmapped block, also those in
+         * part of an allocation unit a discard would leave as it is: a
+         * zero write that may deallocate keeps the promise (whole units
+         * deallocated, the edges written with zeros). */
+        int r = lun->lbprz ? blk_write_zeroes(lun->bs, lba << lun->shift, n << lun->shift,
+                                              BLK_ZERO_MAY_UNMAP, &err)
+                           : blk_discard(lun->bs, lba << lun->shift, n << lun->shift, &err);
         if (r < 0) {
             scsi_fail_errno(lun, cmd, r, true, lba, &err);
             return false;
@@ -179,8 +193,8 @@ static bool unmap_list(struct scsi_lun *lun, struct scsi_cmd *cmd, bool apply, u
 SCSI_HANDLER(sbc_prep_unmap)
 {
     size_t plen = get_be16(cmd->cdb + 7);
-    if (lun->read_only) {
-        scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+    if (scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
         return;
     }
     if (plen == 0) {

@@ -50,8 +50,8 @@ static bool prep_transfer(struct scsi_lun *lun, struct scsi_cmd *cmd, bool write
     }
     if (!scsi_check_range(lun, cmd, r.lba, r.n))
         return false;
-    if (write && lun->read_only) {
-        scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+    if (write && scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
         return false;
     }
     if (r.n == 0) {
@@ -268,8 +268,18 @@ SCSI_HANDLER(sbc_prep_caw)
     uint64_t n = cmd->cdb[13];
     if (!scsi_check_range(lun, cmd, lba, n))
         return;
-    if (lun->read_only) {
-        scsi_fail_key(lun, cmd, SK_DATA_PROTECT, ASC_WRITE_PROTECTED);
+    if (scsi_lun_wp(lun)) {
+        scsi_fail_wp(lun, cmd);
+        return;
+    }
+    /* The data-out buffer is the verify data then the write data, N blocks
+     * each (SBC-4 5.3); N = 0 moves nothing and is no error. A buffer of
+     * another size means the CDB and the transfer disagree (an initiator
+     * that wrapped 256 blocks to 0, say): refused whole, never run in part
+     * or padded, whichever side is longer. */
+    size_t have = scsi_data_len(cmd, SCSI_DIR_TO_DEV);
+    if (have != 2 * (n << lun->shift)) {
+        scsi_fail_cdb(lun, cmd, 13, -1);
         return;
     }
     if (n == 0) {

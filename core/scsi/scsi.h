@@ -184,7 +184,7 @@ int scsi_policy_load(const char *path, struct scsi_lun_config *cfg, struct scuse
 bool scsi_policy_set(const struct scsi_lun_config *cfg);
 /* The longest text scsi_policy_format gives for a parsed policy (every
  * command of the table listed; the unit test holds the table to it). */
-#define SCSI_POLICY_TEXT_MAX 160
+#define SCSI_POLICY_TEXT_MAX 320
 /* cfg's policy as scsi_policy_parse reads it back, entries in hex joined
  * by sep ("deny=42:93/12"; "" without a policy), into out as snprintf
  * does; returns the full length. */

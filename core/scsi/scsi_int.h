@@ -14,12 +14,22 @@
 /* Limits the LUN reports (VPD B0) and enforces. */
 #define SCSI_MAX_XFER_BYTES (32u << 20)        /* READ/WRITE/VERIFY */
 #define SCSI_MAX_WS_BYTES (256ull << 20)       /* WRITE SAME */
-#define SCSI_MAX_UNMAP_BYTES (1ull << 30)      /* one UNMAP descriptor */
+/* MAXIMUM UNMAP LBA COUNT (SBC-4 6.6.4): the LBAs one UNMAP command may
+ * name, all its descriptors together; 1 GiB, and at most 2^20 blocks (what
+ * initiators check as sane, libiscsi among them; 512 MiB of 512-byte blocks). */
+#define SCSI_MAX_UNMAP_BYTES (1ull << 30)
+#define SCSI_MAX_UNMAP_LBAS (1ull << 20)
+static inline uint64_t scsi_max_unmap_blocks(unsigned shift)
+{
+    uint64_t n = SCSI_MAX_UNMAP_BYTES >> shift;
+    return n < SCSI_MAX_UNMAP_LBAS ? n : SCSI_MAX_UNMAP_LBAS;
+}
 #define SCSI_MAX_UNMAP_DESC 256
 #define SCSI_MAX_CAW_BLOCKS 255                /* COMPARE AND WRITE */
 #define SCSI_MAX_PREFETCH_BYTES (16u << 20)    /* PRE-FETCH that gets CONDITION MET */
 #define SCSI_MAX_LBA_STATUS_DESC 4096          /* GET LBA STATUS descriptors per answer */
 #define SCSI_SCRATCH 8192                      /* stack chunk for compare and verify */
+#define SCSI_MAX_ATOMIC_BYTES (1u << 20)       /* WRITE ATOMIC (VPD B0) */
 
 /* IEEE company ID for derived NAA 6 designators: a CID-form value (its
  * first octet ends in binary 1010, the locally administered pattern), so
@@ -53,6 +63,16 @@ struct scsi_lun {
      * loads) on the data path; they are only written under it. */
     unsigned ua;                    /* pending unit attentions, 1 << enum scsi_ua */
     bool wce, d_sense;
+    bool swp;                       /* control page SWP: software write protect */
+    bool sanitizing;                /* a SANITIZE runs (atomic) */
+    bool sanitize_thread_live;      /* sanitize_thread to join (IMMED) */
+    pthread_t sanitize_thread;
+    struct {                        /* the last EXTENDED COPY held (under lock) */
+        bool held, failed;
+        uint8_t list_id;
+        uint16_t segments;
+        uint64_t blocks;
+    } xcopy;
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */
 
@@ -190,6 +210,13 @@ bool scsi_check_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, 
 /* Unit attention: the next one to report (highest priority), removed. */
 bool scsi_lun_take_ua(struct scsi_lun *lun, struct scsi_sense *s);
 bool scsi_lun_write_cache(struct scsi_lun *lun);
+/* Writes are refused: a read-only LUN, or SWP set in the control page. */
+static inline bool scsi_lun_wp(struct scsi_lun *lun)
+{
+    return lun->read_only || __atomic_load_n(&lun->swp, __ATOMIC_RELAXED);
+}
+/* DATA PROTECT: WRITE PROTECTED, or SOFTWARE WRITE PROTECTED under SWP. */
+void scsi_fail_wp(struct scsi_lun *lun, struct scsi_cmd *cmd);
 
 /* --- removable medium (medium.c) --- */
 /* Count a command in as a reader of the medium: true when the medium may
@@ -252,6 +279,23 @@ SCSI_HANDLER(sbc_prep_write_same);
 SCSI_HANDLER(sbc_exec_write_same);
 SCSI_HANDLER(sbc_prep_unmap);
 SCSI_HANDLER(sbc_exec_unmap);
+/* sbc_orwrite.c */
+SCSI_HANDLER(sbc_prep_orwrite);
+SCSI_HANDLER(sbc_exec_orwrite);
+SCSI_HANDLER(sbc_prep_write_atomic);
+SCSI_HANDLER(sbc_exec_write_atomic);
+uint32_t sbc_max_atomic_blocks(const struct scsi_lun *lun);
+/* sbc_xcopy.c */
+SCSI_HANDLER(sbc_prep_xcopy);
+SCSI_HANDLER(sbc_exec_xcopy);
+SCSI_HANDLER(sbc_prep_receive_copy_results);
+/* sbc_defect.c */
+SCSI_HANDLER(sbc_prep_read_defect_data);
+/* sbc_sanitize.c */
+SCSI_HANDLER(sbc_prep_sanitize);
+SCSI_HANDLER(sbc_exec_sanitize);
+/* Wait for a SANITIZE with IMMED to end (LUN teardown). */
+void sbc_sanitize_wait(struct scsi_lun *lun);
 
 /* REPORT LUNS parameter data for a LUN of t (self alone when t is NULL;
  * none when well_known_only), min(alloc, available) bytes into cmd (target.c). */

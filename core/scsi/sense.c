@@ -111,6 +111,12 @@ void scsi_fail_key(struct scsi_lun *lun, struct scsi_cmd *cmd, uint8_t key, uint
     scsi_fail(lun, cmd, &s);
 }
 
+void scsi_fail_wp(struct scsi_lun *lun, struct scsi_cmd *cmd)
+{
+    scsi_fail_key(lun, cmd, SK_DATA_PROTECT,
+                  lun->read_only ? ASC_WRITE_PROTECTED : ASC_SOFTWARE_WRITE_PROTECTED);
+}
+
 static void fail_field(struct scsi_lun *lun, struct scsi_cmd *cmd, uint16_t asc, bool in_cdb,
                        unsigned byte, int bit)
 {

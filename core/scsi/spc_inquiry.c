@@ -31,6 +31,8 @@ static size_t std_inquiry(struct scsi_lun *lun, uint8_t *b)
     b[3] = 0x10 | 0x02;             /* HISUP, response data format 2 */
     b[4] = STD_INQUIRY_LEN - 5;
     b[7] = 0x02;                    /* CMDQUE */
+    if (served(lun, OP_EXTENDED_COPY, 0x00))
+        b[5] |= 0x08;               /* 3PC: third-party copy (EXTENDED COPY) */
     put_padded(b + 8, lun->cfg.vendor, 8);
     put_padded(b + 16, lun->cfg.product, 16);
     put_padded(b + 32, lun->cfg.revision, 4);
@@ -87,7 +89,7 @@ static size_t vpd_device_id(struct scsi_lun *lun, uint8_t *b)
 static size_t vpd_block_limits(struct scsi_lun *lun, uint8_t *b)
 {
     b[3] = 0x3c;
-    b[4] = 0x01;                    /* WSNZ: WRITE SAME of 0 blocks is refused */
+    /* WSNZ 0: WRITE SAME of 0 blocks writes to the end of the medium. */
     b[5] = served(lun, OP_COMPARE_AND_WRITE, SCSI_NO_SA) ? SCSI_MAX_CAW_BLOCKS : 0;
     put_be16(b + 6, (uint16_t)(1u << lun->cfg.phys_exp));   /* optimal granularity */
     put_be32(b + 8, SCSI_MAX_XFER_BYTES >> lun->shift);     /* maximum transfer */
@@ -96,12 +98,17 @@ static size_t vpd_block_limits(struct scsi_lun *lun, uint8_t *b)
     /* Maximum prefetch length stays 0 (not reported): a longer PRE-FETCH
      * is served in part and answered GOOD, as SBC describes. */
     if (served(lun, OP_UNMAP, SCSI_NO_SA)) {
-        put_be32(b + 20, (uint32_t)(SCSI_MAX_UNMAP_BYTES >> lun->shift));
+        put_be32(b + 20, (uint32_t)scsi_max_unmap_blocks(lun->shift));
         put_be32(b + 24, SCSI_MAX_UNMAP_DESC);
         put_be32(b + 28, lun->unmap_gran);
         put_be32(b + 32, 0x80000000u);                      /* UGAVALID, alignment 0 */
     }
     put_be64(b + 36, SCSI_MAX_WS_BYTES >> lun->shift);
+    if (served(lun, OP_WRITE_ATOMIC16, SCSI_NO_SA)) {
+        /* MAXIMUM ATOMIC TRANSFER LENGTH; alignment and granularity 0 (no
+         * requirement); no atomic boundary (the last two fields 0). */
+        put_be32(b + 44, sbc_max_atomic_blocks(lun));
+    }
     return 64;
 }
 
@@ -109,6 +116,10 @@ static size_t vpd_block_chars(struct scsi_lun *lun, uint8_t *b)
 {
     b[3] = 0x3c;
     put_be16(b + 4, lun->cfg.rotation_rate);
+    /* WABEREQ, WACEREQ 01b: after BLOCK or CRYPTOGRAPHIC ERASE a read
+     * completes GOOD (with zeros here). */
+    if (served(lun, OP_SANITIZE, 0x02) || served(lun, OP_SANITIZE, 0x03))
+        b[7] = 0x50;
     return 64;
 }
 

@@ -19,6 +19,7 @@ size_t scsi_mode_page(struct scsi_lun *lun, uint8_t page, int pc, uint8_t *out)
     bool chg = pc == MPC_CHANGEABLE;
     bool wce = pc == MPC_DEFAULT ? lun->cfg.write_cache : scsi_lun_write_cache(lun);
     bool dsense = pc == MPC_DEFAULT ? false : scsi_lun_desc_sense(lun);
+    bool swp = pc == MPC_DEFAULT ? false : __atomic_load_n(&lun->swp, __ATOMIC_RELAXED);
     switch (page) {
     case MPAGE_RW_ERROR_RECOVERY:
         memset(out, 0, 12);
@@ -40,6 +41,8 @@ size_t scsi_mode_page(struct scsi_lun *lun, uint8_t page, int pc, uint8_t *out)
             out[2] = 0x04;          /* D_SENSE */
         if (!chg)
             out[3] = 0x10;          /* QUEUE ALGORITHM MODIFIER 1: unrestricted reordering */
+        if (chg || swp)
+            out[4] = 0x08;          /* SWP */
         return 12;
     default:
         return 0;
@@ -78,8 +81,8 @@ SCSI_HANDLER(spc_prep_mode_sense)
     memset(b, 0, sizeof(b));
     size_t hlen = ten ? 8 : 4, off = hlen;
     uint8_t dev = 0x10;             /* DPOFUA: FUA is honoured */
-    if (lun->read_only)
-        dev |= 0x80;                /* WP */
+    if (scsi_lun_wp(lun))
+        dev |= 0x80;                /* WP (a read-only LUN, or SWP) */
     b[ten ? 3 : 2] = dev;
     if (!dbd) {
         size_t dlen = llbaa ? 16 : 8;
@@ -181,6 +184,7 @@ SCSI_HANDLER(spc_exec_mode_select)
     /* Check every page against the current values and the changeable
      * mask before applying any. */
     bool wce = scsi_lun_write_cache(lun), dsense = scsi_lun_desc_sense(lun);
+    bool swp = __atomic_load_n(&lun->swp, __ATOMIC_RELAXED);
     for (size_t off = hlen + bdlen; off < len;) {
         if (len - off < 2) {
             scsi_fail_short_data(lun, cmd, plen);
@@ -215,8 +219,10 @@ SCSI_HANDLER(spc_exec_mode_select)
         }
         if (code == MPAGE_CACHING)
             wce = p[off + 2] & 0x04;
-        if (code == MPAGE_CONTROL)
+        if (code == MPAGE_CONTROL) {
             dsense = p[off + 2] & 0x04;
+            swp = p[off + 4] & 0x08;
+        }
         off += n;
     }
     if (!wce && scsi_lun_write_cache(lun)) {
@@ -232,6 +238,7 @@ SCSI_HANDLER(spc_exec_mode_select)
     pthread_mutex_lock(&lun->lock);
     __atomic_store_n(&lun->wce, wce, __ATOMIC_RELAXED);
     __atomic_store_n(&lun->d_sense, dsense, __ATOMIC_RELAXED);
+    __atomic_store_n(&lun->swp, swp, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&lun->lock);
     scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, plen, len);
 }

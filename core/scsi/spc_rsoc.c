@@ -17,7 +17,7 @@ static void put_timeouts(uint8_t *p, const struct scsi_op *op)
 
 static void all_commands(struct scsi_lun *lun, struct scsi_cmd *cmd, bool rctd, size_t alloc)
 {
-    uint8_t b[4 + 64 * (8 + TIMEOUTS_LEN)];
+    uint8_t b[4 + 96 * (8 + TIMEOUTS_LEN)];
     size_t off = 4;
     for (unsigned i = 0; i < lun->n_ops && off + 8 + TIMEOUTS_LEN <= sizeof(b); i++) {
         const struct scsi_op *op = &lun->ops[i];
@@ -57,7 +57,10 @@ static void one_command(struct scsi_lun *lun, struct scsi_cmd *cmd, const struct
     if (rctd)
         b[1] |= 0x80;               /* CTDP */
     put_be16(b + 2, op->cdb_len);
-    memcpy(b + 4, op->usage, op->cdb_len);
+    /* The bits a CDB may set: those acted on and those accepted and
+     * ignored (DPO, GROUP NUMBER), which a client must not think refused. */
+    for (unsigned i = 0; i < op->cdb_len; i++)
+        b[4 + i] = op->usage[i] | op->ignore[i];
     size_t n = 4 + op->cdb_len;
     if (rctd) {
         put_timeouts(b + n, op);

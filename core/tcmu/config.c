@@ -91,6 +91,17 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
         if (r < 0)
             return r;
         memcpy(out->fmt, rest, (size_t)(fmt_end - rest));
+        /* Sections: pbs=N first if there, then the policy (the rest). */
+        if (semi && !strncmp(semi + 1, "pbs=", 4)) {
+            char *end;
+            unsigned long v = strtoul(semi + 5, &end, 10);
+            if (end == semi + 5 || (*end != ';' && *end != '@') || v < 512 || v > (1u << 20) ||
+                (v & (v - 1)))
+                return err_set(err, -EINVAL, "dev_config '%s': pbs= wants a power of two, 512 "
+                               "to 1048576", config);
+            out->phys_size = (uint32_t)v;
+            semi = *end == ';' ? end : NULL;
+        }
         if (semi && (r = parse_policy(config, semi + 1, (size_t)(at - semi - 1), out, err)) < 0)
             return r;
         path = at + 1;
@@ -105,6 +116,12 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
 int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg,
                               const char *path, char *out, size_t len, struct scuse_err *err)
 {
+    return tcmu_config_format_lun(fmt, cfg, 0, path, out, len, err);
+}
+
+int tcmu_config_format_lun(const char *fmt, const struct scsi_lun_config *cfg, uint32_t phys_size,
+                           const char *path, char *out, size_t len, struct scuse_err *err)
+{
     int r = check_path(path, err);
     if (r < 0)
         return r;
@@ -114,9 +131,13 @@ int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg
     int pn = cfg ? scsi_policy_format(cfg, '+', policy, sizeof(policy)) : 0;
     if (pn >= (int)sizeof(policy))
         return err_set(err, -ENAMETOOLONG, "the command policy is %d bytes", pn);
+    char pbs[24] = "";
+    if (phys_size)
+        snprintf(pbs, sizeof(pbs), ";pbs=%u", phys_size);
     int n;
-    if (pn > 0)
-        n = snprintf(out, len, TCMU_SUBTYPE "/%s;%s@%s", fmt ? fmt : "", policy, path);
+    if (pn > 0 || pbs[0])
+        n = snprintf(out, len, TCMU_SUBTYPE "/%s%s%s%s@%s", fmt ? fmt : "", pbs, pn > 0 ? ";" : "",
+                     pn > 0 ? policy : "", path);
     else if (fmt && *fmt)
         n = snprintf(out, len, TCMU_SUBTYPE "/%s@%s", fmt, path);
     else
@@ -153,5 +174,11 @@ int tcmu_config_policy(const struct tcmu_image_cfg *img, struct scsi_lun_config 
 {
     cfg->policy_allow = false;
     cfg->n_policy = 0;
+    cfg->phys_exp = 0;
+    if (img->phys_size && img->phys_size < cfg->block_size)
+        return err_set(err, -EINVAL, "physical block size %u is less than the block size %u",
+                       img->phys_size, cfg->block_size);
+    while (img->phys_size && (cfg->block_size << cfg->phys_exp) < img->phys_size)
+        cfg->phys_exp++;
     return img->policy[0] ? scsi_policy_parse(img->policy, cfg, err) : 0;
 }

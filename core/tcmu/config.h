@@ -16,6 +16,9 @@
  * (122 bytes today, at most SCSI_POLICY_TEXT_MAX) leaves about 120 for
  * the path, a deny list of a few commands costs 20.
  *
+ * A physical block size bigger than the logical one rides the same way,
+ * as a section before the policy: scuse/qcow2;pbs=4096;deny=42@/srv/a.qcow2.
+ *
  * The kernel splits its control string at ',' and newlines and keeps at
  * most 255 bytes, so neither may appear and the whole must fit; the
  * subtype before the first '/' is the handler's name, as targetcli and
@@ -47,6 +50,7 @@ struct tcmu_image_cfg {
                                        entries (checked: it parses) */
     bool domain;                    /* path is a domain's XML: its disk ctrl.unit */
     unsigned ctrl, unit;
+    uint32_t phys_size;             /* pbs=: physical block size, 0 = the logical one */
 };
 
 /* 1 when config names scuse and is well formed (out filled), 0 when it
@@ -65,7 +69,11 @@ int tcmu_config_format_policy(const char *fmt, const struct scsi_lun_config *cfg
 /* "scuse/domain=C.U@XML" for the disk at unit U of controller C. */
 int tcmu_config_format_domain(unsigned ctrl, unsigned unit, const char *xml, char *out,
                               size_t len, struct scuse_err *err);
-/* Set cfg's command policy from img (none when img has none). */
+/* The same with a physical block size (0: none written). */
+int tcmu_config_format_lun(const char *fmt, const struct scsi_lun_config *cfg, uint32_t phys_size,
+                           const char *path, char *out, size_t len, struct scuse_err *err);
+/* Set cfg's command policy from img (none when img has none), and its
+ * physical block exponent (cfg->block_size set first). */
 int tcmu_config_policy(const struct tcmu_image_cfg *img, struct scsi_lun_config *cfg,
                        struct scuse_err *err);
 

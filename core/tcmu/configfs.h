@@ -25,9 +25,11 @@
  * disks have 512 or 4096-byte blocks, so this size alone says "cdrom". */
 #define TCMU_CDROM_BLOCK_SIZE 2048u
 
-#define TCMU_WWN_MAX 64
+#define TCMU_WWN_MAX 224              /* an iSCSI name is at most 223 bytes */
+#define TCMU_PORTAL_MAX 64
+#define TCMU_ACL_MAX 8                  /* --initiator, at most this many */
 
-enum tcmu_fabric { TCMU_FABRIC_NONE, TCMU_FABRIC_VHOST, TCMU_FABRIC_LOOPBACK };
+enum tcmu_fabric { TCMU_FABRIC_NONE, TCMU_FABRIC_VHOST, TCMU_FABRIC_LOOPBACK, TCMU_FABRIC_ISCSI };
 
 /* What `scuse tcmu create` writes. */
 struct tcmu_backstore {
@@ -38,9 +40,16 @@ struct tcmu_backstore {
     char serial[TCMU_NAME_MAX];     /* wwn/vpd_unit_serial ("" = not written) */
     enum tcmu_fabric fabric;
     char wwpn[TCMU_WWN_MAX];        /* the target port: naa.<16 hex digits> */
-    char initiator[TCMU_WWN_MAX];   /* the nexus */
+    char initiator[TCMU_WWN_MAX];   /* the nexus (vhost, loopback) */
     unsigned lun;                   /* the LUN in TPG 1 (a domain's disk: its unit) */
     bool no_write_cache;            /* emulate_write_cache 0 (cache='writethrough' ...) */
+    /* iSCSI: wwpn is the target IQN; the portal is "IPv4:PORT" or
+     * "[IPv6]:PORT"; demo mode lets any initiator in (no ACL), otherwise
+     * only the initiators listed (an ACL each, mapping LUN 0). No CHAP. */
+    char portal[TCMU_PORTAL_MAX];
+    bool demo_mode;
+    unsigned n_acls;
+    char acls[TCMU_ACL_MAX][TCMU_WWN_MAX];
 };
 
 /* A backstore of scuse's found in configfs. */
@@ -101,6 +110,16 @@ bool tcmu_cfs_links_to(const char *link, const char *dir);
 /* fabric.c */
 int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
                        const char *dev_dir, struct scuse_err *err);
+/* fabric_iscsi.c: an iSCSI name (iqn./eui./naa., RFC 3720 3.2.6), a
+ * portal; the iSCSI parts of a TPG (portal, demo mode or ACL, enable),
+ * the ACLs' mappings of a LUN, and all of that before the TPG goes. */
+bool tcmu_iscsi_name_valid(const char *name);
+bool tcmu_iscsi_portal_valid(const char *portal);
+int tcmu_iscsi_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b, const char *tpg,
+                      const char *lun, struct scuse_err *err);
+int tcmu_iscsi_unmap_lun(const struct tcmu_cfs *c, const char *tpg, const char *lun,
+                         struct scuse_err *err);
+int tcmu_iscsi_tpg_clear(const struct tcmu_cfs *c, const char *tpg, struct scuse_err *err);
 /* Remove every LUN that links to dev_dir, and TPGs and WWNs left empty. */
 int tcmu_fabric_unexport(const struct tcmu_cfs *c, const char *dev_dir, struct scuse_err *err);
 /* The first export of dev_dir. */

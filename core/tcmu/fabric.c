@@ -18,11 +18,12 @@
 #include "util/log.h"
 
 static const char *const fabric_dirs[] = { [TCMU_FABRIC_VHOST] = "vhost",
-                                           [TCMU_FABRIC_LOOPBACK] = "loopback" };
+                                           [TCMU_FABRIC_LOOPBACK] = "loopback",
+                                           [TCMU_FABRIC_ISCSI] = "iscsi" };
 
 const char *tcmu_fabric_name(enum tcmu_fabric f)
 {
-    return f == TCMU_FABRIC_VHOST ? "vhost" : f == TCMU_FABRIC_LOOPBACK ? "loopback" : "none";
+    return f >= TCMU_FABRIC_VHOST && f <= TCMU_FABRIC_ISCSI ? fabric_dirs[f] : "none";
 }
 
 static int fail(struct scuse_err *err, int r, const char *path, const char *hint)
@@ -58,7 +59,7 @@ int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
 {
     if (b->fabric == TCMU_FABRIC_NONE)
         return 0;
-    const bool vhost = b->fabric == TCMU_FABRIC_VHOST;
+    const bool vhost = b->fabric == TCMU_FABRIC_VHOST, iscsi = b->fabric == TCMU_FABRIC_ISCSI;
     char base[PATH_MAX], wwn[PATH_MAX], tpg[PATH_MAX], lun[PATH_MAX], p[PATH_MAX];
     tcmu_pathf(base, sizeof(base), "%s/target/%s", c->root, fabric_dirs[b->fabric]);
     if (!tcmu_cfs_is_dir(base)) {
@@ -66,7 +67,9 @@ int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
          * if the module is there. */
         int r = tcmu_cfs_mkdir(c, base);
         if (r < 0)
-            return fail(err, r, base, vhost ? " (modprobe vhost_scsi)" : " (modprobe tcm_loop)");
+            return fail(err, r, base, vhost ? " (modprobe vhost_scsi)"
+                                      : iscsi ? " (modprobe iscsi_target_mod)"
+                                              : " (modprobe tcm_loop)");
     }
     tcmu_pathf(wwn, sizeof(wwn), "%s/%s", base, b->wwpn);
     tcmu_pathf(tpg, sizeof(tpg), "%s/tpgt_1", wwn);
@@ -77,8 +80,10 @@ int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
 
     char cur[TCMU_WWN_MAX + 64];
     tcmu_pathf(p, sizeof(p), "%s/nexus", tpg);
-    r = tcmu_read_line(p, cur, sizeof(cur));
-    if (r > 0 && strcmp(cur, b->initiator) != 0) {
+    r = iscsi ? 0 : tcmu_read_line(p, cur, sizeof(cur));
+    if (iscsi) {
+        /* no nexus: initiators log in */
+    } else if (r > 0 && strcmp(cur, b->initiator) != 0) {
         log_warn("tcmu: %s is %s, kept", p, cur);
     } else if (r <= 0) {
         /* No nexus reads as ENODEV on LIO, a missing file on a plain tree. */
@@ -114,7 +119,7 @@ int tcmu_fabric_export(const struct tcmu_cfs *c, const struct tcmu_backstore *b,
         if (symlink(dev_dir, p) < 0)
             return fail(err, -errno, p, NULL);
     }
-    return 0;
+    return iscsi ? tcmu_iscsi_export(c, b, tpg, lun, err) : 0;
 }
 
 /* Calls visit(arg, fabric, wwn, tpg dir, tpgt, lun dir, lun, link) for
@@ -125,7 +130,7 @@ typedef int (*visit_fn)(void *arg, enum tcmu_fabric f, const char *wwn, const ch
 static int walk(const struct tcmu_cfs *c, const char *dev_dir, visit_fn visit, void *arg)
 {
     int r = 0;
-    for (int f = TCMU_FABRIC_VHOST; f <= TCMU_FABRIC_LOOPBACK && r == 0; f++) {
+    for (int f = TCMU_FABRIC_VHOST; f <= TCMU_FABRIC_ISCSI && r == 0; f++) {
         char base[PATH_MAX], wname[NAME_MAX + 1], tname[NAME_MAX + 1], lname[NAME_MAX + 1],
             kname[NAME_MAX + 1];
         tcmu_pathf(base, sizeof(base), "%s/target/%s", c->root, fabric_dirs[f]);
@@ -201,11 +206,15 @@ struct unexport {
 static int unexport_visit(void *arg, enum tcmu_fabric f, const char *wwn, const char *tpg,
                           unsigned tpgt, const char *lun, unsigned lun_no, const char *link)
 {
-    (void)f, (void)wwn, (void)tpgt, (void)lun_no;
+    (void)wwn, (void)tpgt, (void)lun_no;
     struct unexport *u = arg;
+    int r;
+    /* An ACL's mapping holds the LUN: it goes first. */
+    if (f == TCMU_FABRIC_ISCSI && (r = tcmu_iscsi_unmap_lun(u->c, tpg, lun, u->err)) < 0)
+        return r;
     if (unlink(link) < 0 && errno != ENOENT)
         return fail(u->err, -errno, link, NULL);
-    int r = tcmu_cfs_rmdir(u->c, lun);
+    r = tcmu_cfs_rmdir(u->c, lun);
     if (r < 0)
         return fail(u->err, r, lun, NULL);
     if (u->n < 16)
@@ -233,6 +242,11 @@ int tcmu_fabric_unexport(const struct tcmu_cfs *c, const char *dev_dir, struct s
         tcmu_pathf(lun, sizeof(lun), "%s/lun", u->tpgs[i]);
         if (!tcmu_cfs_is_dir(u->tpgs[i]) || has_entry(lun, "lun_"))
             continue;
+        char iscsi_dir[PATH_MAX];
+        tcmu_pathf(iscsi_dir, sizeof(iscsi_dir), "%s/target/iscsi/", c->root);
+        if (!strncmp(u->tpgs[i], iscsi_dir, strlen(iscsi_dir)) &&
+            (r = tcmu_iscsi_tpg_clear(c, u->tpgs[i], err)) < 0)
+            break;
         tcmu_pathf(nexus, sizeof(nexus), "%s/nexus", u->tpgs[i]);
         if (tcmu_read_line(nexus, cur, sizeof(cur)) > 0 &&
             (r = tcmu_cfs_write(c, nexus, "NULL")) < 0) {

@@ -122,13 +122,23 @@ static void test_compare_and_write_4k(void **state)
     /* Past the end. */
     r = caw(t.lun, BLOCKS - 1, 2, b, 4 * BS);
     ts_check(&r, 0x5, 0x21, 0x00);
-    /* A longer buffer: the rest is residual. */
+    /* A buffer longer or shorter than 2 x N blocks: the CDB and the
+     * transfer disagree; refused (field pointer on NUMBER OF LOGICAL
+     * BLOCKS), nothing written. */
     memset(b, 0x3a, BS);
     ts_fill(b + BS, BS, 6);
     r = caw(t.lun, 7, 1, b, 3 * BS);
+    TS_INVALID_CDB(r, 13, -1);
+    r = caw(t.lun, 7, 2, b, 3 * BS);
+    TS_INVALID_CDB(r, 13, -1);
+    /* N = 0 (256 wrapped) with data: refused; with none: GOOD, nothing done. */
+    r = caw(t.lun, 7, 0, b, 2 * BS);
+    TS_INVALID_CDB(r, 13, -1);
+    r = caw(t.lun, 7, 0, NULL, 0);
     ts_good(&r);
-    assert_int_equal(r.xfer, 2 * BS);
-    assert_int_equal(r.resid, BS);
+    assert_int_equal(r.xfer, 0);
+    r = caw(t.lun, 7, 1, b, 2 * BS);
+    ts_good(&r);
     memcpy(shadow + 7 * BS, b + BS, BS);
     /* Miscompare in the second block, fixed then descriptor sense. */
     memcpy(b, shadow + (BLOCKS - 2) * BS, 2 * BS);

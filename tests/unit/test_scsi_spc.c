@@ -301,7 +301,8 @@ static void test_vpd(void **state)
     assert_int_equal(ts_get(b + 4, 2), 1);
     /* B0: limits */
     n = vpd(c.lun, 0xb0, b, 255);
-    assert_int_equal(b[4] & 1, 1);                      /* WSNZ */
+    assert_int_equal(b[4] & 1, 0);                      /* WSNZ: 0 blocks is to the end */
+    assert_int_equal(ts_get(b + 44, 4), (1u << 20) / 512);  /* MAXIMUM ATOMIC TRANSFER LENGTH */
     assert_int_equal(b[5], 255);                        /* COMPARE AND WRITE */
     assert_int_equal(ts_get(b + 8, 4), (32u << 20) / 512);   /* maximum transfer */
     assert_int_equal(ts_get(b + 12, 4), 0);             /* optimal transfer: not a cap */
@@ -736,11 +737,14 @@ static const struct { uint8_t op; int sa; uint8_t len; } served[] = {
     { 0x00, -1, 6 }, { 0x03, -1, 6 }, { 0x08, -1, 6 }, { 0x0a, -1, 6 }, { 0x12, -1, 6 },
     { 0x15, -1, 6 }, { 0x1a, -1, 6 }, { 0x1b, -1, 6 }, { 0x1e, -1, 6 }, { 0x25, -1, 10 },
     { 0x28, -1, 10 }, { 0x2a, -1, 10 }, { 0x2e, -1, 10 }, { 0x2f, -1, 10 }, { 0x34, -1, 10 },
-    { 0x35, -1, 10 }, { 0x41, -1, 10 }, { 0x42, -1, 10 }, { 0x55, -1, 10 }, { 0x5a, -1, 10 },
-    { 0x88, -1, 16 }, { 0x89, -1, 16 }, { 0x8a, -1, 16 }, { 0x8e, -1, 16 }, { 0x8f, -1, 16 },
-    { 0x90, -1, 16 }, { 0x91, -1, 16 }, { 0x93, -1, 16 }, { 0x9e, 0x10, 16 },
-    { 0x9e, 0x12, 16 }, { 0xa0, -1, 12 }, { 0xa3, 0x0c, 12 }, { 0xa3, 0x0d, 12 },
-    { 0xa8, -1, 12 }, { 0xaa, -1, 12 },
+    { 0x35, -1, 10 }, { 0x37, -1, 10 }, { 0x41, -1, 10 }, { 0x42, -1, 10 },
+    { 0x48, 0x01, 10 }, { 0x48, 0x02, 10 }, { 0x48, 0x03, 10 }, { 0x48, 0x1f, 10 },
+    { 0x55, -1, 10 }, { 0x5a, -1, 10 }, { 0x83, 0x00, 16 }, { 0x84, 0x00, 16 }, { 0x84, 0x03, 16 },
+    { 0x88, -1, 16 }, { 0x89, -1, 16 }, { 0x8a, -1, 16 }, { 0x8b, -1, 16 }, { 0x8e, -1, 16 },
+    { 0x8f, -1, 16 }, { 0x90, -1, 16 }, { 0x91, -1, 16 }, { 0x93, -1, 16 }, { 0x9c, -1, 16 },
+    { 0x9e, 0x10, 16 }, { 0x9e, 0x12, 16 }, { 0xa0, -1, 12 }, { 0xa3, 0x0c, 12 },
+    { 0xa3, 0x0d, 12 }, { 0xa8, -1, 12 }, { 0xaa, -1, 12 }, { 0xae, -1, 12 }, { 0xaf, -1, 12 },
+    { 0xb7, -1, 12 },
 };
 #define N_SERVED (sizeof(served) / sizeof(served[0]))
 
@@ -787,10 +791,11 @@ static void test_rsoc(void **state)
     assert_int_equal(ts_get(b, 4), N_SERVED * 8);
     assert_int_equal(b[10], 0xee);
 
-    /* One command: READ(10) with its usage data. */
+    /* One command: READ(10) with its usage data: DPO and GROUP NUMBER are
+     * accepted (and ignored), so they are there too. */
     n = rsoc(t.lun, 1, 0x28, 0, 64, b, sizeof(b), &r);
     ts_good(&r);
-    static const uint8_t read10[] = { 0x28, 0x08, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0x00 };
+    static const uint8_t read10[] = { 0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0x3f, 0xff, 0xff, 0x00 };
     assert_int_equal(n, 4 + 10);
     assert_int_equal(b[1] & 0x07, 3);
     assert_int_equal(ts_get(b + 2, 2), 10);
@@ -881,6 +886,10 @@ static void test_usage_data_honest(void **state)
             for (int bit = 0; bit < 8; bit++) {
                 uint8_t m = (uint8_t)(1u << bit);
                 if (usage[byte] & m)
+                    continue;
+                /* The SERVICE ACTION field: another bit names another
+                 * command (SANITIZE's OVERWRITE and CRYPTOGRAPHIC ERASE). */
+                if (byte == 1 && bit < 5 && served[i].sa >= 0)
                     continue;
                 uint8_t c2[16];
                 memcpy(c2, cdb, sizeof(c2));

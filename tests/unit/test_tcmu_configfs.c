@@ -276,7 +276,7 @@ static void test_resume(void **state)
     struct scuse_err err = { 0 };
     assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
     assert_string_equal(slurp(DEV "half/enable"), "1");
-    char p[256];
+    char p[1024];
     snprintf(p, sizeof(p), CFS "/target/loopback/%s/tpgt_1/nexus", b.wwpn);
     assert_string_equal(slurp(p), b.initiator);
 }
@@ -301,7 +301,7 @@ static void test_conflicts(void **state)
     assert_non_null(strstr(err.msg, "already serves"));
     /* A nexus someone else set is kept. */
     backstore(&c, "z", TCMU_FABRIC_VHOST);
-    char p[256];
+    char p[1024];
     snprintf(p, sizeof(p), "mkdir -p " CFS "/target/vhost/%s/tpgt_1 && echo naa.5001405aaaaaaaaa "
              "> " CFS "/target/vhost/%s/tpgt_1/nexus", c.wwpn, c.wwpn);
     tu_run("%s", p);
@@ -507,6 +507,96 @@ static int setup(void **state)
     return tu_dir_make("tcmu-configfs");
 }
 
+/* The iSCSI fabric: a target IQN, TPG 1 with LUN 0, the portal, no
+ * authentication, an ACL mapping LUN 0 per initiator (or demo mode), the
+ * TPG enabled; list finds it; delete removes the ACLs' mappings, the ACLs,
+ * the portal and the TPG, and leaves another target alone. */
+static void test_iscsi(void **state)
+{
+    (void)state;
+    fresh_tree();
+    struct tcmu_backstore b, d;
+    backstore(&b, "i", TCMU_FABRIC_ISCSI);
+    snprintf(b.wwpn, sizeof(b.wwpn), "iqn.2026-12.org.scuse:i");
+    snprintf(b.portal, sizeof(b.portal), "127.0.0.1:3260");
+    b.n_acls = 2;
+    snprintf(b.acls[0], sizeof(b.acls[0]), "iqn.1994-05.com.example:one");
+    snprintf(b.acls[1], sizeof(b.acls[1]), "iqn.1994-05.com.example:two");
+    backstore(&d, "demo", TCMU_FABRIC_ISCSI);
+    snprintf(d.wwpn, sizeof(d.wwpn), "iqn.2026-12.org.scuse:demo");
+    snprintf(d.portal, sizeof(d.portal), "[::1]:3261");
+    d.demo_mode = true;
+    struct scuse_err err = { 0 };
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &d, &err), 0);
+    /* Again: confirmed, nothing changes. */
+    assert_int_equal(tcmu_cfs_create(tu_path(CFS), &b, &err), 0);
+#define TPG CFS "/target/iscsi/iqn.2026-12.org.scuse:i/tpgt_1"
+    tu_run("test -d '" TPG "/np/127.0.0.1:3260' && test -L '" TPG "/lun/lun_0/i'");
+    assert_string_equal(slurp(TPG "/attrib/authentication"), "0");
+    assert_string_equal(slurp(TPG "/attrib/generate_node_acls"), "0");
+    assert_string_equal(slurp(TPG "/attrib/demo_mode_write_protect"), "0");
+    assert_string_equal(slurp(TPG "/enable"), "1");
+    for (int i = 0; i < 2; i++) {
+        char link[512];
+        snprintf(link, sizeof(link), TPG "/acls/%s/lun_0/i", b.acls[i]);
+        assert_true(tcmu_cfs_links_to(tu_path(link), tu_path(TPG "/lun/lun_0")));
+    }
+    assert_string_equal(slurp(CFS "/target/iscsi/iqn.2026-12.org.scuse:demo/tpgt_1/attrib/"
+                              "generate_node_acls"), "1");
+    tu_run("test -d '" CFS "/target/iscsi/iqn.2026-12.org.scuse:demo/tpgt_1/np/[::1]:3261' && "
+           "test ! -e '" CFS "/target/iscsi/iqn.2026-12.org.scuse:demo/tpgt_1/acls/x'");
+    struct tcmu_cfs_dev *list;
+    size_t n;
+    assert_int_equal(tcmu_cfs_list(tu_path(CFS), &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(list[i].fabric, TCMU_FABRIC_ISCSI);
+        assert_string_equal(tcmu_fabric_name(list[i].fabric), "iscsi");
+    }
+    free(list);
+    bool found;
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "i", &found, &err), 0);
+    assert_true(found);
+    tu_run("test ! -e '" CFS "/target/iscsi/iqn.2026-12.org.scuse:i' && "
+           "test -d '" CFS "/target/iscsi/iqn.2026-12.org.scuse:demo/tpgt_1/np/[::1]:3261'");
+    assert_int_equal(tcmu_cfs_delete(tu_path(CFS), "demo", &found, &err), 0);
+    tu_run("test -z \"$(ls " CFS "/target/iscsi)\"");
+#undef TPG
+}
+
+/* iSCSI names and portals as the options take them. */
+static void test_iscsi_names(void **state)
+{
+    (void)state;
+    static const char *const good[] = { "iqn.2026-12.org.scuse:disk0", "iqn.1994-05.com.redhat:x",
+                                        "eui.0123456789abcdef",
+                                        "naa.5001405000000001", "iqn.2007-10.com.github:a:b-c" };
+    static const char *const bad[] = { "", "iqn.", "iqn.26-12.org.x", "iqn.2026-12.Org.x",
+                                       "iqn.2026-12.org.x:A", "iqn.2026-12.org x", "eui.012",
+                                       "naa.50014050000000011", "foo.2026-12.org.x" };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!tcmu_iscsi_name_valid(good[i]))
+            fail_msg("'%s' refused", good[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (tcmu_iscsi_name_valid(bad[i]))
+            fail_msg("'%s' accepted", bad[i]);
+    char longname[300] = "iqn.2026-12.org.scuse:";
+    memset(longname + strlen(longname), 'a', 210);
+    assert_false(tcmu_iscsi_name_valid(longname));
+    static const char *const pgood[] = { "0.0.0.0:3260", "127.0.0.1:3260", "10.1.2.3:1",
+                                         "[::1]:3260", "[fe80::1]:65535" };
+    static const char *const pbad[] = { "", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+                                        "256.0.0.1:3260", "1.2.3:3260", "::1:3260", "[::1]",
+                                        "1.2.3.4:32a0", "host:3260", "1.2.3.4.5:3260" };
+    for (size_t i = 0; i < sizeof(pgood) / sizeof(pgood[0]); i++)
+        if (!tcmu_iscsi_portal_valid(pgood[i]))
+            fail_msg("portal '%s' refused", pgood[i]);
+    for (size_t i = 0; i < sizeof(pbad) / sizeof(pbad[0]); i++)
+        if (tcmu_iscsi_portal_valid(pbad[i]))
+            fail_msg("portal '%s' accepted", pbad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_conflicts),    cmocka_unit_test(test_list),
         cmocka_unit_test(test_reset_ring),   cmocka_unit_test(test_names),
         cmocka_unit_test(test_port_luns),    cmocka_unit_test(test_domain_config),
+        cmocka_unit_test(test_iscsi),        cmocka_unit_test(test_iscsi_names),
     };
     return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -73,6 +73,39 @@ static void test_config(void **state)
     assert_int_equal(tcmu_config_parse("scuse/raw;deny=UNMAP:write_same_16@/r\n", &c, &err), 1);
     assert_string_equal(c.policy, "deny=UNMAP:write_same_16");
 
+    /* A physical block size: its own section, before the policy; read
+     * back as the LUN's exponent over its logical block size. */
+    p = policy_of("deny=42");
+    assert_int_equal(tcmu_config_format_lun("qcow2", &p, 4096, "/p", buf, sizeof(buf), &err), 0);
+    assert_string_equal(buf, "scuse/qcow2;pbs=4096;deny=42@/p");
+    assert_int_equal(tcmu_config_parse(buf, &c, &err), 1);
+    assert_int_equal(c.phys_size, 4096);
+    assert_string_equal(c.policy, "deny=42");
+    scsi_lun_config_default(&back);
+    assert_int_equal(tcmu_config_policy(&c, &back, &err), 0);
+    assert_int_equal(back.phys_exp, 3);
+    assert_int_equal(back.n_policy, 1);
+    scsi_lun_config_default(&p);
+    assert_int_equal(tcmu_config_format_lun("raw", &p, 8192, "/p", buf, sizeof(buf), &err), 0);
+    assert_string_equal(buf, "scuse/raw;pbs=8192@/p");
+    assert_int_equal(tcmu_config_parse(buf, &c, &err), 1);
+    back.block_size = 4096;
+    assert_int_equal(tcmu_config_policy(&c, &back, &err), 0);
+    assert_int_equal(back.phys_exp, 1);
+    assert_int_equal(back.n_policy, 0);
+    assert_int_equal(tcmu_config_parse("scuse/raw;pbs=512@/p", &c, &err), 1);
+    back.block_size = 4096;
+    assert_int_equal(tcmu_config_policy(&c, &back, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "less than the block size"));
+    static const char *const bad_pbs[] = { "scuse/raw;pbs=1000@/p", "scuse/raw;pbs=@/p",
+                                           "scuse/raw;pbs=256@/p", "scuse/raw;pbs=4096x@/p",
+                                           "scuse/raw;pbs=2097152@/p" };
+    for (unsigned i = 0; i < sizeof(bad_pbs) / sizeof(bad_pbs[0]); i++) {
+        err_clear(&err);
+        assert_int_equal(tcmu_config_parse(bad_pbs[i], &c, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "pbs="));
+    }
+
     /* Malformed policies name scuse: -EINVAL, the message names the token. */
     static const struct { const char *cfg, *msg; } bad[] = {
         { "scuse/raw;deny=FOO@/r", "unknown command 'FOO'" },

@@ -152,6 +152,7 @@ moddir=$root/lib/modules/$kver
 MODULES=()
 BINARIES=()
 EXTRA_FILES=()
+PACKAGES=()
 # shellcheck source=/dev/null
 . "$conf"
 # The profile may add to these from the environment, for one-off runs.
@@ -160,7 +161,37 @@ read -r -a more_files <<<"${SCUSE_VM_EXTRA_FILES:-}"
 BINARIES+=("${more_bins[@]}")
 EXTRA_FILES+=("${more_files[@]}")
 
-abs_bin() { case "$1" in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
+# A profile's own PACKAGES (Debian names) are unpacked beside the guest
+# root, in DIR/pkgs-KEY/ (KEY hashes their names and versions), so that
+# the other profiles' guest stays as it is.
+xroot=
+if [ ${#PACKAGES[@]} -gt 0 ]; then
+    xpkgs=()
+    for p in "${PACKAGES[@]}"; do
+        v=$(pkg_version "$p")
+        [ -n "$v" ] || die "profile $profile: package $p has no candidate version (apt-get update?)"
+        xpkgs+=("$p=$v")
+    done
+    xdir=$cache/pkgs-$(printf '%s\n' "${xpkgs[@]}" | sha256sum | cut -c1-16)
+    if [ ! -f "$xdir/ok" ]; then
+        log "unpacking the $profile profile's packages: ${xpkgs[*]}"
+        rm -rf "$xdir"
+        mkdir -p "$xdir/debs" "$xdir/root"
+        (cd "$xdir/debs" && apt-get download -q "${xpkgs[@]}" >&2 2>"$xdir/download.log") ||
+            { cat "$xdir/download.log" >&2; die "apt-get download failed"; }
+        for deb in "$xdir"/debs/*.deb; do dpkg -x "$deb" "$xdir/root"; done
+        rm -rf "$xdir/debs"
+        touch "$xdir/ok"
+    fi
+    xroot=$xdir/root
+fi
+
+abs_bin() {
+    case "$1" in
+    /*) echo "$1" ;;
+    *) if [ -n "$xroot" ] && compgen -G "$xroot/$1" >/dev/null; then echo "$xroot/$1"; else echo "$root/$1"; fi ;;
+    esac
+}
 
 # The initramfs key: the guest, this directory's files, the profile's lists
 # and the content of every binary and extra file it adds.
@@ -231,6 +262,7 @@ if [ ! -f "$initrd" ]; then
 
     # programs and their libraries (ldd, with the unpacked libraries first)
     libpath=$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu
+    [ -z "$xroot" ] || libpath=$xroot/usr/lib/x86_64-linux-gnu:$xroot/lib/x86_64-linux-gnu:$libpath
     declare -A LIBS=()
     for b in "${BINARIES[@]}"; do
         for f in $(abs_bin "$b"); do

@@ -143,11 +143,23 @@ static void test_config(void **state)
                      all[6] ? ":" : "", i);
     }
     p = policy_of(all);
-    path[100] = '\0';
+    /* The longest path that still fits beside it: at least 64 bytes (a
+     * symlink under /run does), one more byte refused. */
+    char text[SCSI_POLICY_TEXT_MAX * 2];
+    int pn = scsi_policy_format(&p, '+', text, sizeof(text));
+    size_t room = TCMU_CONFIG_MAX - 1 - strlen("scuse/qcow2;@") - (size_t)pn;
+    assert_true(room >= 64);
+    memset(path, 'p', sizeof(path));
+    path[0] = '/';
+    path[room + 1] = '\0';
+    err_clear(&err);
+    assert_int_equal(tcmu_config_format_policy("qcow2", &p, path, buf, sizeof(buf), &err),
+                     -ENAMETOOLONG);
+    path[room] = '\0';
     assert_int_equal(tcmu_config_format_policy("qcow2", &p, path, buf, sizeof(buf), &err), 0);
     assert_int_equal(tcmu_config_parse(buf, &c, &err), 1);
-    print_message("# every opcode allowed: dev_config of %zu bytes with a 100-byte path\n",
-                  strlen(buf));
+    print_message("# every opcode allowed: dev_config of %zu bytes with a %zu-byte path\n",
+                  strlen(buf), room);
 }
 
 /* RSOC, all commands: whether op is listed. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ctl/ctl.h"
+#include "util/unix_listen.h"
 #include "util/log.h"
 
 #define MAX_CLIENTS 64
@@ -54,61 +55,24 @@ struct ctl_server {
 /* epoll tags besides clients */
 static char tag_listen, tag_wake;
 
-static int clear_stale(const char *path, const struct sockaddr_un *sa, struct scuse_err *err)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : err_set(err, -errno, "'%s': %s", path, strerror(errno));
-    if (!S_ISSOCK(st.st_mode))
-        return err_set(err, -EEXIST, "'%s' exists and is not a socket", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return err_set(err, -errno, "socket: %s", strerror(errno));
-    int r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-    int e = errno;
-    close(fd);
-    if (r == 0)
-        return err_set(err, -EADDRINUSE, "'%s': another process is listening on it", path);
-    if (e != ECONNREFUSED)
-        return err_set(err, -e, "'%s': %s", path, strerror(e));
-    if (unlink(path) < 0)
-        return err_set(err, -errno, "'%s': cannot remove the stale socket: %s", path,
-                       strerror(errno));
-    return 0;
-}
-
-/* Bound under a temporary name, given its mode and group, listening,
- * then renamed: nobody connects before the mode is set. */
+/* Only its owner (or the named group) may connect: the mode is set
+ * before the socket file appears (util/unix_listen). */
 static int listen_on(struct ctl_server *s, const struct ctl_server_config *cfg,
                      struct scuse_err *err)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX }, tmp = sa;
-    const char *path = cfg->path;
-    int tl = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid());
-    if (strlen(path) >= sizeof(sa.sun_path) || tl < 0 || (size_t)tl >= sizeof(tmp.sun_path))
-        return err_set(err, -ENAMETOOLONG, "'%s': a unix socket path has at most %zu bytes "
-                       "here", path, sizeof(sa.sun_path) - 12);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int r = clear_stale(path, &sa, err);
-    if (r < 0)
-        return r;
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct unix_listen_opts o = {
+        .type_flags = SOCK_NONBLOCK,
+        .backlog = 16,
+        .mode = cfg->mode ? cfg->mode : cfg->have_gid ? 0660 : 0600,
+        .have_gid = cfg->have_gid,
+        .gid = cfg->gid,
+    };
+    s->listen_fd = unix_listen(cfg->path, &o, err);
     if (s->listen_fd < 0)
-        return err_set(err, -errno, "socket: %s", strerror(errno));
-    unlink(tmp.sun_path);
-    if (bind(s->listen_fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0)
-        return err_set(err, -errno, "'%s': %s", tmp.sun_path, strerror(errno));
-    mode_t mode = cfg->mode ? cfg->mode : cfg->have_gid ? 0660 : 0600;
-    if (chmod(tmp.sun_path, mode) < 0 ||
-        (cfg->have_gid && chown(tmp.sun_path, (uid_t)-1, cfg->gid) < 0) ||
-        listen(s->listen_fd, 16) < 0 || rename(tmp.sun_path, path) < 0) {
-        r = err_set(err, -errno, "'%s': %s", path, strerror(errno));
-        unlink(tmp.sun_path);
-        return r;
-    }
-    s->path = strdup(path);
+        return s->listen_fd;
+    s->path = strdup(cfg->path);
     if (!s->path) {
-        unlink(path);
+        unlink(cfg->path);
         return err_set(err, -ENOMEM, "out of memory");
     }
     return 0;

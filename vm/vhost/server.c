@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/unix_listen.h"
 #include "util/log.h"
 #include "vhost/server.h"
 
@@ -42,67 +43,29 @@ static int set_listening(struct vhost_server *s, bool on)
     return 0;
 }
 
-/* A socket file left by a process that is gone can be replaced. */
-static int clear_stale(const char *path, const struct sockaddr_un *sa, struct scuse_err *err)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : err_set(err, -errno, "'%s': %s", path, strerror(errno));
-    if (!S_ISSOCK(st.st_mode))
-        return err_set(err, -EEXIST, "'%s' exists and is not a socket", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return err_set(err, -errno, "socket: %s", strerror(errno));
-    int r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-    int e = errno;
-    close(fd);
-    if (r == 0)
-        return err_set(err, -EADDRINUSE, "'%s': another process is listening on it", path);
-    if (e != ECONNREFUSED)
-        return err_set(err, -e, "'%s': %s", path, strerror(e));
-    if (unlink(path) < 0)
-        return err_set(err, -errno, "'%s': cannot remove the stale socket: %s", path,
-                       strerror(errno));
-    return 0;
-}
-
 int vhost_server_create(const char *path, const struct vhost_server_hooks *hooks, bool once,
                         struct vhost_server **out, struct scuse_err *err)
 {
     *out = NULL;
-    struct sockaddr_un sa = { .sun_family = AF_UNIX }, tmp = sa;
-    /* Bound under a temporary name and renamed once it listens: whoever
-     * sees the socket file can connect at once. */
-    int tl = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid());
-    if (strlen(path) >= sizeof(sa.sun_path) || tl < 0 || (size_t)tl >= sizeof(tmp.sun_path))
-        return err_set(err, -ENAMETOOLONG, "'%s': a unix socket path has at most %zu bytes "
-                       "here", path, sizeof(sa.sun_path) - 12);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
     struct vhost_server *s = calloc(1, sizeof(*s));
     if (!s)
         return err_set(err, -ENOMEM, "out of memory");
     s->listen_fd = s->epfd = -1;
     s->hooks = *hooks;
     s->once = once;
-    int r = clear_stale(path, &sa, err);
-    if (r < 0)
-        goto fail;
+    int r;
     s->path = strdup(path);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (!s->path || s->epfd < 0 || s->listen_fd < 0) {
+    if (!s->path || s->epfd < 0) {
         r = err_set(err, s->path ? -errno : -ENOMEM, "cannot create the socket: %s",
                     strerror(errno));
         goto fail;
     }
-    unlink(tmp.sun_path);
-    if (bind(s->listen_fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
-        r = err_set(err, -errno, "'%s': %s", tmp.sun_path, strerror(errno));
-        goto fail;
-    }
-    if (listen(s->listen_fd, 1) < 0 || rename(tmp.sun_path, path) < 0) {
-        r = err_set(err, -errno, "'%s': %s", path, strerror(errno));
-        unlink(tmp.sun_path);
+    /* One front-end at a time: a backlog of 1. */
+    struct unix_listen_opts o = { .backlog = 1 };
+    s->listen_fd = unix_listen(path, &o, err);
+    if (s->listen_fd < 0) {
+        r = s->listen_fd;
         goto fail;
     }
     if ((r = set_listening(s, true)) < 0) {

@@ -83,10 +83,11 @@ out=$(hook hk release end <"$T/hk.xml" 2>&1) || rc=$?
 kill "$other" 2>/dev/null || true
 
 # a domain that is not scuse's, even one scuse's parser would refuse
+# (device='lun': a SCSI passthrough disk, refused by name)
 cat >"$T/other.xml" <<'XML'
 <domain type='kvm'><name>other</name><memory unit='MiB'>64</memory><devices>
 <controller type='scsi' index='0' model='virtio-scsi'/>
-<disk type='file' device='cdrom'><source file='/x.iso'/><target dev='sda' bus='scsi'/></disk>
+<disk type='block' device='lun'><source dev='/dev/sdx'/><target dev='sda' bus='scsi'/></disk>
 </devices></domain>
 XML
 rc=0

@@ -154,7 +154,7 @@ static int on_track(struct cursor *c, const char **p, struct cue_sheet *cs)
         return FAIL(c, "TRACK: track %u has no INDEX 01", cs->track[cs->n_tracks - 1].number);
     if (!word(p, num, sizeof(num), &q) || num[0] < ' ')
         return FAIL(c, "TRACK: no track number");
-    unsigned n;
+    unsigned n = 0;
     int r = number(c, "TRACK number", num, 1, 99, &n);
     if (r < 0)
         return r;
@@ -205,7 +205,7 @@ static int on_index(struct cursor *c, const char **p, struct cue_sheet *cs)
         return FAIL(c, "INDEX: track %u's INDEX 01 must be in its own FILE", t->number);
     if (!word(p, num, sizeof(num), &q) || num[0] < ' ')
         return FAIL(c, "INDEX: no index number");
-    unsigned n;
+    unsigned n = 0;
     int r = number(c, "INDEX number", num, 0, 99, &n);
     if (r < 0)
         return r;

@@ -233,21 +233,14 @@ static int medium_eject(void *o, uint16_t id, bool force, struct scuse_err *err)
     struct serve_lun *l = drive(s, id, "medium-eject", err);
     if (!l)
         return err->code;
-    struct blk_node *old = NULL;
-    int r = scsi_lun_medium_eject(l->lun, force, &old, err);
+    int r = ctl_medium_eject(s->ctl, l->lun, id, force, err);
     if (r < 0)
-        return r == -ENODEV ? -EIO : r;
-    /* Nobody reads it any more (the eject drained its readers). */
-    if (old) {
-        log_debug("LUN %u: '%s' closed after the eject%s", id, l->file,
-                  force ? " (forced)" : "");
-        blk_close(old);
-    }
+        return r;
+    log_debug("LUN %u: '%s' closed after the eject%s", id, l->file, force ? " (forced)" : "");
     l->bs = NULL;
     free(l->file);
     free(l->fmt);
     l->file = l->fmt = NULL;
-    ctl_server_event(s->ctl, "MEDIUM_EJECTED", json_pack("{s:i}", "lun", id));
     return 0;
 }
 
@@ -258,34 +251,23 @@ static int medium_insert(void *o, uint16_t id, const char *file, const char *for
     struct serve_lun *l = drive(s, id, "medium-insert", err);
     if (!l)
         return err->code;
-    if (format && !blk_format_has(format, BLK_FMT_KNOWN)) {
-        char list[256];
-        blk_format_list(BLK_FMT_OPEN, list, sizeof(list));
-        return err_set(err, -EINVAL, "unknown format '%s' (scuse serves: %s)", format, list);
-    }
     if (l->bs)
         return err_set(err, -EEXIST, "LUN %u holds '%s': medium-eject it first", id,
                        l->file ? l->file : "a medium");
     char *f = strdup(file), *fmt = format ? strdup(format) : NULL;
-    struct blk_node *bs = NULL;
-    int r = !f || (format && !fmt) ? err_set(err, -ENOMEM, "out of memory")
-                                   : blk_open(file, format, 0, NULL, &bs, err);
-    if (r == 0)
-        r = scsi_lun_medium_insert(l->lun, bs, err);
-    if (r < 0) {
-        blk_close(bs);
+    if (!f || (format && !fmt)) {
         free(f);
         free(fmt);
-        return r == -ENODEV ? -EINVAL : r;
+        return err_set(err, -ENOMEM, "out of memory");
     }
-    l->bs = bs;
+    int r = ctl_medium_insert(s->ctl, l->lun, id, file, format, &l->bs, err);
+    if (r < 0) {
+        free(f);
+        free(fmt);
+        return r;
+    }
     l->file = f;
     l->fmt = fmt;
-    log_debug("LUN %u: '%s' opened for the insert (%s, %llu bytes)", id, file,
-              blk_format_name(bs), (unsigned long long)bs->size);
-    ctl_server_event(s->ctl, "MEDIUM_INSERTED",
-                     json_pack("{s:i,s:o,s:s}", "lun", id, "file", ctl_string(file), "format",
-                               blk_format_name(bs)));
     return 0;
 }
 

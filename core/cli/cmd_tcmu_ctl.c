@@ -114,14 +114,10 @@ static int medium_eject(void *o, uint16_t minor, bool force, struct scuse_err *e
     struct tcmu_served *s = drive(c, minor, "medium-eject", err);
     if (!s)
         return err->code;
-    struct blk_node *old = NULL;
-    int r = scsi_lun_medium_eject(s->lun, force, &old, err);
-    if (r < 0)
-        return r == -ENODEV ? -EIO : r;
-    blk_close(old);                 /* its readers are drained */
-    s->bs = NULL;
-    ctl_server_event(c->ctl, "MEDIUM_EJECTED", json_pack("{s:i}", "lun", minor));
-    return 0;
+    int r = ctl_medium_eject(c->ctl, s->lun, minor, force, err);
+    if (r == 0)
+        s->bs = NULL;
+    return r;
 }
 
 static int medium_insert(void *o, uint16_t minor, const char *file, const char *format,
@@ -136,22 +132,11 @@ static int medium_insert(void *o, uint16_t minor, const char *file, const char *
                        s->img.path);
     if (strlen(file) >= sizeof(s->img.path) || (format && strlen(format) >= sizeof(s->img.fmt)))
         return err_set(err, -ENAMETOOLONG, "'%s': name too long", file);
-    if (format && !blk_format_has(format, BLK_FMT_KNOWN))
-        return err_set(err, -EINVAL, "unknown format '%s'", format);
-    struct blk_node *bs = NULL;
-    int r = blk_open(file, format, 0, NULL, &bs, err);
-    if (r == 0)
-        r = scsi_lun_medium_insert(s->lun, bs, err);
-    if (r < 0) {
-        blk_close(bs);
-        return r == -ENODEV ? -EINVAL : r;
-    }
-    s->bs = bs;
+    int r = ctl_medium_insert(c->ctl, s->lun, minor, file, format, &s->bs, err);
+    if (r < 0)
+        return r;
     snprintf(s->img.path, sizeof(s->img.path), "%s", file);
     snprintf(s->img.fmt, sizeof(s->img.fmt), "%s", format ? format : "");
-    ctl_server_event(c->ctl, "MEDIUM_INSERTED",
-                     json_pack("{s:i,s:o,s:s}", "lun", minor, "file", ctl_string(file),
-                               "format", blk_format_name(bs)));
     return 0;
 }
 

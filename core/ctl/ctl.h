@@ -120,4 +120,18 @@ void ctl_server_event(struct ctl_server *s, const char *name, json_t *data);
  * client and the socket, remove the socket file. */
 void ctl_server_destroy(struct ctl_server *s);
 
+/* ---- ctl_medium.c: the medium commands on a CD-ROM LUN (id: its name in
+ * events), for either transport ---- */
+
+/* Take the medium out and close it, then MEDIUM_EJECTED. -EBUSY while the
+ * guest prevents removal and !force. */
+int ctl_medium_eject(struct ctl_server *ctl, struct scsi_lun *lun, uint16_t id, bool force,
+                     struct scuse_err *err);
+/* Open file (format NULL: probed) read-only and put it in the drive, then
+ * MEDIUM_INSERTED; *out is the node now in the drive (the LUN's transport
+ * closes it at exit unless ejected). */
+int ctl_medium_insert(struct ctl_server *ctl, struct scsi_lun *lun, uint16_t id,
+                      const char *file, const char *format, struct blk_node **out,
+                      struct scuse_err *err);
+
 #endif

@@ -821,12 +821,7 @@ crash_trial() { # TRIAL VARIANT
 }
 sec_crash() {
     cd "$W"
-    crash_reset
-    local t
-    for ((t = 0; t <= CRASH_TRIALS; t++)); do
-        crash_trial $t $((t % ${#CRASH_VARIANTS[@]}))
-    done
-    crash_landed
+    crash_run $((CRASH_TRIALS + 1))
     rm -f ./*.qcow2 ./*.raw
 }
 

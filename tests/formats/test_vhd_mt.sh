@@ -10,13 +10,6 @@
 V=$LIB_DIR/vhd.py
 vhd() { python3 "$V" "$@"; }
 
-fill_vpc() {
-    local img=$1 c
-    shift
-    local -a args=()
-    while IFS= read -r c; do [ -z "$c" ] || args+=(-c "$c"); done < <(gen_writes "$@")
-    [ ${#args[@]} -eq 0 ] || qio -f vpc "${args[@]}" "$img"
-}
 vcheck() {
     run "$SCUSE" check "$1"
     [ "$RC" -eq 0 ] || fail "scuse check $1 exited $RC: $(cat "$W/.err" "$W/.out" | head -n 4 | tr '\n' '|')"
@@ -33,7 +26,7 @@ sec_mt() {
         rm -f p.vhd m.vhd
         if [ $kind = child ]; then
             qimg create -q -f vpc -o force_size=on p.vhd $size
-            fill_vpc p.vhd $size 55 20 --maxlen $((size / 8))
+            fill -f vpc p.vhd $size 55 20 --maxlen $((size / 8))
             "$SCUSE" create -q -f vpc -o block_size=64k -b p.vhd -F vpc m.vhd
         else
             "$SCUSE" create -q -f vpc -o force_size=on,block_size=64k m.vhd $size

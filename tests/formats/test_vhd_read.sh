@@ -98,16 +98,6 @@ PY
     case_end
 }
 
-# fill_vpc IMG SIZE SEED COUNT [iogen options]: fill with -f vpc (a fixed
-# disk probes as raw in QEMU: its writes would land anywhere).
-fill_vpc() {
-    local img=$1 c
-    shift
-    local -a args=()
-    while IFS= read -r c; do [ -z "$c" ] || args+=(-c "$c"); done < <(gen_writes "$@")
-    [ ${#args[@]} -eq 0 ] || qio -f vpc "${args[@]}" "$img"
-}
-
 # ---------------------------------------------------------------------------
 # 1. dynamic disks made by qemu-img: CHS-rounded sizes (the default; 64M is
 #    67,125,248 bytes), force_size (creator qem2, exact size, a partial last
@@ -155,7 +145,7 @@ sec_fixed() {
             qimg create -q -f vpc -o subformat=fixed,force_size=$fs "$img" $size
             local vs
             vs=$(qemu-img info -f vpc --output=json "$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
-            fill_vpc "$img" "$vs" $seed 30 --maxlen $((vs / 8)) --zero 0.1
+            fill -f vpc "$img" "$vs" $seed 30 --maxlen $((vs / 8)) --zero 0.1
             seed=$((seed + 1))
             qcase "fixed $size force_size=$fs (virtual size $vs)" "$img" -- -f vpc
         done

@@ -28,15 +28,6 @@ CRASH_TRIALS=${SCUSE_CRASH_TRIALS:-20}
 
 vsize() { qemu-img info -f vpc --output=json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'; }
 
-# fill_vpc IMG SIZE SEED COUNT [iogen options]: qemu-io writes with -f vpc.
-fill_vpc() {
-    local img=$1 c
-    shift
-    local -a args=()
-    while IFS= read -r c; do [ -z "$c" ] || args+=(-c "$c"); done < <(gen_writes "$@")
-    [ ${#args[@]} -eq 0 ] || qio -f vpc "${args[@]}" "$img"
-}
-
 # spec_same IMG SHADOW: the spec reader's export of IMG equals SHADOW
 # (bytes SHADOW.zok marks may also read 0).
 spec_same() {
@@ -82,7 +73,7 @@ rcase() { # IDX OPS KIND
     fixed) qimg create -q -f vpc -o subformat=fixed "$img" $size ;;
     child | child2 | partial)
         qimg create -q -f vpc -o force_size=on "$d/base.vhd" $size
-        fill_vpc "$d/base.vhd" $size $((seed + 1)) 12 --maxlen $((size / 4))
+        fill -f vpc "$d/base.vhd" $size $((seed + 1)) 12 --maxlen $((size / 4))
         local parent=base.vhd
         if [ $kind = child2 ]; then
             "$SCUSE" create -q -f vpc -b base.vhd -F vpc "$d/mid.vhd"
@@ -102,7 +93,7 @@ rcase() { # IDX OPS KIND
     local vs
     vs=$(vsize "$img")
     case $kind in
-    dynamic* | fixed) fill_vpc "$img" "$vs" $((seed + 4)) 10 --maxlen $((vs / 6)); qemu-img convert -f vpc -O raw "$img" "$shadow" ;;
+    dynamic* | fixed) fill -f vpc "$img" "$vs" $((seed + 4)) 10 --maxlen $((vs / 6)); qemu-img convert -f vpc -O raw "$img" "$shadow" ;;
     *) vhd export "$img" "$shadow" ;;
     esac
     wsim gen "$vs" $seed "$ops" --cluster $cs --batch 50 --flush 0.03 --maxlen $((vs / 3)) \
@@ -221,9 +212,9 @@ sec_create() {
     # Differencing children: -b PARENT -F vpc, the size from the parent.
     mkdir -p base sub/dir
     qimg create -q -f vpc base/b.vhd 20M
-    fill_vpc base/b.vhd "$(vsize base/b.vhd)" 77 20 --maxlen 3000000
+    fill -f vpc base/b.vhd "$(vsize base/b.vhd)" 77 20 --maxlen 3000000
     qimg create -q -f vpc -o force_size=on base/bf.vhd 20M
-    fill_vpc base/bf.vhd $((20 << 20)) 78 20 --maxlen 3000000
+    fill -f vpc base/bf.vhd $((20 << 20)) 78 20 --maxlen 3000000
     local p
     for p in b bf; do
         case_begin "create -b ../../base/$p.vhd -F vpc: a child that reads as its parent"
@@ -321,7 +312,7 @@ sec_convert() {
 sec_check() {
     cd "$W"
     qimg create -q -f vpc -o force_size=on g.vhd 16M
-    fill_vpc g.vhd $((16 << 20)) 31 20 --maxlen 3000000
+    fill -f vpc g.vhd $((16 << 20)) 31 20 --maxlen 3000000
     qemu-img convert -f vpc -O raw g.vhd g.raw
     case_begin "check: a clean dynamic and a clean fixed disk"
     vcheck g.vhd 0
@@ -445,13 +436,13 @@ crash_trial() { # TRIAL VARIANT
     fixed) qimg create -q -f vpc -o subformat=fixed "$img" $size ;;
     child)
         qimg create -q -f vpc -o force_size=on crashb.vhd $size
-        fill_vpc crashb.vhd $size $((seed + 7)) 10 --maxlen $((size / 4))
+        fill -f vpc crashb.vhd $size $((seed + 7)) 10 --maxlen $((size / 4))
         "$SCUSE" create -q -f vpc -b crashb.vhd -F vpc "$img"
         mode=advisory
         ;;
     esac
     size=$(vsize "$img")
-    [ $kind = child ] || fill_vpc "$img" $size $((seed + 3)) 12 --maxlen $((size / 6))
+    [ $kind = child ] || fill -f vpc "$img" $size $((seed + 3)) 12 --maxlen $((size / 6))
     vhd export "$img" before.raw
     wsim gen $size $seed 150 --cluster $((2 << 20)) --batch 250 --flush 0.08 --maxlen $((size / 8)) \
         --zero 0.1 --zero-u 0.1 --discard 0.1 --disc-any >cmds
@@ -489,12 +480,7 @@ crash_trial() { # TRIAL VARIANT
 }
 sec_crash() {
     cd "$W"
-    crash_reset
-    local t
-    for ((t = 0; t <= CRASH_TRIALS; t++)); do
-        crash_trial $t $((t % ${#CRASH_VARIANTS[@]}))
-    done
-    crash_landed
+    crash_run $((CRASH_TRIALS + 1))
     rm -f ./*.vhd ./*.raw
 }
 

@@ -331,13 +331,8 @@ crash_trial() { # TRIAL VARIANT
 sec_crash() {
     mkdir -p "$T/crash"
     cd "$T/crash"
-    local t
-    crash_reset
     CRASH_LEAKY=0
-    for ((t = 0; t < CRASH_TRIALS; t++)); do
-        crash_trial $t $((t % ${#CRASH_VARIANTS[@]}))
-    done
-    crash_landed
+    crash_run "$CRASH_TRIALS"
     echo "crash: $CRASH_LEAKY trials left leaked grains (given back by check -r leaks)"
     cd "$T"
 }

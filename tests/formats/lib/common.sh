@@ -171,8 +171,11 @@ gen_writes() {
     python3 "$LIB_DIR/iogen.py" "$@"
 }
 
-# fill IMG SIZE SEED COUNT [iogen args]: random pattern writes with qemu-io.
+# fill [-f FMT] IMG SIZE SEED COUNT [iogen args]: random pattern writes
+# with qemu-io (-f: the format named, not probed: a fixed VHD probes as raw).
 fill() {
+    local -a fmt=()
+    [ "$1" != -f ] || { fmt=(-f "$2"); shift 2; }
     local img=$1
     shift
     local -a cmds
@@ -182,7 +185,7 @@ fill() {
     local -a args=()
     local c
     for c in "${cmds[@]}"; do [ -z "$c" ] || args+=(-c "$c"); done
-    [ ${#args[@]} -eq 0 ] || qio "${args[@]}" "$img"
+    [ ${#args[@]} -eq 0 ] || qio "${fmt[@]}" "${args[@]}" "$img"
 }
 
 # qwrite IMG 'cmd' ['cmd'...]: qemu-io commands on IMG.

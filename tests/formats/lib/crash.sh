@@ -19,6 +19,9 @@
 #                                 line without polling; out.txt gets the
 #                                 lines, err.txt stderr; CRASH_RC its status
 #                                 (137: killed); any other failure fails it
+#   crash_run N                   trials 0..N-1 (crash_trial T VARIANT, the
+#                                 test's own: VARIANT = T mod the number of
+#                                 CRASH_VARIANTS), then crash_landed
 #   crash_landed                  after the trials: at least 3/4 of the planned
 #                                 kills landed mid-run (or the test proves little)
 # A flush is known complete when a later command printed its line: that
@@ -110,4 +113,13 @@ crash_landed() {
     echo "crash: $CRASH_KILLED of $CRASH_PLANNED kill -9 trials landed mid-run"
     [ $((CRASH_KILLED * 4)) -ge $((CRASH_PLANNED * 3)) ] ||
         { CASE="crash"; fail "only $CRASH_KILLED of $CRASH_PLANNED kills landed mid-run (is stdout line-buffered under stdbuf?)"; }
+}
+
+crash_run() { # N
+    local t
+    crash_reset
+    for ((t = 0; t < $1; t++)); do
+        crash_trial $t $((t % ${#CRASH_VARIANTS[@]}))
+    done
+    crash_landed
 }

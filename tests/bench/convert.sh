@@ -26,20 +26,10 @@
 # output at the end; before it scuse paid an fdatasync qemu-img did not).
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-SCUSE=${SCUSE:-$top/build/scuse}
-BENCH_DIR=${BENCH_DIR:-$top/build/bench}
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 
-die() { echo "convert.sh: $*" >&2; exit 1; }
-[ -x "$SCUSE" ] || die "SCUSE=$SCUSE is not an executable"
-command -v qemu-img >/dev/null || die "qemu-img not found"
-command -v cc >/dev/null || command -v gcc >/dev/null || die "no C compiler for the generator"
-CC=${CC:-$(command -v cc || command -v gcc)}
-
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 src=$BENCH_DIR/src.raw
 plain=$BENCH_DIR/plain.qcow2
 zlib=$BENCH_DIR/zlib.qcow2

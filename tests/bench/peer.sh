@@ -29,22 +29,14 @@
 #      KEEP=1     keep the images afterwards
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-SCUSE=${SCUSE:-$top/build/scuse}
-BENCH_DIR=${BENCH_DIR:-$top/build/bench}
+. "$(dirname "$0")/lib.sh"
 SIZE_MIB=${SIZE_MIB:-512}
 STRIDE=${STRIDE:-16}
 SCALE=${SCALE:-1}
 GOAL_ROUNDS=${GOAL_ROUNDS:-5}
 
-die() { echo "peer.sh: $*" >&2; exit 1; }
-[ -x "$SCUSE" ] || die "SCUSE=$SCUSE is not an executable"
-command -v qemu-img >/dev/null || die "qemu-img not found"
 [ -x /usr/bin/time ] || die "/usr/bin/time not found (Debian package time)"
-CC=${CC:-$(command -v cc || command -v gcc)} || die "no C compiler for the generator"
 
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 src=$BENCH_DIR/peer-src.raw
 alloc=$BENCH_DIR/peer-alloc.qcow2
 zlib=$BENCH_DIR/peer-zlib.qcow2

@@ -14,20 +14,12 @@
 #      SIZE_MIB (default 1024), ROUNDS (default 3), KEEP=1 keeps the images.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-SCUSE=${SCUSE:-$top/build/scuse}
-BENCH_DIR=${BENCH_DIR:-$top/build/bench}
+. "$(dirname "$0")/lib.sh"
 SIZE_MIB=${SIZE_MIB:-1024}
 ROUNDS=${ROUNDS:-3}
 
-die() { echo "vhd.sh: $*" >&2; exit 1; }
-[ -x "$SCUSE" ] || die "SCUSE=$SCUSE is not an executable"
-command -v qemu-img >/dev/null || die "qemu-img not found"
 [ -x /usr/bin/time ] || die "/usr/bin/time not found (Debian package time)"
-CC=${CC:-$(command -v cc || command -v gcc)} || die "no C compiler for the generator"
 
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 src=$BENCH_DIR/vhd-src.raw
 vhd=$BENCH_DIR/vhd-dyn.vhd
 vhdx=$BENCH_DIR/vhd-dyn.vhdx

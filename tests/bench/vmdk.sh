@@ -16,19 +16,11 @@
 #      SIZE_MIB (1024), COUNT (4 KiB requests per bench run, 150000), KEEP=1
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
-SCUSE=${SCUSE:-$top/build/scuse}
-BENCH_DIR=${BENCH_DIR:-$top/build/bench}
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 COUNT=${COUNT:-150000}
 
-die() { echo "vmdk.sh: $*" >&2; exit 1; }
-[ -x "$SCUSE" ] || die "SCUSE=$SCUSE is not an executable"
-command -v qemu-img >/dev/null || die "qemu-img not found"
-CC=${CC:-$(command -v cc || command -v gcc)}
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 src=$BENCH_DIR/vsrc.raw
 stream=$BENCH_DIR/vstream.vmdk
 sparse=$BENCH_DIR/vsparse.vmdk

@@ -226,26 +226,25 @@ uint16_t scsi_cdb_sa(const uint8_t *cdb)
     return scsi_opcode_has_sa(cdb[0]) ? (uint16_t)(cdb[1] & 0x1f) : SCSI_NO_SA;
 }
 
-const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa)
+/* The entry for opcode (and sa, for opcodes that have service actions). */
+static const struct scsi_op *find_in(const struct scsi_op *ops, unsigned n, uint8_t opcode,
+                                     uint16_t sa)
 {
     bool has_sa = scsi_opcode_has_sa(opcode);
-    for (unsigned i = 0; i < scsi_n_ops; i++) {
-        const struct scsi_op *op = &scsi_ops[i];
-        if (op->opcode == opcode && (!has_sa || op->sa == sa))
-            return op;
-    }
+    for (unsigned i = 0; i < n; i++)
+        if (ops[i].opcode == opcode && (!has_sa || ops[i].sa == sa))
+            return &ops[i];
     return NULL;
+}
+
+const struct scsi_op *scsi_op_find(uint8_t opcode, uint16_t sa)
+{
+    return find_in(scsi_ops, scsi_n_ops, opcode, sa);
 }
 
 const struct scsi_op *scsi_lun_op_find(const struct scsi_lun *lun, uint8_t opcode, uint16_t sa)
 {
-    bool has_sa = scsi_opcode_has_sa(opcode);
-    for (unsigned i = 0; i < lun->n_ops; i++) {
-        const struct scsi_op *op = &lun->ops[i];
-        if (op->opcode == opcode && (!has_sa || op->sa == sa))
-            return op;
-    }
-    return NULL;
+    return find_in(lun->ops, lun->n_ops, opcode, sa);
 }
 
 const struct scsi_op *scsi_cdb_op(const uint8_t *cdb, uint32_t cdb_len)

@@ -9,6 +9,9 @@
 # once (cat) before every run so both tools start warm, outputs go to fresh
 # files that are deleted between runs (sync before each run, untimed).
 # Every output is checked once against qemu-img's before the timed rounds.
+# Each round also times cp of the raw source (the same bytes, no format):
+# both tools copy through the page cache, so that is the floor neither can
+# go under, and it says how far from 0.5 of qemu-img's time the floor is.
 #
 # Env: SCUSE (default build/scuse), BENCH_DIR (default build/bench),
 #      SIZE_MIB (default 1024), ROUNDS (default 3), KEEP=1 keeps the images.
@@ -59,6 +62,11 @@ for pat in sequential:4096 strided:65536; do
     for ((i = 0; i < ROUNDS; i++)); do
         if [ $((i % 2)) = 0 ]; then a=$(bench_scuse "$stride"); b=$(bench_qemu "$stride")
         else b=$(bench_qemu "$stride"); a=$(bench_scuse "$stride"); fi
+        # The floor: the same bytes copied from the raw source by cp, no
+        # format at all (what the page cache alone costs on this machine).
+        cat "$src" >/dev/null
+        read -r c _ < <(timed cp --sparse=always "$src" "$outf")
+        f+=("$c")
         s+=("$a") q+=("$b") r+=("$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')")
     done
     printf '   4 KiB QD32 %-10s reads, dynamic VHD: scuse %8.0f IOPS, qemu-img %8.0f IOPS, ratio %sx (goal >= 2)\n' \
@@ -79,7 +87,7 @@ for pair in "vpc:$vhd" "vhdx:$vhdx"; do
     "$SCUSE" convert -f "$fmt" -O raw "$img" "$outf"
     cmp -s "$BENCH_DIR/vhd-want.raw" "$outf" || die "scuse convert of $img differs from qemu-img's"
     rm -f "$BENCH_DIR/vhd-want.raw"
-    s=() q=() r=() sc=() qc=() rc=()
+    s=() q=() r=() sc=() qc=() rc=() f=()
     for ((i = 0; i < ROUNDS; i++)); do
         cat "$img" >/dev/null
         if [ $((i % 2)) = 0 ]; then
@@ -91,6 +99,11 @@ for pair in "vpc:$vhd" "vhdx:$vhdx"; do
             cat "$img" >/dev/null
             read -r a ac < <(timed "$SCUSE" convert -f "$fmt" -O raw "$img" "$outf")
         fi
+        # The floor: the same bytes copied from the raw source by cp, no
+        # format at all (what the page cache alone costs on this machine).
+        cat "$src" >/dev/null
+        read -r c _ < <(timed cp --sparse=always "$src" "$outf")
+        f+=("$c")
         s+=("$a") q+=("$b") r+=("$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')")
         sc+=("$ac") qc+=("$bc") rc+=("$(awk -v a="$ac" -v b="$bc" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')")
     done
@@ -100,4 +113,8 @@ for pair in "vpc:$vhd" "vhdx:$vhdx"; do
         "$fmt" "$SIZE_MIB" "$(printf '%s\n' "${s[@]}" | median)" "$(printf '%s\n' "${q[@]}" | median)" \
         "$(printf '%s\n' "${r[@]}" | median)" "$(printf '%s\n' "${sc[@]}" | median)" \
         "$(printf '%s\n' "${qc[@]}" | median)" "$(printf '%s\n' "${rc[@]}" | median)"
+    fl=$(printf '%s\n' "${f[@]}" | median)
+    printf '     floor (cp --sparse=always of the raw source, same bytes, no format): %.2f s; qemu-img at %s of it, scuse at %s\n' \
+        "$fl" "$(awk -v a="$(printf '%s\n' "${q[@]}" | median)" -v b="$fl" 'BEGIN {printf "%.2f", b > 0 ? a / b : 0}')" \
+        "$(awk -v a="$(printf '%s\n' "${s[@]}" | median)" -v b="$fl" 'BEGIN {printf "%.2f", b > 0 ? a / b : 0}')"
 done

@@ -407,6 +407,8 @@ bool scsi_abort(struct scsi_disp *d, struct scsi_lun *lun, uint64_t tag)
             wake(d, disp_queue_abort(q, cmd));
             ready_push(d, q);
             found = true;
+        } else {
+            found = sbc_sanitize_detach(lun, &tag);  /* a running one that may end early */
         }
     }
     pthread_mutex_unlock(&d->lock);
@@ -421,6 +423,8 @@ static unsigned drain_cmd(struct scsi_disp_lun *q, struct scsi_cmd *c)
     int ph = disp_phase(c);
     if (ph == DISP_WAITING || ph == DISP_READY)
         woken = disp_queue_abort(q, c);
+    else if (ph == DISP_RUNNING)
+        sbc_sanitize_detach(q->lun, &c->tag);   /* ends now; the sanitize goes on */
     if (!(c->state & DISP_DRAIN)) {
         c->state |= DISP_DRAIN;
         q->n_drain++;

@@ -168,6 +168,16 @@ int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint
         free(lun);
         return err_set(err, -r, "cannot create the LUN's medium condition");
     }
+    r = pthread_mutex_init(&lun->sanitize_lock, NULL);
+    if (r == 0 && (r = pthread_cond_init(&lun->sanitize_cv, NULL)) != 0)
+        pthread_mutex_destroy(&lun->sanitize_lock);
+    if (r != 0) {
+        pthread_cond_destroy(&lun->medium_idle);
+        pthread_mutex_destroy(&lun->lock);
+        free(lun->disc);
+        free(lun);
+        return err_set(err, -r, "cannot create the LUN's sanitize lock");
+    }
     *out = lun;
     return 0;
 }
@@ -176,7 +186,9 @@ void scsi_lun_destroy(struct scsi_lun *lun)
 {
     if (!lun)
         return;
-    sbc_sanitize_wait(lun);         /* an IMMED SANITIZE still running */
+    sbc_sanitize_wait(lun);         /* a SANITIZE still running (IMMED, or detached) */
+    pthread_cond_destroy(&lun->sanitize_cv);
+    pthread_mutex_destroy(&lun->sanitize_lock);
     free(lun->disc);
     pthread_cond_destroy(&lun->medium_idle);
     pthread_mutex_destroy(&lun->lock);

@@ -8,9 +8,12 @@
  * It runs as a barrier (no other command of the LUN runs beside it);
  * while it runs, the commands that arrive are answered NOT READY,
  * SANITIZE IN PROGRESS (INQUIRY, REPORT LUNS and REQUEST SENSE still
- * work). With IMMED, status comes once the CDB and the parameters are
- * checked and the sanitize goes on in a thread of its own (the LUN's
- * teardown waits for it). */
+ * work). The sanitize runs on a thread of its own (the LUN's teardown
+ * waits for it). With IMMED, status comes once the CDB and the parameters
+ * are checked; without, the command waits for the sanitize, unless an
+ * abort or a reset names it: the command then ends and the sanitize goes
+ * on (SBC-4 4.11: an abort or a reset does not end a sanitize; under LIO
+ * the abort would otherwise wait for the whole sanitize). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -121,25 +124,42 @@ static int run(struct scsi_lun *lun, unsigned sa, const uint8_t *p, struct scuse
     return r;
 }
 
-struct bg {
+/* A sanitize on its thread. A command without IMMED waits for it (waited
+ * set): the thread then leaves the result in r/err and the waiter frees
+ * the job; once nobody waits (IMMED, or the command was detached by an
+ * abort or a reset) the thread logs a failure and frees it. */
+struct sanitize_job {
     struct scsi_lun *lun;
     unsigned sa;
+    uint64_t tag;
+    bool waited, finished;
+    int r;
+    struct scuse_err err;
     uint8_t p[OVERWRITE_HDR + 4096];
 };
 
-/* IMMED: the sanitize goes on after status; commands meanwhile get NOT
- * READY, SANITIZE IN PROGRESS. A failure is logged (nothing is left to
- * report it to). */
 static void *background(void *arg)
 {
-    struct bg *b = arg;
+    struct sanitize_job *j = arg;
+    struct scsi_lun *lun = j->lun;
     struct scuse_err err;
     err_clear(&err);
-    int r = run(b->lun, b->sa, b->p, &err);
-    if (r < 0)
-        log_error("SANITIZE of LUN %u failed: %s", b->lun->id, err.msg);
-    __atomic_store_n(&b->lun->sanitizing, false, __ATOMIC_RELEASE);
-    free(b);
+    int r = run(lun, j->sa, j->p, &err);
+    pthread_mutex_lock(&lun->sanitize_lock);
+    __atomic_store_n(&lun->sanitizing, false, __ATOMIC_RELEASE);
+    bool waited = j->waited;
+    if (waited) {
+        j->r = r;
+        j->err = err;
+        j->finished = true;
+        pthread_cond_broadcast(&lun->sanitize_cv);
+    }
+    pthread_mutex_unlock(&lun->sanitize_lock);
+    if (!waited) {
+        if (r < 0)
+            log_error("SANITIZE of LUN %u failed: %s", lun->id, err.msg);
+        free(j);
+    }
     return NULL;
 }
 
@@ -151,34 +171,80 @@ void sbc_sanitize_wait(struct scsi_lun *lun)
     }
 }
 
+bool sbc_sanitize_detach(struct scsi_lun *lun, const uint64_t *tag)
+{
+    bool hit = false;
+    pthread_mutex_lock(&lun->sanitize_lock);
+    struct sanitize_job *j = lun->sanitize_waiter;
+    if (j && !j->finished && (!tag || j->tag == *tag)) {
+        j->waited = false;          /* the thread frees it now */
+        lun->sanitize_waiter = NULL;
+        pthread_cond_broadcast(&lun->sanitize_cv);
+        hit = true;
+    }
+    pthread_mutex_unlock(&lun->sanitize_lock);
+    if (hit)
+        log_info("SANITIZE of LUN %u: its command was aborted; the sanitize goes on", lun->id);
+    return hit;
+}
+
 SCSI_HANDLER(sbc_exec_sanitize)
 {
     unsigned sa = cmd->cdb[1] & 0x1f;
     bool immed = cmd->cdb[1] & 0x80;
     size_t plen = get_be16(cmd->cdb + 7);
-    struct bg *b = calloc(1, sizeof(*b));
-    if (!b) {
+    struct sanitize_job *j = calloc(1, sizeof(*j));
+    if (!j) {
         scsi_fail_key(lun, cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
         return;
     }
-    b->lun = lun;
-    b->sa = sa;
-    iov_view_to_buf(&cmd->data, 0, b->p, plen);
+    j->lun = lun;
+    j->sa = sa;
+    j->tag = cmd->tag;
+    j->waited = !immed;
+    iov_view_to_buf(&cmd->data, 0, j->p, plen);
     sbc_sanitize_wait(lun);         /* the previous one ended: its flag is clear */
     __atomic_store_n(&lun->sanitizing, true, __ATOMIC_RELEASE);
-    if (immed) {
-        if (pthread_create(&lun->sanitize_thread, NULL, background, b) == 0) {
-            lun->sanitize_thread_live = true;
+    if (!immed) {
+        pthread_mutex_lock(&lun->sanitize_lock);
+        lun->sanitize_waiter = j;
+        pthread_mutex_unlock(&lun->sanitize_lock);
+    }
+    if (pthread_create(&lun->sanitize_thread, NULL, background, j) != 0) {
+        /* No thread: run it here (nothing can detach it then). */
+        pthread_mutex_lock(&lun->sanitize_lock);
+        lun->sanitize_waiter = NULL;
+        pthread_mutex_unlock(&lun->sanitize_lock);
+        err_clear(&j->err);
+        j->r = run(lun, sa, j->p, &j->err);
+        __atomic_store_n(&lun->sanitizing, false, __ATOMIC_RELEASE);
+        j->finished = true;
+    } else {
+        lun->sanitize_thread_live = true;
+        if (immed) {
             scsi_good_xfer(cmd, SCSI_DIR_TO_DEV, plen, plen);
             return;
         }
-        /* No thread: run it here, as without IMMED. */
+        pthread_mutex_lock(&lun->sanitize_lock);
+        while (!j->finished && lun->sanitize_waiter == j)
+            pthread_cond_wait(&lun->sanitize_cv, &lun->sanitize_lock);
+        bool detached = !j->finished;
+        lun->sanitize_waiter = NULL;
+        pthread_mutex_unlock(&lun->sanitize_lock);
+        if (detached) {
+            /* An abort or a reset named this command: it ends; the job is
+             * the thread's now. The transport drops this status. */
+            cmd->status = SCSI_STATUS_TASK_ABORTED;
+            cmd->sense_len = 0;
+            cmd->xfer = 0;
+            cmd->resid = (uint32_t)cmd->data.len;
+            cmd->overflow = false;
+            return;
+        }
     }
-    struct scuse_err err;
-    err_clear(&err);
-    int r = run(lun, sa, b->p, &err);
-    free(b);
-    __atomic_store_n(&lun->sanitizing, false, __ATOMIC_RELEASE);
+    int r = j->r;
+    struct scuse_err err = j->err;
+    free(j);
     if (r < 0) {
         scsi_fail_errno(lun, cmd, r, true, 0, &err);
         return;

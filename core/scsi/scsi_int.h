@@ -65,8 +65,14 @@ struct scsi_lun {
     bool wce, d_sense;
     bool swp;                       /* control page SWP: software write protect */
     bool sanitizing;                /* a SANITIZE runs (atomic) */
-    bool sanitize_thread_live;      /* sanitize_thread to join (IMMED) */
+    bool sanitize_thread_live;      /* sanitize_thread to join */
     pthread_t sanitize_thread;
+    /* A SANITIZE without IMMED waits for its thread here; an abort or a
+     * reset naming it lets the command end while the sanitize goes on.
+     * sanitize_lock is taken alone or under the dispatcher's lock. */
+    pthread_mutex_t sanitize_lock;
+    pthread_cond_t sanitize_cv;
+    struct sanitize_job *sanitize_waiter; /* the job a command waits for, or NULL */
     struct {                        /* the last EXTENDED COPY held (under lock) */
         bool held, failed;
         uint8_t list_id;
@@ -294,8 +300,13 @@ SCSI_HANDLER(sbc_prep_read_defect_data);
 /* sbc_sanitize.c */
 SCSI_HANDLER(sbc_prep_sanitize);
 SCSI_HANDLER(sbc_exec_sanitize);
-/* Wait for a SANITIZE with IMMED to end (LUN teardown). */
+/* Wait for a running SANITIZE to end (LUN teardown, the next SANITIZE). */
 void sbc_sanitize_wait(struct scsi_lun *lun);
+/* An abort or a reset names the running command with this tag (NULL: any
+ * of the LUN): if it is a SANITIZE waiting for its sanitize, the command
+ * ends now (TASK ABORTED) and the sanitize goes on, as SBC-4 4.11 has it
+ * (an abort or a reset does not end a sanitize operation). True if so. */
+bool sbc_sanitize_detach(struct scsi_lun *lun, const uint64_t *tag);
 
 /* REPORT LUNS parameter data for a LUN of t (self alone when t is NULL;
  * none when well_known_only), min(alloc, available) bytes into cmd (target.c). */

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "scsi/scsi_int.h"   /* the LUN's sanitize waiter */
 #include "test_scsi_env.h"
 
 #define LBS TE_LBS
@@ -144,6 +145,90 @@ static void test_abort_task_set(void **state)
     td_free(&rd);
 }
 
+/* A SANITIZE without IMMED that an abort or a reset names ends at once
+ * (TASK ABORTED) and the sanitize goes on to the end (SBC-4 4.11): under
+ * LIO the abort would otherwise wait for the whole sanitize. Three ways
+ * to name it: ABORT TASK, TCMU's abort (scsi_abort), LUN RESET. */
+enum { SAN_ABORT_TASK, SAN_TCMU_ABORT, SAN_LUN_RESET };
+
+static bool sanitize_waits(struct scsi_lun *lun)
+{
+    pthread_mutex_lock(&lun->sanitize_lock);
+    bool w = lun->sanitize_waiter != NULL;
+    pthread_mutex_unlock(&lun->sanitize_lock);
+    return w;
+}
+
+static void sanitize_named(struct te_env *e, int how, uint8_t pattern)
+{
+    struct tcmd san, tur;
+    td_init(&san, 5);
+    td_init(&tur, 0);
+    /* OVERWRITE, 31 passes of the 8 MiB LUN: long enough to be named. */
+    uint8_t plist[5] = { 0x1f, 0, 0, 1, pattern };
+    memcpy(san.buf, plist, 5);
+    td_set(&san, 10, SCSI_DIR_TO_DEV, 5);
+    memset(san.cdb, 0, 16);
+    san.cdb[0] = 0x48;
+    san.cdb[1] = 0x01;
+    san.cdb[8] = 5;
+    san.cmd.tag = 40 + (uint64_t)how;
+    scsi_submit(e->d, e->lun, &san.cmd);
+    for (int i = 0; i < 100000 && !sanitize_waits(e->lun); i++)
+        usleep(100);
+    assert_true(sanitize_waits(e->lun));
+    if (how == SAN_ABORT_TASK)
+        assert_true(scsi_abort_task(e->d, e->lun, san.cmd.tag));
+    else if (how == SAN_TCMU_ABORT)
+        assert_true(scsi_abort(e->d, e->lun, san.cmd.tag));
+    else
+        scsi_lun_reset(e->d, e->lun);
+    td_wait(&san);
+    assert_int_equal(san.cmd.status, SCSI_STATUS_TASK_ABORTED);
+    /* The sanitize goes on: TEST UNIT READY says so until it is done (a
+     * unit attention first, after the reset). */
+    unsigned busy = 0;
+    for (int i = 0; i < 200000; i++) {
+        td_tur(&tur);
+        td_run(e->d, e->lun, &tur);
+        if (tur.cmd.status == SCSI_STATUS_GOOD)
+            break;
+        assert_int_equal(tur.cmd.status, SCSI_STATUS_CHECK_CONDITION);
+        if (tur.sense[2] == 0x6)
+            continue;
+        assert_int_equal(tur.sense[2] & 0xf, 0x2);
+        assert_int_equal(tur.sense[12], 0x04);
+        assert_int_equal(tur.sense[13], 0x1b);
+        busy++;
+        usleep(500);
+    }
+    assert_int_equal(tur.cmd.status, SCSI_STATUS_GOOD);
+    assert_true(busy > 0);
+    print_message("# sanitize named (%d): %u TEST UNIT READYs saw it go on\n", how, busy);
+    /* and it ran to the end: the pattern is in the last block. */
+    struct tcmd rd;
+    td_init(&rd, LBS);
+    td_rw16(&rd, false, TE_IMG_BLOCKS - 1, 1, LBS, false);
+    td_run(e->d, e->lun, &rd);
+    assert_int_equal(rd.cmd.status, SCSI_STATUS_GOOD);
+    for (int i = 0; i < LBS; i++)
+        assert_int_equal(rd.buf[i], pattern);
+    td_free(&rd);
+    td_free(&tur);
+    td_free(&san);
+}
+
+static void test_sanitize_named(void **state)
+{
+    (void)state;
+    struct te_env e;
+    te_open(&e, "san.qcow2", 2);
+    sanitize_named(&e, SAN_ABORT_TASK, 0x61);
+    sanitize_named(&e, SAN_TCMU_ABORT, 0x62);
+    sanitize_named(&e, SAN_LUN_RESET, 0x63);
+    te_close(&e);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -155,6 +240,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_query_and_abort_task, tu_need_qemu),
         cmocka_unit_test_setup(test_abort_task_set, tu_need_qemu),
+        cmocka_unit_test_setup(test_sanitize_named, tu_need_qemu),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_teardown);
 }

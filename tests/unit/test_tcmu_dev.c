@@ -355,7 +355,8 @@ static void gate_open(struct gate *g)
 
 /* One worker, held in the first completion: two writes wait behind it;
  * an ABORT TASK naming the first drops it (TASK ABORTED, never written),
- * the second runs. A LUN RESET then raises the reset unit attention. */
+ * the second runs. A LUN RESET raises no unit attention of scuse's (LIO's
+ * core reports the reset's own to every nexus). */
 static void test_tmr_abort_and_reset(void **state)
 {
     (void)state;
@@ -383,18 +384,13 @@ static void test_tmr_abort_and_reset(void **state)
     assert_int_equal(e.k->done[a].status, 0);
     assert_int_equal(e.k->done[b].status, 0x40);
     assert_int_equal(e.k->done[c].status, 0);
-    /* LUN RESET: the next command sees the reset. */
+    /* LUN RESET: counted, and the next command is answered as before. */
     assert_true(fk_tmr(e.k, TCMU_TMR_LUN_RESET, NULL, 0));
     uint16_t d = fk_cmd(e.k, tur, 6, NULL, NULL, 0);
-    uint16_t f = fk_cmd(e.k, tur, 6, NULL, NULL, 0);
     pump(&e);
-    wait_reaped(&e, 5);
-    assert_int_equal(e.k->done[d].status, 0x02);
-    int key, asc, ascq;
-    fk_sense(&e.k->done[d], &key, &asc, &ascq);
-    assert_int_equal(key, 0x6);
-    assert_int_equal(asc, 0x29);
-    assert_int_equal(e.k->done[f].status, 0);
+    wait_reaped(&e, 4);
+    assert_int_equal(e.dev.n_tmrs, 2);
+    assert_int_equal(e.k->done[d].status, 0);
     env_close(&e);
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "-c 'read -P 0 %d 4096' -c 'read -P 0xcc %d 4096'", 8192 * LBS,

@@ -40,7 +40,7 @@ case_end
 
 case_begin "the new commands and fixes from Linux (sg3_utils over tcm_loop)"
 for t in lbprz_partial_unmap verify12 write_verify12 orwrite16 write_atomic16 read_defect_data \
-         write_same_0 rsoc_dpo swp caw_length xcopy sanitize; do
+         write_same_0 rsoc_dpo swp caw_length xcopy sanitize lun_reset_ua; do
     line=$(vm_markers iscsi SG | awk -v t="$t" '$1 == t')
     case "$line" in
     "$t ok"*) echo "  $line" ;;

@@ -164,4 +164,21 @@ raw "$SG" 48 02 00 00 00 00 00 00 00 00; b=$?
     [ "$(blk 0 8)" = "$(pat 00 8)" ] && [ "$(blk $((BLOCKS - 8)) 8)" = "$(pat 00 8)" ]
 check sanitize "$?" "overwrite=$a ($ow) block-erase=$b"
 
+# LOGICAL UNIT RESET from Linux (sg_reset -d: tcm_loop's device reset,
+# which TCMU passes to scuse as a TMR entry): LIO's core gives the nexus the
+# reset's unit attention (29/03), and that one alone must follow (scuse used
+# to add its own 29/00, a second one). TEST UNIT READYs count them.
+sg_reset -d "$SG" >/tmp/sgreset.out 2>&1; a=$?
+ua=0 seen=
+for i in 1 2 3 4; do
+    sg_turs -v "$SG" >/tmp/sgturs.out 2>&1 && break
+    if grep -qi "unit attention" /tmp/sgturs.out; then
+        ua=$((ua + 1))
+        seen="$seen $(grep -io 'additional sense: .*' /tmp/sgturs.out | head -1 | tr ' ' _)"
+    fi
+done
+sg_turs "$SG" >/dev/null 2>&1; b=$?
+[ $a = 0 ] && [ $b = 0 ] && [ $ua = 1 ] && case "$seen" in *Bus_device_reset_function*) true ;; *) false ;; esac
+check lun_reset_ua "$?" "reset=$a unit-attentions=$ua:${seen:- none} then=$b"
+
 section lb_delete sh -c 'scuse tcmu delete lb0 && scuse tcmu delete lb1'

@@ -22,6 +22,7 @@
 #include <libvhdi.h>
 
 #include "io/file.h"
+#include "io/lock.h"
 #include "yal/vhdx_bat.h"
 #include "yal/yal.h"
 
@@ -36,6 +37,9 @@ struct vhdx_state {
     struct vhdx_bat bat;
     char *chain[VHDX_MAX_CHAIN]; /* [0] the image, then its parents */
     int n_chain;
+    /* The parents' files, held open for their image locks (QEMU's: read,
+     * refusing writers) as long as the child is open; -1: none. */
+    int parent_fd[VHDX_MAX_CHAIN];
 };
 
 /* A pool handle: one libvhdi file per layer, each given its parent. */
@@ -185,8 +189,11 @@ static void free_own(struct yal_image *im)
 {
     struct vhdx_state *s = (struct vhdx_state *)im;
     vhdx_bat_free(&s->bat);
-    for (int i = 0; i < s->n_chain; i++)
+    for (int i = 0; i < s->n_chain; i++) {
         free(s->chain[i]);
+        if (s->parent_fd[i] >= 0)
+            close(s->parent_fd[i]);
+    }
 }
 
 static int bat_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
@@ -300,8 +307,16 @@ static int resolve_chain(struct blk_node *bs, struct vhdx_state *s, struct scuse
         int fd = k == 0 ? bs->fd : open(s->chain[k], O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             return err_set(err, -errno, "'%s': cannot open: %s", s->chain[k], strerror(errno));
+        if (k > 0)
+            s->parent_fd[k] = fd;   /* closed with the state */
         libvhdi_file_t *f = NULL;
-        r = k == 0 ? 0 : check_log(fd, s->chain[k], err);
+        r = 0;
+        /* A parent is read as QEMU reads a backing file: a writer of it
+         * (QEMU writes VHDX) is refused, and refuses this open. */
+        if (k > 0 && !bs->share)
+            r = image_lock(fd, s->chain[k], LOCK_PERM_READ, LOCK_PERM_WRITE | LOCK_PERM_RESIZE, err);
+        if (r == 0 && k > 0)
+            r = check_log(fd, s->chain[k], err);
         if (r == 0)
             r = open_file(s->chain[k], &f, err);
         uint32_t type = 0;
@@ -317,8 +332,6 @@ static int resolve_chain(struct blk_node *bs, struct vhdx_state *s, struct scuse
             r = add_parent(s, k, fd, f, err);
         if (f)
             file_free(f);
-        if (k > 0)
-            close(fd);
     }
     return r;
 }
@@ -331,6 +344,8 @@ static int vhdx_open(struct blk_node *bs, struct scuse_err *err)
     if (!s)
         return err_set(err, -ENOMEM, "out of memory");
     s->im.free_own = free_own;
+    for (int i = 0; i < VHDX_MAX_CHAIN; i++)
+        s->parent_fd[i] = -1;
     void *hv = NULL;
     int r = check_log(bs->fd, bs->path, err);
     if (r == 0)

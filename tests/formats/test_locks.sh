@@ -254,6 +254,26 @@ if hold_qemu top.qcow2; then
 fi
 case_end
 
+case_begin "differencing VHDX: its parent is held as a backing file (read, writers refused both ways)"
+qimg create -q -f vhdx -o block_size=1M vbase.vhdx 64M
+qio -f vhdx -c 'write -P 0x11 0 2M' vbase.vhdx
+qemu-img convert -f vhdx -O raw vbase.vhdx vbase.raw
+python3 "$LIB_DIR/vhdx.py" diff vchild.vhdx vbase.vhdx vbase.raw vchild.raw 0:4096:0x21
+if hold_scuse vchild.vhdx -r; then
+    got=$(settled_lock_bytes vbase.vhdx)
+    [ "$got" = "$Q_BACKING" ] || fail "scuse's lock bytes on the VHDX parent [$got], qemu-io's on a backing file [$Q_BACKING]"
+    q_fails_lock qemu-io -f vhdx -c 'write -P 0x22 0 512' vbase.vhdx
+    q_works qemu-io -f vhdx -r -c 'read -P 0x11 4096 4096' vbase.vhdx
+    release_scuse
+fi
+[ -z "$(lock_bytes vbase.vhdx)" ] || fail "locks left on the VHDX parent: $(lock_bytes vbase.vhdx)"
+if hold_qemu vbase.vhdx -f vhdx; then
+    s_fails_held $QPID "$SCUSE" io -r -c 'read 0 512' vchild.vhdx
+    expect_exit 0 "$SCUSE" io -U -r -c 'read -P 0x21 0 4096' vchild.vhdx || true
+    release_qemu
+fi
+case_end
+
 # ---------------------------------------------------------------------------
 # 3. no stale locks: after scuse exits (normally or on an error), QEMU can
 #    open the image read-write.

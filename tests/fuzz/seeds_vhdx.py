@@ -12,15 +12,9 @@ import os
 import struct
 import sys
 
-MIB = 1 << 20
-# GUIDs as stored (first three fields little-endian), from MS-VHDX.
-BAT = bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
-META = bytes.fromhex("06a27c8b90479a4bb8fe575f050f886e")
-FILE_PARAMS = bytes.fromhex("3767a1ca36fa434db3b633f0aa44e76b")
-SECTOR = bytes.fromhex("1dbf41816fa90947ba47f233a8faab5f")
-VSIZE = bytes.fromhex("2442a52f1bcd7648b2115dbed83bf4b8")
-LOCATOR = bytes.fromhex("2d5fd3a80bb34d45abf7d3d84834ab0c")
-VHDX_LOC = bytes.fromhex("b7ef4ab09ed1814ab78925b8e9445913")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "formats", "lib"))
+from vhdx import (G_BAT, G_FILEPARAM, G_LSS, G_META, G_PLOC, G_SIZE,  # noqa: E402
+                  MiB as MIB, locator)
 
 
 def seed(vsize, sector, block=MIB, parent=None):
@@ -29,22 +23,13 @@ def seed(vsize, sector, block=MIB, parent=None):
     entries = nblocks + (nblocks - 1) // chunk
     meta_off, bat_off = 0, 16384          # inside the payload at 1 MiB
     regions = struct.pack("<4sIII", b"regi", 0, 2, 0)
-    regions += BAT + struct.pack("<QII", MIB + bat_off, MIB, 1)
-    regions += META + struct.pack("<QII", MIB + meta_off, MIB, 1)
-    items = [(FILE_PARAMS, struct.pack("<II", block, 2 if parent else 0)),
-             (SECTOR, struct.pack("<I", sector)),
-             (VSIZE, struct.pack("<Q", vsize))]
+    regions += G_BAT.bytes_le + struct.pack("<QII", MIB + bat_off, MIB, 1)
+    regions += G_META.bytes_le + struct.pack("<QII", MIB + meta_off, MIB, 1)
+    items = [(G_FILEPARAM.bytes_le, struct.pack("<II", block, 2 if parent else 0)),
+             (G_LSS.bytes_le, struct.pack("<I", sector)),
+             (G_SIZE.bytes_le, struct.pack("<Q", vsize))]
     if parent:
-        kv, strings = [], b""
-        base = 20 + 12 * len(parent)
-        for k, v in parent:
-            ke, ve = k.encode("utf-16-le"), v.encode("utf-16-le")
-            ko = base + len(strings)
-            strings += ke
-            vo = base + len(strings)
-            strings += ve
-            kv.append(struct.pack("<IIHH", ko, vo, len(ke), len(ve)))
-        items.append((LOCATOR, VHDX_LOC + struct.pack("<HH", 0, len(parent)) + b"".join(kv) + strings))
+        items.append((G_PLOC.bytes_le, locator(parent)))
     table = struct.pack("<8sHH20s", b"metadata", 0, len(items), b"")
     body, at = b"", 1024
     for guid, data in items:

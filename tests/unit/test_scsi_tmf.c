@@ -194,11 +194,13 @@ static void sanitize_named(struct te_env *e, int how, uint8_t pattern)
         if (tur.cmd.status == SCSI_STATUS_GOOD)
             break;
         assert_int_equal(tur.cmd.status, SCSI_STATUS_CHECK_CONDITION);
-        if (tur.sense[2] == 0x6)
+        int key, asc, ascq;
+        td_sense(&tur, &key, &asc, &ascq);
+        if (key == 0x6)
             continue;
-        assert_int_equal(tur.sense[2] & 0xf, 0x2);
-        assert_int_equal(tur.sense[12], 0x04);
-        assert_int_equal(tur.sense[13], 0x1b);
+        assert_int_equal(key, 0x2);
+        assert_int_equal(asc, 0x04);
+        assert_int_equal(ascq, 0x1b);
         busy++;
         usleep(500);
     }

@@ -30,14 +30,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # read VHDX and qcow version 1 (formats/yal) and libvmdk (libvmdk-dev, its
 # header needs libbfio-dev) the VMDK variants formats/vmdk refuses; libvhdi (and vhdiinfo) is
 # also the VHD tests' second opinion, bzip2 unpacks QEMU's sample images;
-# libjansson parses the control socket's JSON.
+# libjansson parses the control socket's JSON; groff-base checks the man pages.
 PKGS=(build-essential cmake pkg-config libdeflate-dev libzstd-dev libcmocka-dev
       qemu-utils clang libclang-rt-14-dev python3 time
       qemu-system-x86 cpio kmod xz-utils binutils
       libnl-3-dev libnl-genl-3-dev libvirt-clients python3-libvmdk libxml2-dev
       libvirt-daemon libvirt-daemon-driver-qemu util-linux
       libvhdi-dev libvhdi-utils libqcow-dev libvmdk-dev libbfio-dev bzip2 libjansson-dev
-      xorriso bchunk libcdio-utils)
+      xorriso bchunk libcdio-utils groff-base)
 
 install_deps() {
     local missing=()
@@ -57,7 +57,7 @@ install_deps() {
 
 # The programs the tests are judged by or cannot run without (the
 # packages above bring them): a test missing one would only be skipped.
-ORACLES=(qemu-img qemu-io qemu-system-x86_64 virt-xml-validate python3 as ld cpio depmod xz)
+ORACLES=(qemu-img qemu-io qemu-system-x86_64 virt-xml-validate python3 as ld cpio depmod xz groff)
 
 check_oracles() {
     local missing=() t

@@ -89,6 +89,10 @@ struct blk_driver {
     int (*block_status)(struct blk_node *bs, uint64_t off, uint64_t len,
                         uint64_t *pnum, struct blk_status *st, struct scuse_err *err);
     int (*info)(struct blk_node *bs, struct blk_info *info, struct scuse_err *err);
+    /* Optional: the bytes the image's own files take on the host (extent
+     * files; backing files not included), for a format with files besides
+     * bs->fd. Absent: bs->fd's allocation. */
+    int (*allocated)(struct blk_node *bs, uint64_t *bytes);
 
     /* flags: BLK_WRITE_FUA (with BLK_DRV_FUA only). */
     int (*pwritev)(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blk/driver.h"
+#include "io/file.h"
 
 /* The driver for a format name given by a user, or an error that names
  * what scuse can do instead. */
@@ -120,6 +121,12 @@ int blk_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err)
     info->type = bs->drv->name;
     struct scuse_err local = { 0 };
     return bs->drv->info(bs, info, err ? err : &local);
+}
+
+int blk_allocated(struct blk_node *bs, uint64_t *bytes)
+{
+    *bytes = 0;
+    return bs->drv->allocated ? bs->drv->allocated(bs, bytes) : file_allocated(bs->fd, bytes);
 }
 
 int blk_check(struct blk_node *bs, unsigned fix, struct blk_check_result *res,

@@ -59,6 +59,9 @@ int blk_create(const char *path, const char *fmt, const struct blk_create_opts *
 /* `-o help`: the options fmt's create takes, one per line, to f. */
 int blk_create_help(const char *fmt, FILE *f, struct scuse_err *err);
 int blk_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err);
+/* What `info` calls disk size, as qemu-img: the host bytes of the image's
+ * own files (every extent file), not of its backing files. */
+int blk_allocated(struct blk_node *bs, uint64_t *bytes);
 enum {
     BLK_CHECK_FIX_LEAKS = 1u << 0,   /* -r leaks */
     BLK_CHECK_FIX_ERRORS = 1u << 1,  /* -r all (with FIX_LEAKS) */

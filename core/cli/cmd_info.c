@@ -22,7 +22,7 @@ static void info_usage(FILE *f)
 static void json_node(struct json_out *j, struct blk_node *bs, const struct blk_info *fi)
 {
     uint64_t actual = 0;
-    file_allocated(bs->fd, &actual);
+    blk_allocated(bs, &actual);
     json_obj_begin(j, NULL);
     if (fi && fi->n_snapshots > 0) {
         json_arr_begin(j, "snapshots");
@@ -116,7 +116,7 @@ static void human_node(struct blk_node *bs, const struct blk_info *fi)
 {
     uint64_t actual = 0;
     char vs[32], ds[32];
-    file_allocated(bs->fd, &actual);
+    blk_allocated(bs, &actual);
     cli_human_size(bs->size, vs, sizeof(vs));
     cli_human_size(actual, ds, sizeof(ds));
     printf("image: %s\n", bs->filename);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/file.h"
@@ -232,6 +233,24 @@ static int vmdk_info(struct blk_node *bs, struct blk_info *info, struct scuse_er
     return 0;
 }
 
+/* Disk size as qemu-img gives it: the descriptor and every extent file,
+ * each once. */
+static int vmdk_allocated(struct blk_node *bs, uint64_t *bytes)
+{
+    const struct vmdk_state *s = bs->state;
+    struct stat d;
+    int r = file_allocated(bs->fd, bytes);
+    if (r < 0 || fstat(bs->fd, &d) < 0)
+        return r;
+    for (size_t i = 0; i < s->n_files; i++) {
+        const struct vmdk_file *f = &s->files[i];
+        uint64_t n;
+        if (f->own && !(f->dev == d.st_dev && f->ino == d.st_ino) && file_allocated(f->fd, &n) == 0)
+            *bytes += n;
+    }
+    return 0;
+}
+
 const struct blk_driver blk_driver_vmdk = {
     .name = "vmdk",
     .description = "VMware disk",
@@ -243,6 +262,7 @@ const struct blk_driver blk_driver_vmdk = {
     .preadv = vmdk_preadv,
     .block_status = vmdk_block_status,
     .info = vmdk_info,
+    .allocated = vmdk_allocated,
     .pwritev = vmdk_pwritev,
     .write_zeroes = vmdk_write_zeroes,
     .discard = vmdk_discard,

@@ -2,6 +2,7 @@
  * block status and info (yal.h). */
 #include <stdlib.h>
 
+#include "io/file.h"
 #include "yal/yal.h"
 
 int yal_image_init(struct blk_node *bs, struct yal_image *im, const struct yal_ops *ops,
@@ -68,4 +69,14 @@ int yal_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err)
     for (unsigned i = 0; i < im->n_info; i++)
         info->item[info->n_items++] = im->info[i];
     return 0;
+}
+
+int yal_allocated(struct blk_node *bs, uint64_t *bytes)
+{
+    const struct yal_image *im = bs->state;
+    if (im->files_bytes) {
+        *bytes = im->files_bytes;
+        return 0;
+    }
+    return file_allocated(bs->fd, bytes);
 }

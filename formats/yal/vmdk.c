@@ -12,9 +12,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libvmdk.h>
@@ -114,6 +117,52 @@ static const char *type_name(int t)
     }
 }
 
+/* The host bytes of the descriptor and of every extent file, each file
+ * once (qemu-img's disk size); extents are named as libvmdk finds them:
+ * relative to the descriptor's directory. */
+static uint64_t files_allocated(libvmdk_handle_t *h, struct blk_node *bs)
+{
+    enum { SEEN_MAX = 64 };
+    struct stat d, seen[SEEN_MAX];
+    if (fstat(bs->fd, &d) < 0)
+        return 0;
+    uint64_t total = (uint64_t)d.st_blocks * 512;
+    unsigned n_seen = 0;
+    seen[n_seen++] = d;
+    int n = 0;
+    char *dup = strdup(bs->path);
+    if (!dup || libvmdk_handle_get_number_of_extents(h, &n, NULL) != 1) {
+        free(dup);
+        return total;
+    }
+    const char *dir = dirname(dup);
+    for (int i = 0; i < n; i++) {
+        libvmdk_extent_descriptor_t *x = NULL;
+        char name[PATH_MAX], path[2 * PATH_MAX + 2];
+        if (libvmdk_handle_get_extent_descriptor(h, i, &x, NULL) != 1)
+            continue;
+        int ok = libvmdk_extent_descriptor_get_utf8_filename(x, (uint8_t *)name, sizeof(name),
+                                                             NULL) == 1;
+        libvmdk_extent_descriptor_free(&x, NULL);
+        if (!ok)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", name[0] == '/' ? "" : dir, name);
+        struct stat st;
+        if (stat(path, &st) < 0)
+            continue;
+        bool dup_file = false;
+        for (unsigned k = 0; k < n_seen && !dup_file; k++)
+            dup_file = seen[k].st_dev == st.st_dev && seen[k].st_ino == st.st_ino;
+        if (dup_file)
+            continue;
+        total += (uint64_t)st.st_blocks * 512;
+        if (n_seen < SEEN_MAX)
+            seen[n_seen++] = st;
+    }
+    free(dup);
+    return total;
+}
+
 /* The native reason (in err) followed by more. */
 static int extend(struct scuse_err *err, int r, const char *fmt, const char *arg)
 {
@@ -164,6 +213,7 @@ int yal_vmdk_fallback(struct blk_node *bs, int native, struct scuse_err *err)
         handle_free(h);
         return extend(err, native, "libvmdk cannot read it either: %s", why);
     }
+    uint64_t files_bytes = files_allocated(h, bs);
     handle_free(h);
     if (pcid != 0xffffffffu)
         return extend(err, native, "libvmdk reads it, but scuse does not read %s children "
@@ -189,6 +239,7 @@ int yal_vmdk_fallback(struct blk_node *bs, int native, struct scuse_err *err)
         return extend(err, native, "%s", e2.msg);
     }
     im->size = size;
+    im->files_bytes = files_bytes;
     yal_info_add(im, "create-type", "create type", type_name(type));
     yal_info_add(im, "reader", "reader", "libvmdk");
     err_clear(err);
@@ -212,4 +263,5 @@ const struct blk_driver blk_driver_vmdk_yal = {
     .preadv = yal_preadv,
     .block_status = yal_block_status,
     .info = yal_info,
+    .allocated = yal_allocated,
 };

@@ -64,6 +64,9 @@ struct yal_image {
     /* Status of [off, off+len) (this layer); NULL: all data. */
     int (*status)(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                   struct blk_status *st, struct scuse_err *err);
+    /* Host bytes of the image's own files when it has more than bs->fd
+     * (a descriptor's extents); 0: bs->fd's allocation. */
+    uint64_t files_bytes;
     /* Frees the driver's own parts (the pool and the image are freed by
      * yal_image_free); NULL: nothing of its own. */
     void (*free_own)(struct yal_image *im);
@@ -86,6 +89,7 @@ int yal_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, stru
 int yal_block_status(struct blk_node *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                      struct blk_status *st, struct scuse_err *err);
 int yal_info(struct blk_node *bs, struct blk_info *info, struct scuse_err *err);
+int yal_allocated(struct blk_node *bs, uint64_t *bytes);
 
 /* For formats/vmdk: an open it refused (native, a negative errno, its
  * reason in err) tried again through libvmdk; 0 with bs->drv and the node

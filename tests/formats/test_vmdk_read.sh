@@ -56,6 +56,7 @@ info_same() { # IMG [info args]: scuse info --output=json == qemu-img's
     qemu-img info --output=json "$@" "$img" >"$W/.qinfo.json"
     if expect_exit 0 "$SCUSE" info --output=json "$@" "$img"; then
         python3 "$LIB_DIR/infocmp.py" "$W/.qinfo.json" "$W/.out" || fail "info of $img differs from qemu-img info"
+        same_disk_size "$W/.qinfo.json" "$W/.out" "$img"
     fi
 }
 

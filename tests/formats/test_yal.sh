@@ -224,7 +224,7 @@ sec_vmdk() {
     python3 "$c" vmfssparse . g128 $((6 * 2048)) 128 100:1000:0x46 $((5 * 2048)):2048:0x47
     local img
     for img in cw/d.vmdk g128.vmdk; do
-        case_begin "vmfsSparse (COWD extent) $img: through libvmdk = the maker's raw = qemu-img"
+        case_begin "vmfsSparse (COWD extent) $img: through libvmdk = the maker's raw = qemu-img (data, disk size)"
         qemu-img convert -O raw "$img" "$W/.q.raw"
         cmp -s "${img%.vmdk}.raw" "$W/.q.raw" || fail "qemu-img reads $img other than cowd.py wrote it"
         if expect_exit 0 "$SCUSE" convert -O raw "$img" "$W/.s.raw"; then
@@ -234,6 +234,8 @@ sec_vmdk() {
         if expect_exit 0 "$SCUSE" info --output=json "$img"; then
             grep -q '"reader": "libvmdk"' "$W/.out" && grep -q '"create-type": "vmfsSparse"' "$W/.out" &&
                 grep -q '"format": "vmdk"' "$W/.out" || fail "info: $(tr -d '\n' <"$W/.out" | head -c 300)"
+            qemu-img info --output=json "$img" >"$W/.qinfo.json"
+            same_disk_size "$W/.qinfo.json" "$W/.out" "$img"
         fi
         case_end
     done

@@ -324,3 +324,21 @@ join_lanes() {
     done
     LANES=()
 }
+
+# same_disk_size QEMU.json SCUSE.json IMG: `info`'s actual-size (disk
+# size) is qemu-img's, per image (--backing-chain gives a list): for a
+# descriptor, the sum of its extent files.
+same_disk_size() {
+    local why
+    why=$(python3 - "$1" "$2" <<'PY'
+import json, sys
+q, s = (json.load(open(p)) for p in sys.argv[1:3])
+q, s = (x if isinstance(x, list) else [x] for x in (q, s))
+for a, b in zip(q, s):
+    if a.get("actual-size") != b.get("actual-size"):
+        print(f"{a.get('filename')}: scuse says {b.get('actual-size')} bytes, qemu-img {a.get('actual-size')}")
+        break
+PY
+)
+    [ -z "$why" ] || fail "disk size of $3: $why"
+}

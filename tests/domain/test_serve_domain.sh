@@ -41,19 +41,11 @@ XML
 domain "$T/b.raw" >"$T/sd.xml"
 domain "$T/missing.raw" >"$T/bad.xml"
 
-# systemd's side of the readiness protocol
-python3 - "$T/notify.sock" "$T/notify.log" <<'PY' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as log:
-    while True:
-        msg = s.recv(4096).decode()
-        log.write(msg.replace("\n", " ") + "\n")
-        log.flush()
-PY
+# systemd's side of the readiness protocol: a datagram socket recording
+# each message as a JSON string (tests/lib/dgram_sink.py)
+python3 "$SCUSE_SRC/tests/lib/dgram_sink.py" "$T/notify.sock" "$T/notify.log" &
 pids+=($!)
-for ((i = 0; i < 100; i++)); do [ -S "$T/notify.sock" ] && break; sleep 0.05; done
+for ((i = 0; i < 100; i++)); do [ -e "$T/notify.sock.ready" ] && break; sleep 0.05; done
 
 NOTIFY_SOCKET=$T/notify.sock "$SCUSE" serve --domain "$T/sd.xml" --socket-dir "$T/sock" \
     --pidfile "$T/sd.pid" --socket-mode 0660 --socket-group nogroup -v >"$T/serve.log" 2>&1 &
@@ -62,7 +54,7 @@ pids+=($sp)
 for ((i = 0; i < 200; i++)); do grep -q READY=1 "$T/notify.log" 2>/dev/null && break; sleep 0.05; done
 # at READY=1 everything must already be there
 s0=$T/sock/sd-scsi0.sock s2=$T/sock/sd-scsi2.sock
-if grep -q "^READY=1 MAINPID=$sp$" "$T/notify.log" && [ -S "$s0" ] && [ -S "$s2" ] &&
+if grep -qxF "\"READY=1\\nMAINPID=$sp\"" "$T/notify.log" && [ -S "$s0" ] && [ -S "$s2" ] &&
     [ "$(cat "$T/sd.pid")" = "$sp" ]; then
     ok "READY=1 (MAINPID $sp) once both sockets listen and the pidfile is written"
 else
@@ -85,7 +77,7 @@ rc=0
 wait "$sp" || rc=$?
 sleep 0.2
 [ "$rc" = 0 ] && [ ! -e "$s0" ] && [ ! -e "$s2" ] && [ ! -e "$T/sd.pid" ] &&
-    [ "$(grep -c 'SIGTERM: stopping' "$T/serve.log")" = 2 ] && grep -q "^STOPPING=1$" "$T/notify.log" &&
+    [ "$(grep -c 'SIGTERM: stopping' "$T/serve.log")" = 2 ] && grep -qxF "\"STOPPING=1\"" "$T/notify.log" &&
     ok "SIGTERM: both stopped, exit 0, STOPPING=1, sockets and pidfile gone" ||
     bad "SIGTERM: exit $rc, $(ls "$T/sock" "$T/sd.pid" 2>&1 | tr '\n' ' '), notify $(tr '\n' '|' <"$T/notify.log")"
 out=$(qemu-img check "$T/a.qcow2" 2>&1) && ok "qemu-img check: clean" || bad "qemu-img check: $out"

@@ -19,19 +19,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sgcheck import sections, hexbytes  # noqa: E402
-
-fails = 0
-
-
-def ok(cond, what, detail=""):
-    global fails
-    if cond:
-        print("ok   " + what)
-    else:
-        fails += 1
-        print("FAIL " + what + (": " + detail if detail else ""))
-    return cond
+import sgcheck  # noqa: E402
+from sgcheck import sections, hexbytes, ok  # noqa: E402  (ok counts in sgcheck.fails)
 
 
 def sense(sec):
@@ -282,7 +271,7 @@ def main():
     for tag, want_sense in steps:
         ok(answer(sec, tag)[1] == want_sense, "%s: %s" % (tag, want_sense or "GOOD"),
            repr(answer(sec, tag)[1]))
-    return 1 if fails else 0
+    return 1 if sgcheck.fails else 0
 
 
 if __name__ == "__main__":

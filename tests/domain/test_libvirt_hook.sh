@@ -138,7 +138,11 @@ rc=0
 out=$(vhook prepare begin <"$T/vs.xml" 2>&1) || rc=$?
 [ "$rc" = 0 ] && [ "$before" = "$(state)" ] && ok "prepare begin again: the same state" ||
     bad "prepare begin again: exit $rc '$out'"
+# each removing op on its own, from the made state (release end after
+# stopped end would only find an empty tree)
 for op in "stopped end" "release end"; do
+    vhook prepare begin <"$T/vs.xml" >/dev/null 2>&1
+    [ -n "$(ls "$V")" ] && [ -e "$T/vstate/hk.tcmu.xml" ] || bad "$op (vhost-scsi): nothing made to remove"
     rc=0
     out=$(vhook $op <"$T/vs.xml" 2>&1) || rc=$?
     [ "$rc" = 0 ] && [ -z "$(ls "$V")" ] && [ -z "$(ls "$T/cfs/target/core")" ] && [ ! -e "$T/vstate/hk.tcmu.xml" ] &&

@@ -334,10 +334,16 @@ same_disk_size() {
 import json, sys
 q, s = (json.load(open(p)) for p in sys.argv[1:3])
 q, s = (x if isinstance(x, list) else [x] for x in (q, s))
+if len(q) != len(s):
+    print(f"qemu-img describes {len(q)} images, scuse {len(s)}")
 for a, b in zip(q, s):
-    if a.get("actual-size") != b.get("actual-size"):
-        print(f"{a.get('filename')}: scuse says {b.get('actual-size')} bytes, qemu-img {a.get('actual-size')}")
-        break
+    if "actual-size" not in a or "actual-size" not in b:
+        print(f"{a.get('filename')}: no actual-size (qemu-img: {'actual-size' in a}, scuse: {'actual-size' in b})")
+    elif a["actual-size"] != b["actual-size"]:
+        print(f"{a.get('filename')}: scuse says {b['actual-size']} bytes, qemu-img {a['actual-size']}")
+    else:
+        continue
+    break
 PY
 )
     [ -z "$why" ] || fail "disk size of $3: $why"

@@ -23,11 +23,12 @@ static int driver_read(struct blk_node *bs, uint64_t off, const struct iov_view 
 }
 
 /* The aligned range around [off, off+len): whole blocks, but never past
- * the end of the image (its last block may be short). */
-void blk_align_range(const struct blk_node *bs, uint64_t off, uint64_t len,
+ * the end of the image (size: the request's one load of it; its last
+ * block may be short). */
+void blk_align_range(const struct blk_node *bs, uint64_t size, uint64_t off, uint64_t len,
                      uint64_t *start, uint64_t *end)
 {
-    uint64_t a = bs->align, size = blk_size_now(bs);
+    uint64_t a = bs->align;
     *start = off & ~(a - 1);
     *end = (off + len + a - 1) & ~(a - 1);
     if (*end > size)
@@ -36,11 +37,11 @@ void blk_align_range(const struct blk_node *bs, uint64_t off, uint64_t len,
 
 /* Unaligned requests go through a bounce buffer; only drivers that
  * declare an alignment above 1 ever take this path. */
-static int unaligned_read(struct blk_node *bs, uint64_t off, const struct iov_view *v,
-                          struct scuse_err *err)
+static int unaligned_read(struct blk_node *bs, uint64_t size, uint64_t off,
+                          const struct iov_view *v, struct scuse_err *err)
 {
     uint64_t a = bs->align, start, end;
-    blk_align_range(bs, off, v->len, &start, &end);
+    blk_align_range(bs, size, off, v->len, &start, &end);
     size_t blen = (size_t)(end - start);
     char *buf = aligned_alloc((size_t)a, (blen + a - 1) & ~(a - 1));
     if (!buf)
@@ -54,10 +55,10 @@ static int unaligned_read(struct blk_node *bs, uint64_t off, const struct iov_vi
     return r;
 }
 
-static bool aligned(const struct blk_node *bs, uint64_t off, uint64_t len)
+static bool aligned(const struct blk_node *bs, uint64_t size, uint64_t off, uint64_t len)
 {
     uint64_t m = bs->align - 1;
-    return (off & m) == 0 && ((len & m) == 0 || off + len == blk_size_now(bs));
+    return (off & m) == 0 && ((len & m) == 0 || off + len == size);
 }
 
 int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, struct scuse_err *err)
@@ -73,8 +74,8 @@ int blk_preadv(struct blk_node *bs, uint64_t off, const struct iov_view *v, stru
         err_clear(&local);
         err = &local;
     }
-    if (bs->align > 1 && !aligned(bs, off, v->len))
-        return unaligned_read(bs, off, v, err);
+    if (bs->align > 1 && !aligned(bs, size, off, v->len))
+        return unaligned_read(bs, size, off, v, err);
     return driver_read(bs, off, v, err);
 }
 
@@ -106,12 +107,12 @@ int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v,
 
 /* One layer's answer for [off, off+len), asked in whole blocks when the
  * driver wants them and trimmed back to start at off. */
-static int layer_status(struct blk_node *node, uint64_t off, uint64_t len, uint64_t *pnum,
-                        struct blk_status *st, struct scuse_err *err)
+static int layer_status(struct blk_node *node, uint64_t size, uint64_t off, uint64_t len,
+                        uint64_t *pnum, struct blk_status *st, struct scuse_err *err)
 {
     uint64_t start = off, end = off + len;
     if (node->align > 1)
-        blk_align_range(node, off, len, &start, &end);
+        blk_align_range(node, size, off, len, &start, &end);
     uint64_t n = 0;
     memset(st, 0, sizeof(*st));
     int r = node->drv->block_status(node, start, end - start, &n, st, err);
@@ -146,7 +147,8 @@ int blk_block_status(struct blk_node *bs, uint64_t off, uint64_t len,
     unsigned depth = 0;
     for (;;) {
         uint64_t n = 0;
-        int r = layer_status(node, off, len, &n, st, err);
+        /* the top's size as checked above; a backing node's does not change */
+        int r = layer_status(node, node == bs ? size : node->size, off, len, &n, st, err);
         if (r < 0)
             return r;
         st->layer = node;

@@ -7,18 +7,21 @@
 
 #include "blk/driver.h"
 
-void blk_align_range(const struct blk_node *bs, uint64_t off, uint64_t len,
+void blk_align_range(const struct blk_node *bs, uint64_t size, uint64_t off, uint64_t len,
                      uint64_t *start, uint64_t *end);
 int blk_probe_guard(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                     struct scuse_err *err);
 
+/* *size: the image size this request is checked against, and then used
+ * for every other decision of the request (one load: a resize between
+ * two loads would make them disagree). */
 static int check_range(struct blk_node *bs, uint64_t off, uint64_t len, const char *what,
-                       struct scuse_err *err)
+                       uint64_t *psize, struct scuse_err *err)
 {
     if (bs->read_only)
         return err_set(err, -EROFS, "'%s': %s refused: the image is open read-only",
                        bs->path, what);
-    uint64_t size = blk_size_now(bs);
+    uint64_t size = *psize = blk_size_now(bs);
     if (off > size || len > size - off)
         return err_set(err, -EINVAL, "'%s': %s of %llu bytes at %llu is past the end (%llu)",
                        bs->path, what, (unsigned long long)len, (unsigned long long)off,
@@ -26,10 +29,10 @@ static int check_range(struct blk_node *bs, uint64_t off, uint64_t len, const ch
     return 0;
 }
 
-static bool is_aligned(const struct blk_node *bs, uint64_t off, uint64_t len)
+static bool is_aligned(const struct blk_node *bs, uint64_t size, uint64_t off, uint64_t len)
 {
     uint64_t m = bs->align - 1;
-    return (off & m) == 0 && ((len & m) == 0 || off + len == blk_size_now(bs));
+    return (off & m) == 0 && ((len & m) == 0 || off + len == size);
 }
 
 /* Whole blocks (or no alignment to keep): split by max_transfer. */
@@ -53,11 +56,12 @@ static int driver_write(struct blk_node *bs, uint64_t off, const struct iov_view
 
 /* One partial block: read it whole, lay [off, off+len) of src over it
  * (src NULL: zeros), write it back. The caller holds rmw_lock alone. */
-static int rmw_block(struct blk_node *bs, uint64_t off, uint64_t len, const struct iov_view *src,
-                     size_t src_off, unsigned flags, struct scuse_err *err)
+static int rmw_block(struct blk_node *bs, uint64_t size, uint64_t off, uint64_t len,
+                     const struct iov_view *src, size_t src_off, unsigned flags,
+                     struct scuse_err *err)
 {
     uint64_t start, end;
-    blk_align_range(bs, off, len, &start, &end);
+    blk_align_range(bs, size, off, len, &start, &end);
     size_t blen = (size_t)(end - start);
     uint8_t *buf = aligned_alloc(bs->align, bs->align);
     if (!buf)
@@ -82,7 +86,7 @@ static int rmw_block(struct blk_node *bs, uint64_t off, uint64_t len, const stru
 typedef int (*mid_fn)(struct blk_node *bs, uint64_t off, uint64_t len, size_t src_off,
                       const void *ctx, unsigned flags, struct scuse_err *err);
 
-static int write_unaligned(struct blk_node *bs, uint64_t off, uint64_t len,
+static int write_unaligned(struct blk_node *bs, uint64_t size, uint64_t off, uint64_t len,
                            const struct iov_view *src, mid_fn mid, const void *ctx,
                            unsigned flags, struct scuse_err *err)
 {
@@ -93,16 +97,16 @@ static int write_unaligned(struct blk_node *bs, uint64_t off, uint64_t len,
     if (pos & (a - 1)) {
         uint64_t head_end = (pos | (a - 1)) + 1;
         uint64_t n = (head_end < stop ? head_end : stop) - pos;
-        r = rmw_block(bs, pos, n, src, (size_t)(pos - off), flags, err);
+        r = rmw_block(bs, size, pos, n, src, (size_t)(pos - off), flags, err);
         pos += n;
     }
-    uint64_t mid_end = stop == blk_size_now(bs) ? stop : stop & ~(a - 1);
+    uint64_t mid_end = stop == size ? stop : stop & ~(a - 1);
     if (r == 0 && mid_end > pos) {
         r = mid(bs, pos, mid_end - pos, (size_t)(pos - off), ctx, flags, err);
         pos = mid_end;
     }
     if (r == 0 && pos < stop)
-        r = rmw_block(bs, pos, stop - pos, src, (size_t)(pos - off), flags, err);
+        r = rmw_block(bs, size, pos, stop - pos, src, (size_t)(pos - off), flags, err);
     pthread_rwlock_unlock(&bs->rmw_lock);
     return r;
 }
@@ -130,7 +134,8 @@ static int finish(struct blk_node *bs, int r, unsigned flags, struct scuse_err *
 int blk_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, unsigned flags,
                 struct scuse_err *err)
 {
-    int r = check_range(bs, off, v->len, "write", err);
+    uint64_t size;
+    int r = check_range(bs, off, v->len, "write", &size, err);
     if (r < 0 || v->len == 0)
         return r;
     struct scuse_err local;
@@ -144,12 +149,12 @@ int blk_pwritev(struct blk_node *bs, uint64_t off, const struct iov_view *v, uns
     unsigned df = driver_flags(bs, flags);
     if (bs->align <= 1) {
         r = driver_write(bs, off, v, df, err);
-    } else if (is_aligned(bs, off, v->len)) {
+    } else if (is_aligned(bs, size, off, v->len)) {
         pthread_rwlock_rdlock(&bs->rmw_lock);
         r = driver_write(bs, off, v, df, err);
         pthread_rwlock_unlock(&bs->rmw_lock);
     } else {
-        r = write_unaligned(bs, off, v->len, v, mid_data, v, df, err);
+        r = write_unaligned(bs, size, off, v->len, v, mid_data, v, df, err);
     }
     return finish(bs, r, flags, err);
 }
@@ -196,7 +201,8 @@ static int mid_zero(struct blk_node *bs, uint64_t off, uint64_t len, size_t src_
 int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned flags,
                      struct scuse_err *err)
 {
-    int r = check_range(bs, off, len, "zero write", err);
+    uint64_t size;
+    int r = check_range(bs, off, len, "zero write", &size, err);
     if (r < 0 || len == 0)
         return r;
     struct scuse_err local;
@@ -208,19 +214,20 @@ int blk_write_zeroes(struct blk_node *bs, uint64_t off, uint64_t len, unsigned f
         return driver_write(bs, off, &(struct iov_view){ 0 }, 0, err);
     if (bs->align <= 1) {
         r = zero_blocks(bs, off, len, flags, err);
-    } else if (is_aligned(bs, off, len)) {
+    } else if (is_aligned(bs, size, off, len)) {
         pthread_rwlock_rdlock(&bs->rmw_lock);
         r = zero_blocks(bs, off, len, flags, err);
         pthread_rwlock_unlock(&bs->rmw_lock);
     } else {
-        r = write_unaligned(bs, off, len, NULL, mid_zero, NULL, flags, err);
+        r = write_unaligned(bs, size, off, len, NULL, mid_zero, NULL, flags, err);
     }
     return finish(bs, r, flags, err);
 }
 
 int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_err *err)
 {
-    int r = check_range(bs, off, len, "discard", err);
+    uint64_t size;
+    int r = check_range(bs, off, len, "discard", &size, err);
     if (r < 0 || len == 0 || !bs->drv->discard)
         return r;
     struct scuse_err local;
@@ -232,7 +239,7 @@ int blk_discard(struct blk_node *bs, uint64_t off, uint64_t len, struct scuse_er
     uint64_t a = bs->align, start = off, end = off + len;
     if (a > 1) {
         start = (off + a - 1) & ~(a - 1);
-        end = end == blk_size_now(bs) ? end : end & ~(a - 1);
+        end = end == size ? end : end & ~(a - 1);
         if (end <= start)
             return 0;
         pthread_rwlock_rdlock(&bs->rmw_lock);
@@ -268,14 +275,15 @@ bool blk_can_compress(const struct blk_node *bs)
 int blk_write_compressed(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                          struct scuse_err *err)
 {
-    int r = check_range(bs, off, v->len, "compressed write", err);
+    uint64_t size;
+    int r = check_range(bs, off, v->len, "compressed write", &size, err);
     if (r < 0)
         return r;
     if (!blk_can_compress(bs))
         return err_set(err, -ENOTSUP, "'%s': %s images cannot store compressed data", bs->path,
                        bs->drv->name);
     if (off % bs->cluster_size ||
-        (v->len != bs->cluster_size && off + v->len != blk_size_now(bs)))
+        (v->len != bs->cluster_size && off + v->len != size))
         return err_set(err, -EINVAL, "'%s': a compressed write must cover one whole cluster",
                        bs->path);
     struct scuse_err local;

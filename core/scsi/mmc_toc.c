@@ -8,7 +8,10 @@
 #include "scsi/mmc.h"
 
 #define LEADOUT_TRACK 0xaa
-#define TOC_MAX (4 + 8 * (OPTICAL_MAX_TRACKS + 1) + 11 * 3)
+/* The longest answer: format 2's A0, A1, A2 and every track, 11 bytes
+ * each (format 0's 8 bytes a track and the lead-out is shorter). */
+#define TOC_MAX (4 + 11 * (OPTICAL_MAX_TRACKS + 3))
+_Static_assert(TOC_MAX >= 4 + 8 * (OPTICAL_MAX_TRACKS + 1), "format 0 fits");
 
 static void put_addr(uint8_t *p, uint32_t lba, bool msf)
 {

@@ -472,6 +472,43 @@ static void test_cue_disc(void **state)
     blk_close(bs);
 }
 
+/* 99 audio tracks of one frame each (the most a CUE has): the whole TOC
+ * in every format fits (format 2: 4 + 11 x 102 bytes; it once overran the
+ * buffer sized for format 0). */
+static void test_toc_99_tracks(void **state)
+{
+    (void)state;
+    uint8_t *b = calloc(99, RAW);
+    assert_non_null(b);
+    ts_store("a99.bin", b, 99 * (size_t)RAW);
+    free(b);
+    char cue[99 * 48 + 64];
+    size_t o = (size_t)snprintf(cue, sizeof(cue), "FILE \"a99.bin\" BINARY\n");
+    for (int t = 1; t <= 99; t++)
+        o += (size_t)snprintf(cue + o, sizeof(cue) - o,
+                              "  TRACK %02d AUDIO\n    INDEX 01 00:%02d:%02d\n", t, (t - 1) / 75,
+                              (t - 1) % 75);
+    ts_store("a99.cue", cue, o);
+    struct blk_node *bs;
+    struct scsi_lun *lun = cdrom_over("a99.cue", "cue", &bs, NULL);
+    static uint8_t out[4096];
+    uint8_t raw[10] = { 0x43, 0, 0x02, 0, 0, 0, 0, 0x10, 0x00, 0 };
+    struct ts_res r = TS_IN(lun, raw, out, sizeof(out));
+    ts_good(&r);
+    assert_int_equal(r.xfer, 4 + 11 * 102);
+    const uint8_t *last = out + 4 + 11 * 101;      /* track 99: at frame 98 (+150) */
+    assert_int_equal(last[3], 99);
+    assert_memory_equal(last + 8, ((uint8_t[]){ 0, 3, 23 }), 3);
+    uint8_t toc[10] = { 0x43, 0, 0, 0, 0, 0, 0, 0x10, 0x00, 0 };
+    r = TS_IN(lun, toc, out, sizeof(out));
+    ts_good(&r);
+    assert_int_equal(r.xfer, 4 + 8 * 100);
+    assert_int_equal(out[4 + 8 * 98 + 2], 99);
+    assert_int_equal(out[4 + 8 * 99 + 2], 0xaa);
+    scsi_lun_destroy(lun);
+    blk_close(bs);
+}
+
 static void test_read_cd_iso(void **state)
 {
     (void)state;
@@ -576,6 +613,7 @@ int main(void)
         TS_TEST(test_configuration_events),
         TS_TEST(test_dvd_profile),
         TS_TEST(test_cue_disc),
+        TS_TEST(test_toc_99_tracks),
         TS_TEST(test_read_cd_iso),
         TS_TEST(test_rsoc_policy),
     };

@@ -188,6 +188,14 @@ void scsi_cmd_execute(struct scsi_lun *lun, struct scsi_cmd *cmd)
         scsi_fail_key(lun, cmd, SK_HARDWARE_ERROR, ASC_INTERNAL_TARGET_FAILURE);
         return;
     }
+    /* Checked again here: a command prepared before a SANITIZE began waits
+     * behind it and runs once its barrier lifts, which with IMMED, or once
+     * an abort ended the command, is while the sanitize still runs. */
+    if (!(op->flags & OPF_NO_UA) && __atomic_load_n(&lun->sanitizing, __ATOMIC_ACQUIRE)) {
+        scsi_cmd_drop(lun, cmd);
+        scsi_fail_key(lun, cmd, SK_NOT_READY, ASC_LUN_NOT_READY_SANITIZE);
+        return;
+    }
     op->execute(lun, cmd);
     scsi_cmd_drop(lun, cmd);        /* the medium, when the command held it */
     /* WRITE and ATOMIC are the commands that change the image. */

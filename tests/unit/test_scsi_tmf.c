@@ -220,6 +220,52 @@ static void sanitize_named(struct te_env *e, int how, uint8_t pattern)
     td_free(&san);
 }
 
+/* A READ prepared before the SANITIZE began waits behind it; when an
+ * abort ends the SANITIZE command, the READ runs while the sanitize still
+ * goes on: NOT READY, SANITIZE IN PROGRESS, not the image half sanitized.
+ * One worker, held in a completion while both are submitted. */
+static void test_sanitize_queued(void **state)
+{
+    (void)state;
+    struct te_env e;
+    te_open(&e, "sanq.qcow2", 1);
+    struct tcmd hold, san, rd;
+    td_init(&hold, 0);
+    td_init(&san, 5);
+    td_init(&rd, LBS);
+    te_gate_close(&e, &hold, 1);
+    uint8_t plist[5] = { 0x1f, 0, 0, 1, 0x64 };
+    memcpy(san.buf, plist, 5);
+    td_set(&san, 10, SCSI_DIR_TO_DEV, 5);
+    memset(san.cdb, 0, 16);
+    san.cdb[0] = 0x48;
+    san.cdb[1] = 0x01;
+    san.cdb[8] = 5;
+    san.cmd.tag = 2;
+    scsi_submit(e.d, e.lun, &san.cmd);
+    td_rw16(&rd, false, TE_IMG_BLOCKS - 1, 1, LBS, false);
+    rd.cmd.tag = 3;
+    scsi_submit(e.d, e.lun, &rd.cmd);
+    te_gate_open();
+    for (int i = 0; i < 100000 && !sanitize_waits(e.lun); i++)
+        usleep(100);
+    assert_true(sanitize_waits(e.lun));
+    assert_true(scsi_abort_task(e.d, e.lun, 2));
+    td_wait(&san);
+    td_wait(&rd);
+    assert_int_equal(san.cmd.status, SCSI_STATUS_TASK_ABORTED);
+    assert_int_equal(rd.cmd.status, SCSI_STATUS_CHECK_CONDITION);
+    int key, asc, ascq;
+    td_sense(&rd, &key, &asc, &ascq);
+    assert_int_equal(key, 0x2);
+    assert_int_equal(asc, 0x04);
+    assert_int_equal(ascq, 0x1b);
+    te_close(&e);                   /* waits for the sanitize */
+    td_free(&hold);
+    td_free(&san);
+    td_free(&rd);
+}
+
 static void test_sanitize_named(void **state)
 {
     (void)state;
@@ -243,6 +289,7 @@ int main(void)
         cmocka_unit_test_setup(test_query_and_abort_task, tu_need_qemu),
         cmocka_unit_test_setup(test_abort_task_set, tu_need_qemu),
         cmocka_unit_test_setup(test_sanitize_named, tu_need_qemu),
+        cmocka_unit_test_setup(test_sanitize_queued, tu_need_qemu),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_teardown);
 }

@@ -101,13 +101,24 @@ static void derive_identity(struct scsi_lun *lun)
     lun->naa_len = 16;
 }
 
-/* Mode values after power on or reset: the defaults (no saved pages). */
-static void mode_defaults(struct scsi_lun *lun)
+/* The unit after power on or a reset: mode pages at their defaults (no
+ * saved pages: write cache as configured, fixed sense, SWP off), started,
+ * medium removal allowed. Atomic stores: the data path reads wce, d_sense
+ * and swp without the lock. */
+static void reset_state(struct scsi_lun *lun)
 {
-    lun->wce = lun->cfg.write_cache;
-    lun->d_sense = false;
-    lun->stopped = false;
+    __atomic_store_n(&lun->wce, lun->cfg.write_cache, __ATOMIC_RELAXED);
+    __atomic_store_n(&lun->d_sense, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&lun->swp, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&lun->stopped, false, __ATOMIC_RELEASE);
     lun->prevent = false;
+}
+
+void scsi_lun_reset_state(struct scsi_lun *lun)
+{
+    pthread_mutex_lock(&lun->lock);
+    reset_state(lun);
+    pthread_mutex_unlock(&lun->lock);
 }
 
 int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint16_t lun_id,
@@ -154,7 +165,7 @@ int scsi_lun_create(const struct scsi_lun_config *cfg, struct blk_node *bs, uint
         return -ENOMEM;
     }
     derive_identity(lun);
-    mode_defaults(lun);
+    reset_state(lun);
     r = pthread_mutex_init(&lun->lock, NULL);
     if (r != 0) {
         free(lun->disc);
@@ -214,10 +225,7 @@ void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua)
         /* A reset supersedes the others and returns the mode pages and
          * the unit to their power-on state. */
         __atomic_store_n(&lun->ua, 1u << SCSI_UA_POWER_ON, __ATOMIC_RELEASE);
-        __atomic_store_n(&lun->wce, lun->cfg.write_cache, __ATOMIC_RELAXED);
-        __atomic_store_n(&lun->d_sense, false, __ATOMIC_RELAXED);
-        lun->stopped = false;
-        lun->prevent = false;
+        reset_state(lun);
     } else {
         __atomic_or_fetch(&lun->ua, 1u << ua, __ATOMIC_RELEASE);
     }

@@ -219,6 +219,11 @@ enum scsi_ua {
     SCSI_UA_NO_MEDIUM,              /* 3Ah/00h: the host took the medium out */
 };
 void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
+/* What a reset does to the unit besides its unit attention (mode pages
+ * back to their defaults, started, removal allowed): for a transport whose
+ * kernel reports the reset's unit attention itself (TCMU under LIO).
+ * SCSI_UA_POWER_ON does this too. */
+void scsi_lun_reset_state(struct scsi_lun *lun);
 
 /* The image under the LUN changed size (blk_refresh_size): take the new
  * capacity in whole blocks and, when it moved, raise CAPACITY DATA HAS

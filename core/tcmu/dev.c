@@ -201,10 +201,10 @@ static const char *tmr_name(uint8_t type)
 /* The kernel names the commands on the ring that the function aborted:
  * those that have not started are dropped (they complete with TASK
  * ABORTED, which the kernel expects of an aborted command); those running
- * finish (a SANITIZE ends at once and its sanitize goes on). No unit
- * attention is raised here: LIO's core gives every I_T nexus the reset's
- * own (29/03) and a second one from scuse would reach an initiator that
- * has already seen the reset (Linux absorbs one after a reset it made). */
+ * finish (a SANITIZE ends at once and its sanitize goes on). A reset
+ * returns the unit to its power-on state but raises no unit attention:
+ * LIO's core gives every I_T nexus the reset's own (29/03), and a second
+ * one from scuse would reach an initiator that has already seen it. */
 static void handle_tmr(struct tcmu_dev *d, const struct tcmu_tmr *t)
 {
     unsigned found = 0, aborted = 0;
@@ -220,6 +220,10 @@ static void handle_tmr(struct tcmu_dev *d, const struct tcmu_tmr *t)
         if (lun && scsi_abort(d->disp, lun, tag))
             aborted++;
     }
+    bool reset = t->type == TCMU_TMR_LUN_RESET || t->type == TCMU_TMR_TARGET_WARM_RESET ||
+                 t->type == TCMU_TMR_TARGET_COLD_RESET;
+    if (reset && lun)
+        scsi_lun_reset_state(lun);
     log_info("tcmu %s: %s naming %u commands: %u in flight, %u aborted before they started",
              d->ring.name, tmr_name(t->type), t->cnt, found, aborted);
 }

@@ -355,8 +355,9 @@ static void gate_open(struct gate *g)
 
 /* One worker, held in the first completion: two writes wait behind it;
  * an ABORT TASK naming the first drops it (TASK ABORTED, never written),
- * the second runs. A LUN RESET raises no unit attention of scuse's (LIO's
- * core reports the reset's own to every nexus). */
+ * the second runs. A LUN RESET returns the unit to its power-on state
+ * and raises no unit attention of scuse's (LIO's core reports the reset's
+ * own to every nexus). */
 static void test_tmr_abort_and_reset(void **state)
 {
     (void)state;
@@ -384,11 +385,22 @@ static void test_tmr_abort_and_reset(void **state)
     assert_int_equal(e.k->done[a].status, 0);
     assert_int_equal(e.k->done[b].status, 0x40);
     assert_int_equal(e.k->done[c].status, 0);
-    /* LUN RESET: counted, and the next command is answered as before. */
+    /* A stopped unit: NOT READY. A LUN RESET starts it again (the unit
+     * back to its power-on state) without a unit attention of scuse's:
+     * the next command is answered GOOD. */
+    uint8_t stop[6] = { 0x1b, 0, 0, 0, 0, 0 };
+    uint16_t st = fk_cmd(e.k, stop, 6, NULL, NULL, 0);
+    pump(&e);
+    wait_reaped(&e, 4);
+    uint16_t t1 = fk_cmd(e.k, tur, 6, NULL, NULL, 0);
+    pump(&e);
+    wait_reaped(&e, 5);
+    assert_int_equal(e.k->done[st].status, 0);
+    assert_int_equal(e.k->done[t1].status, 0x02);
     assert_true(fk_tmr(e.k, TCMU_TMR_LUN_RESET, NULL, 0));
     uint16_t d = fk_cmd(e.k, tur, 6, NULL, NULL, 0);
     pump(&e);
-    wait_reaped(&e, 4);
+    wait_reaped(&e, 6);
     assert_int_equal(e.dev.n_tmrs, 2);
     assert_int_equal(e.k->done[d].status, 0);
     env_close(&e);

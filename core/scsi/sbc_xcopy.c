@@ -35,20 +35,19 @@
 #define ASC_UNSUPPORTED_SEGMENT_DESC 0x2609
 #define ASC_UNREACHABLE_COPY_TARGET 0x0804
 
-/* The LUN an identification descriptor names, among those lun may reach. */
+/* The LUN an identification descriptor names, among those lun may reach
+ * (its target held by the caller): a disk, not a removable LUN whose
+ * medium may go. */
 static struct scsi_lun *reach(struct scsi_lun *lun, const uint8_t *d)
 {
     uint8_t code_set = d[4] & 0x0f, assoc = (d[5] >> 4) & 0x03, type = d[5] & 0x0f;
     uint8_t len = d[7];
     if (code_set != 0x01 || assoc != 0 || type != 0x03 || len > 20)
         return NULL;                /* only the LU's NAA designator names a LUN */
-    unsigned n = lun->target ? scsi_target_count(lun->target) : 1;
-    for (unsigned i = 0; i < n; i++) {
-        struct scsi_lun *c = lun->target ? scsi_target_lun_at(lun->target, i) : lun;
-        if (c && c->naa_len == len && memcmp(c->naa, d + 8, len) == 0)
-            return c;
-    }
-    return NULL;
+    struct scsi_lun *c = lun->target ? scsi_target_find_naa_held(lun->target, d + 8, len)
+                         : lun->naa_len == len && memcmp(lun->naa, d + 8, len) == 0 ? lun
+                                                                                     : NULL;
+    return c && !c->removable ? c : NULL;
 }
 
 struct xc_seg {
@@ -144,6 +143,10 @@ static int parse(struct scsi_lun *lun, struct scsi_cmd *cmd, const uint8_t *p, s
         s->n = get_be16(d + 10);
         s->src_lba = get_be64(d + 12);
         s->dst_lba = get_be64(d + 20);
+        if (s->src->block_size != s->dst->block_size) {
+            scsi_fail_param(lun, cmd, at + 4, -1);  /* blocks of two sizes: not copied */
+            return -1;
+        }
         if (s->src_lba >= s->src->blocks || s->n > s->src->blocks - s->src_lba ||
             s->dst_lba >= s->dst->blocks || s->n > s->dst->blocks - s->dst_lba) {
             /* No additional sense code: the one initiators (libiscsi)
@@ -180,7 +183,7 @@ SCSI_HANDLER(sbc_prep_xcopy)
     cmd->access = SCSI_ACCESS_BARRIER;
 }
 
-static int copy_seg(const struct xc_seg *s, uint8_t *buf, uint64_t *done_blocks,
+static int copy_seg(const struct xc_seg *s, uint8_t *buf, uint64_t *done_bytes,
                     struct scuse_err *err)
 {
     uint64_t bytes = s->n << s->src->shift;
@@ -193,7 +196,7 @@ static int copy_seg(const struct xc_seg *s, uint8_t *buf, uint64_t *done_blocks,
         if (r < 0)
             return r;
         done += len;
-        *done_blocks += len >> s->src->shift;
+        *done_bytes += len;
     }
     return 0;
 }
@@ -210,13 +213,19 @@ SCSI_HANDLER(sbc_exec_xcopy)
         return;
     }
     iov_view_to_buf(&cmd->data, 0, p, plen);
+    /* The other LUNs stay for the whole copy: none is removed under it. */
+    const struct scsi_target *t = lun->target;
+    if (t)
+        scsi_target_hold(t);
     int nseg = parse(lun, cmd, p, plen, segs);
-    uint64_t blocks = 0;
+    uint64_t bytes = 0;
     int done = 0, r = 0;
     struct scuse_err err;
     err_clear(&err);
     for (; nseg > 0 && done < nseg && r == 0; done++)
-        r = copy_seg(&segs[done], buf, &blocks, &err);
+        r = copy_seg(&segs[done], buf, &bytes, &err);
+    if (t)
+        scsi_target_release(t);
     if (nseg >= 0 && (p[1] & 0x18) == 0) {
         /* LIST ID USAGE 00b: the status is held for RECEIVE COPY RESULTS. */
         pthread_mutex_lock(&lun->lock);
@@ -224,7 +233,7 @@ SCSI_HANDLER(sbc_exec_xcopy)
         lun->xcopy.list_id = p[0];
         lun->xcopy.failed = r < 0;
         lun->xcopy.segments = (uint16_t)(r < 0 ? done - 1 : done);
-        lun->xcopy.blocks = blocks;
+        lun->xcopy.bytes = bytes;
         pthread_mutex_unlock(&lun->lock);
     }
     free(p), free(segs), free(buf);
@@ -275,7 +284,7 @@ SCSI_HANDLER(sbc_prep_receive_copy_results)
     bool held = lun->xcopy.held && lun->xcopy.list_id == cmd->cdb[2];
     bool failed = lun->xcopy.failed;
     uint16_t segs = lun->xcopy.segments;
-    uint64_t blocks = lun->xcopy.blocks;
+    uint64_t bytes = lun->xcopy.bytes;
     pthread_mutex_unlock(&lun->lock);
     if (!held) {
         scsi_fail_cdb(lun, cmd, 2, -1);
@@ -285,7 +294,6 @@ SCSI_HANDLER(sbc_prep_receive_copy_results)
     b[4] = failed ? 0x02 : 0x01;        /* COPY MANAGER STATUS: done with/without errors */
     put_be16(b + 5, segs);
     /* TRANSFER COUNT UNITS 00h: the count is in bytes. */
-    put_be32(b + 8, (uint32_t)((blocks << lun->shift) > 0xffffffffu
-                                   ? 0xffffffffu : blocks << lun->shift));
+    put_be32(b + 8, (uint32_t)(bytes > 0xffffffffu ? 0xffffffffu : bytes));
     scsi_reply(cmd, b, 12, alloc);
 }

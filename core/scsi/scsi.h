@@ -322,6 +322,14 @@ struct scsi_lun *scsi_target_lun(const struct scsi_target *t, uint16_t id);
 unsigned scsi_target_count(const struct scsi_target *t);
 /* The i-th LUN in id order (i < scsi_target_count). */
 struct scsi_lun *scsi_target_lun_at(const struct scsi_target *t, unsigned i);
+/* Hold t's LUN set as it is (a read lock: lookups and submits go on, a
+ * LUN is added or removed only after the release): for a command that
+ * works on other LUNs of the target (EXTENDED COPY). While held, find a
+ * LUN by its NAA designator with scsi_target_find_naa_held. */
+void scsi_target_hold(const struct scsi_target *t);
+void scsi_target_release(const struct scsi_target *t);
+struct scsi_lun *scsi_target_find_naa_held(const struct scsi_target *t, const uint8_t *naa,
+                                           unsigned len);
 
 /* Emulation: decode and validate cmd (every CDB field). Sets cmd->access
  * and the range; with SCSI_ACCESS_DONE the status, sense and residual are

@@ -77,7 +77,7 @@ struct scsi_lun {
         bool held, failed;
         uint8_t list_id;
         uint16_t segments;
-        uint64_t blocks;
+        uint64_t bytes;             /* copied, whatever the LUNs' block sizes */
     } xcopy;
     bool stopped;                   /* START STOP UNIT with START=0 */
     bool prevent;                   /* PREVENT ALLOW MEDIUM REMOVAL state */

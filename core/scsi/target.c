@@ -138,6 +138,27 @@ struct scsi_lun *scsi_target_lun_at(const struct scsi_target *t, unsigned i)
     return lun;
 }
 
+void scsi_target_hold(const struct scsi_target *t)
+{
+    rdlock(t);
+}
+
+void scsi_target_release(const struct scsi_target *t)
+{
+    unlock(t);
+}
+
+struct scsi_lun *scsi_target_find_naa_held(const struct scsi_target *t, const uint8_t *naa,
+                                           unsigned len)
+{
+    for (unsigned i = 0; i < t->n; i++) {
+        struct scsi_lun *c = t->luns[i];
+        if (c->naa_len == len && memcmp(c->naa, naa, len) == 0)
+            return c;
+    }
+    return NULL;
+}
+
 void scsi_target_raise_ua(struct scsi_target *t, enum scsi_ua ua, const struct scsi_lun *except)
 {
     rdlock(t);

@@ -332,7 +332,7 @@ static size_t xc_list(uint8_t *p, uint8_t list_id, uint8_t usage, struct scsi_lu
         d[5] = 0x03;
         d[7] = naas[i]->naa_len;
         memcpy(d + 8, naas[i]->naa, naas[i]->naa_len);
-        ts_be(d + 29, BS, 3);
+        ts_be(d + 29, scsi_lun_block_size(naas[i]), 3);
     }
     uint8_t *s = p + 16 + 32 * ntgt;
     s[0] = 0x02;
@@ -423,6 +423,32 @@ static void test_xcopy(void **state)
     rd(c.lun, 0, 16, back);
     for (size_t i = 0; i < sizeof(back); i++)
         assert_int_equal(back[i], 0);
+    /* Behind the same target, but not copied to: a LUN of 4 KiB blocks
+     * (INVALID FIELD IN PARAMETER LIST at the segment) and a CD-ROM,
+     * whose medium may go (UNREACHABLE COPY TARGET); nothing written. */
+    struct ts_lun e4 = { 0 }, cd = { 0 };
+    ts_sh("rm -f x4.raw xcd.iso && truncate -s 1M x4.raw && truncate -s 1M xcd.iso");
+    struct scsi_lun_config c4 = cfg, ccd = cfg;
+    c4.block_size = 4096;
+    ccd.device = SCSI_DEVICE_CDROM;
+    assert_int_equal(blk_open(ts_path("x4.raw"), "raw", BLK_OPEN_RW, NULL, &e4.bs, &err), 0);
+    assert_int_equal(scsi_lun_create(&c4, e4.bs, 2, &e4.lun, &err), 0);
+    assert_int_equal(blk_open(ts_path("xcd.iso"), "raw", 0, NULL, &cd.bs, &err), 0);
+    assert_int_equal(scsi_lun_create(&ccd, cd.bs, 3, &cd.lun, &err), 0);
+    assert_int_equal(scsi_target_add_lun(tg, e4.lun, &err), 0);
+    assert_int_equal(scsi_target_add_lun(tg, cd.lun, &err), 0);
+    struct scsi_lun *a4[] = { a.lun, e4.lun };
+    n = xc_list(p, 9, 2, a4, 2, 0, 1, 8, 0, 0);
+    r = xcopy(a.lun, p, n);
+    TS_INVALID_PARAM(r, 16 + 64 + 4, -1);
+    struct scsi_lun *acd[] = { a.lun, cd.lun };
+    n = xc_list(p, 9, 2, acd, 2, 0, 1, 8, 0, 0);
+    r = xcopy(a.lun, p, n);
+    ts_check(&r, 0xa, 0x08, 0x04);
+    static uint8_t z4[8 * 4096];
+    assert_int_equal(blk_pread(e4.bs, 0, z4, sizeof(z4), &err), 0);
+    for (size_t i = 0; i < sizeof(z4); i++)
+        assert_int_equal(z4[i], 0);
     /* The list's own errors: a segment past the end, unsupported
      * descriptor types, too many targets, the list longer than sent;
      * a segment that cannot be carried out is COPY ABORTED. */
@@ -461,6 +487,8 @@ static void test_xcopy(void **state)
     assert_int_equal(ib[5] & 0x08, 0x08);
 
     scsi_target_destroy(tg);
+    ts_close(&cd);
+    ts_close(&e4);
     ts_close(&b);
     ts_close(&c);
     ts_close(&a);

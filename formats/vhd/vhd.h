@@ -241,9 +241,6 @@ void vhd_uuid_text(const uint8_t u[16], char out[37]);
 int vhd_read_meta(struct blk_node *bs, struct vhd_state *s, struct scuse_err *err);
 
 /* parent.c */
-/* Decode UTF-16 (big_endian or little) of n bytes into malloc'd UTF-8;
- * stops at the first NUL unit. NULL with *why set when it is not UTF-16. */
-char *vhd_utf16_to_utf8(const uint8_t *p, size_t n, bool big_endian, const char **why);
 /* Choose the parent from the locators and the name; sets bs->backing_name
  * and bs->backing_fmt. */
 int vhd_find_parent(struct blk_node *bs, struct vhd_state *s, struct scuse_err *err);

@@ -9,17 +9,10 @@
 #include <string.h>
 
 #include "io/file.h"
+#include "util/endian.h"
 #include "yal/qcow_map.h"
 
 #define L1_MAX (1u << 24)             /* entries; more: no status */
-
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 int qcow_map_load(int fd, uint64_t size, struct qcow_map *m)
 {
@@ -31,7 +24,7 @@ int qcow_map_load(int fd, uint64_t size, struct qcow_map *m)
     m->cluster_bits = h[32];
     m->l2_bits = h[33];
     m->encrypted = h[36] | h[37] | h[38] | h[39];
-    uint64_t l1_off = be64(h + 40);
+    uint64_t l1_off = be64_at(h + 40);
     /* QEMU's limits: clusters of 512 B to 64 KiB, an L2 table of one cluster at most */
     if (m->cluster_bits < 9 || m->cluster_bits > 16 || m->l2_bits < 6 ||
         m->l2_bits > m->cluster_bits - 3)
@@ -55,7 +48,7 @@ int qcow_map_load(int fd, uint64_t size, struct qcow_map *m)
         return 1;
     }
     for (uint64_t i = 0; i < m->n_l1; i++)
-        m->l1[i] = be64(raw + 8 * i);
+        m->l1[i] = be64_at(raw + 8 * i);
     free(raw);
     return 0;
 }
@@ -98,12 +91,12 @@ int qcow_map_status(const struct qcow_map *m, uint64_t off, uint64_t len, uint64
         return r;
     }
     size_t i = (off >> m->cluster_bits) & (n2 - 1);
-    uint64_t e = be64(t + 8 * i);
+    uint64_t e = be64_at(t + 8 * i);
     enum kind k = kind_of(e);
     uint64_t in = off & (cs - 1);
     uint64_t n = cs - in, next = e + cs;
     while (n < span && ++i < n2) {
-        uint64_t f = be64(t + 8 * i);
+        uint64_t f = be64_at(t + 8 * i);
         if (kind_of(f) != k || (k == K_DATA && f != next))
             break;
         n += cs;

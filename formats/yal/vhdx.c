@@ -22,6 +22,7 @@
 #include <libvhdi.h>
 
 #include "io/file.h"
+#include "util/endian.h"
 #include "io/lock.h"
 #include "yal/vhdx_bat.h"
 #include "yal/yal.h"
@@ -53,16 +54,6 @@ static int vhdx_probe(const struct blk_probe *p)
     return p->head_len >= 8 && memcmp(p->head, "vhdxfile", 8) == 0 ? 100 : 0;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
 /* The current header (valid checksum, highest sequence number) must not
  * name a log. */
 static int check_log(int fd, const char *path, struct scuse_err *err)
@@ -73,11 +64,11 @@ static int check_log(int fd, const char *path, struct scuse_err *err)
     for (int i = 0; i < 2; i++) {
         if (file_pread_exact(fd, h[i], VHDX_HEADER_SIZE, at[i]) < 0 || memcmp(h[i], "head", 4))
             continue;
-        uint32_t want = le32(h[i] + 4);
+        uint32_t want = le32_at(h[i] + 4);
         memset(h[i] + 4, 0, 4);
         if (vhdx_crc32c(h[i], VHDX_HEADER_SIZE) != want)
             continue;
-        if (best < 0 || le64(h[i] + 8) > le64(h[best] + 8))
+        if (best < 0 || le64_at(h[i] + 8) > le64_at(h[best] + 8))
             best = i;
     }
     if (best < 0)

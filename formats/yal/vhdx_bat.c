@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/file.h"
+#include "util/endian.h"
 #include "yal/vhdx_bat.h"
 
 #define REGION1 (192u << 10)
@@ -27,16 +28,6 @@ static const uint8_t GUID_FILEPARAM[16] = { 0x37, 0x67, 0xa1, 0xca, 0x36, 0xfa, 
 static const uint8_t GUID_SECTOR[16] = { 0x1d, 0xbf, 0x41, 0x81, 0x6f, 0xa9, 0x09, 0x47,
                                          0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f };
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
 uint32_t vhdx_crc32c(const uint8_t *p, size_t n)
 {
     uint32_t c = 0xffffffffu;
@@ -53,20 +44,20 @@ static bool region_table(int fd, uint32_t at, uint8_t *t)
 {
     if (file_pread_exact(fd, t, REGION_SIZE, at) < 0 || memcmp(t, "regi", 4) != 0)
         return false;
-    uint32_t want = le32(t + 4);
+    uint32_t want = le32_at(t + 4);
     memset(t + 4, 0, 4);
     bool ok = vhdx_crc32c(t, REGION_SIZE) == want;
-    return ok && le32(t + 8) <= 2047;
+    return ok && le32_at(t + 8) <= 2047;
 }
 
 static bool region(const uint8_t *t, const uint8_t *guid, uint64_t *off, uint32_t *len)
 {
-    uint32_t n = le32(t + 8);
+    uint32_t n = le32_at(t + 8);
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *e = t + 16 + 32 * i;
         if (memcmp(e, guid, 16) == 0) {
-            *off = le64(e + 16);
-            *len = le32(e + 24);
+            *off = le64_at(e + 16);
+            *len = le32_at(e + 24);
             return true;
         }
     }
@@ -77,14 +68,14 @@ static bool region(const uint8_t *t, const uint8_t *guid, uint64_t *off, uint32_
 static bool meta_item(int fd, const uint8_t *table, uint64_t moff, uint32_t mlen,
                       const uint8_t *guid, void *out, uint32_t want)
 {
-    uint32_t n = (uint32_t)table[10] | (uint32_t)table[11] << 8;
+    uint32_t n = le16_at(table + 10);
     if (n > 2047)
         return false;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *e = table + 32 + 32 * i;
         if (memcmp(e, guid, 16) != 0)
             continue;
-        uint32_t o = le32(e + 16), l = le32(e + 20);
+        uint32_t o = le32_at(e + 16), l = le32_at(e + 20);
         if (l < want || o > mlen || want > mlen - o)
             return false;
         return file_pread_exact(fd, out, want, moff + o) == 0;
@@ -103,12 +94,12 @@ int vhdx_meta_find(int fd, const uint8_t *guid, uint64_t *off, uint32_t *len)
     if ((region_table(fd, REGION1, t) || region_table(fd, REGION2, t)) &&
         region(t, GUID_META, &moff, &mlen) && mlen >= META_TABLE &&
         file_pread_exact(fd, t, META_TABLE, moff) == 0 && memcmp(t, "metadata", 8) == 0) {
-        uint32_t n = (uint32_t)t[10] | (uint32_t)t[11] << 8;
+        uint32_t n = le16_at(t + 10);
         for (uint32_t i = 0; i < n && i < 2047; i++) {
             const uint8_t *e = t + 32 + 32 * i;
             if (memcmp(e, guid, 16) != 0)
                 continue;
-            uint32_t o = le32(e + 16), l = le32(e + 20);
+            uint32_t o = le32_at(e + 16), l = le32_at(e + 20);
             if (o <= mlen && l <= mlen - o) {
                 *off = moff + o;
                 *len = l;
@@ -143,8 +134,8 @@ int vhdx_bat_load(int fd, uint64_t size, struct vhdx_bat *b)
     if (!meta_item(fd, t, moff, mlen, GUID_FILEPARAM, fp, 8) ||
         !meta_item(fd, t, moff, mlen, GUID_SECTOR, ss, 4))
         goto out;
-    uint32_t block = le32(fp), sector = le32(ss);
-    b->has_parent = le32(fp + 4) & 2;
+    uint32_t block = le32_at(fp), sector = le32_at(ss);
+    b->has_parent = le32_at(fp + 4) & 2;
     /* 1 MiB to 256 MiB, a power of two; sectors of 512 or 4096 bytes */
     if (block < (1u << 20) || block > (256u << 20) || (block & (block - 1)) ||
         (sector != 512 && sector != 4096))
@@ -184,7 +175,7 @@ void vhdx_bat_free(struct vhdx_bat *b)
 /* Payload block i's BAT entry (a sector-bitmap entry follows each chunk). */
 static uint64_t entry(const struct vhdx_bat *b, uint64_t i)
 {
-    return le64((const uint8_t *)&b->entry[i + i / b->chunk]);
+    return le64_at((const uint8_t *)&b->entry[i + i / b->chunk]);
 }
 
 enum kind { K_DATA, K_ZERO, K_OTHER };

@@ -205,6 +205,10 @@ int blk_read_below(struct blk_node *bs, uint64_t off, const struct iov_view *v,
                    struct scuse_err *err);
 
 /* The path bs's backing file resolves to (malloc'd), or NULL if none. */
+/* name as a file beside the image at path (a file an image names: its
+ * backing file, a VMDK extent, a CUE's BIN, a VHD or VHDX parent): as it
+ * is when absolute, else in path's directory. malloc'd; NULL: no memory. */
+char *blk_path_beside(const char *path, const char *name);
 char *blk_backing_path(const struct blk_node *bs);
 
 /* Nodes of the chain from the top, for tools: bs, bs->backing, ... */

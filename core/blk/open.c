@@ -20,7 +20,7 @@ int blk_check_open_opts(const struct blk_driver *d, const struct blk_kv *kv, con
 #define PROBE_TAIL 512
 
 /* Join a relative backing name to the overlay's directory. */
-static char *resolve_backing(const char *overlay_path, const char *name)
+char *blk_path_beside(const char *overlay_path, const char *name)
 {
     if (name[0] == '/')
         return strdup(name);
@@ -41,7 +41,7 @@ char *blk_backing_path(const struct blk_node *bs)
 {
     if (!bs->backing_name)
         return NULL;
-    return resolve_backing(bs->path, bs->backing_name);
+    return blk_path_beside(bs->path, bs->backing_name);
 }
 
 static bool has_protocol_prefix(const char *name)
@@ -287,7 +287,7 @@ static int open_node(const char *filename, const char *path, const char *fmt, bo
             goto fail;
         }
         cc->blamed = false;
-        char *bpath = resolve_backing(path, bs->backing_name);
+        char *bpath = blk_path_beside(path, bs->backing_name);
         if (!bpath) {
             r = err_set(err, -ENOMEM, "out of memory");
             goto fail;

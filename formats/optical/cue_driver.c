@@ -7,7 +7,6 @@
  * the raw driver, named relative to the sheet's directory. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +61,6 @@ static void cue_close(struct blk_node *bs)
 }
 
 /* A BIN's path: as written when absolute, else beside the sheet. */
-static char *bin_path(const char *sheet, const char *name)
-{
-    if (name[0] == '/')
-        return strdup(name);
-    char *copy = strdup(sheet);
-    if (!copy)
-        return NULL;
-    char *p = NULL;
-    if (asprintf(&p, "%s/%s", dirname(copy), name) < 0)
-        p = NULL;
-    free(copy);
-    return p;
-}
-
 static int cue_open(struct blk_node *bs, struct scuse_err *err)
 {
     uint64_t size;
@@ -103,7 +88,7 @@ static int cue_open(struct blk_node *bs, struct scuse_err *err)
     uint64_t sizes[OPTICAL_MAX_FILES];
     unsigned flags = bs->share ? BLK_OPEN_SHARE : 0;
     for (unsigned i = 0; r == 0 && i < cs->n_files; i++) {
-        char *path = bin_path(bs->path, cs->file[i]);
+        char *path = blk_path_beside(bs->path, cs->file[i]);
         if (!path) {
             r = err_set(err, -ENOMEM, "'%s': out of memory", bs->path);
             break;

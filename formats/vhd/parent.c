@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,15 +100,7 @@ static bool footer_has(const uint8_t *buf, const uint8_t *uuid)
  * with the parent's UUID (2)? */
 static int look_near(const char *child, const char *name, const uint8_t *uuid)
 {
-    char *path = NULL;
-    if (name[0] == '/') {
-        path = strdup(name);
-    } else {
-        char *copy = strdup(child);
-        if (copy && asprintf(&path, "%s/%s", dirname(copy), name) < 0)
-            path = NULL;
-        free(copy);
-    }
+    char *path = blk_path_beside(child, name);
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     free(path);
     if (fd < 0)

@@ -47,21 +47,6 @@ struct vmdk_extent *vmdk_extent_at(struct vmdk_state *s, uint64_t off)
     return &s->ext[lo];
 }
 
-/* name relative to the descriptor's directory (malloc'd). */
-static char *resolve(const char *desc_path, const char *name)
-{
-    if (name[0] == '/')
-        return strdup(name);
-    const char *slash = strrchr(desc_path, '/');
-    size_t dl = slash ? (size_t)(slash - desc_path) + 1 : 0;
-    char *p = malloc(dl + strlen(name) + 1);
-    if (p) {
-        memcpy(p, desc_path, dl);
-        strcpy(p + dl, name);
-    }
-    return p;
-}
-
 /* A file is opened read-write when any RW extent names it (by name). */
 static bool writable(const struct blk_node *bs, const struct vmdk_desc *d, const char *file)
 {
@@ -198,7 +183,7 @@ int vmdk_extents_open(struct blk_node *bs, struct vmdk_state *s, struct scuse_er
         if (de->type == VMDK_ZERO)
             continue;
         x->name = strdup(de->file);
-        x->path = resolve(bs->path, de->file);
+        x->path = blk_path_beside(bs->path, de->file);
         if (!x->name || !x->path)
             return err_set(err, -ENOMEM, "out of memory");
         int r = file_fd(bs, s, x->path, writable(bs, d, de->file), no, &x->fd, err);

@@ -130,15 +130,11 @@ static uint64_t files_allocated(libvmdk_handle_t *h, struct blk_node *bs)
     unsigned n_seen = 0;
     seen[n_seen++] = d;
     int n = 0;
-    char *dup = strdup(bs->path);
-    if (!dup || libvmdk_handle_get_number_of_extents(h, &n, NULL) != 1) {
-        free(dup);
+    if (libvmdk_handle_get_number_of_extents(h, &n, NULL) != 1)
         return total;
-    }
-    const char *dir = dirname(dup);
     for (int i = 0; i < n; i++) {
         libvmdk_extent_descriptor_t *x = NULL;
-        char name[PATH_MAX], path[2 * PATH_MAX + 2];
+        char name[PATH_MAX];
         if (libvmdk_handle_get_extent_descriptor(h, i, &x, NULL) != 1)
             continue;
         int ok = libvmdk_extent_descriptor_get_utf8_filename(x, (uint8_t *)name, sizeof(name),
@@ -146,9 +142,11 @@ static uint64_t files_allocated(libvmdk_handle_t *h, struct blk_node *bs)
         libvmdk_extent_descriptor_free(&x, NULL);
         if (!ok)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", name[0] == '/' ? "" : dir, name);
+        char *path = blk_path_beside(bs->path, name);
         struct stat st;
-        if (stat(path, &st) < 0)
+        bool there = path && stat(path, &st) == 0;
+        free(path);
+        if (!there)
             continue;
         bool dup_file = false;
         for (unsigned k = 0; k < n_seen && !dup_file; k++)
@@ -159,7 +157,6 @@ static uint64_t files_allocated(libvmdk_handle_t *h, struct blk_node *bs)
         if (n_seen < SEEN_MAX)
             seen[n_seen++] = st;
     }
-    free(dup);
     return total;
 }
 

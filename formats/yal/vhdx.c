@@ -41,6 +41,7 @@ struct vhdx_state {
     /* The parents' files, held open for their image locks (QEMU's: read,
      * refusing writers) as long as the child is open; -1: none. */
     int parent_fd[VHDX_MAX_CHAIN];
+    uint8_t linkage[VHDX_MAX_CHAIN][16]; /* [k]: the DataWriteGuid layer k must have */
 };
 
 /* A pool handle: one libvhdi file per layer, each given its parent. */
@@ -206,14 +207,7 @@ static char *candidate(const char *child, const char *p, bool relative)
         return p[0] == '/' ? strdup(p) : NULL;
     while (p[0] == '.' && p[1] == '/')
         p += 2;
-    const char *slash = strrchr(child, '/');
-    size_t dl = slash ? (size_t)(slash - child) + 1 : 0;
-    char *out = malloc(dl + strlen(p) + 1);
-    if (out) {
-        memcpy(out, child, dl);
-        strcpy(out + dl, p);
-    }
-    return out;
+    return blk_path_beside(child, p);
 }
 
 static void guid_text(const uint8_t g[16], char out[37])
@@ -225,7 +219,8 @@ static void guid_text(const uint8_t g[16], char out[37])
 }
 
 /* The parent of s->chain[k] (a differencing VHDX open as f, its file on
- * fd): found, checked and appended. */
+ * fd): found through the locator and appended, with the DataWriteGuid it
+ * must have (checked once it is open and locked, in resolve_chain). */
 static int add_parent(struct vhdx_state *s, int k, int fd, libvhdi_file_t *f,
                       struct scuse_err *err)
 {
@@ -238,6 +233,11 @@ static int add_parent(struct vhdx_state *s, int k, int fd, libvhdi_file_t *f,
     if (k + 1 >= VHDX_MAX_CHAIN)
         return err_set(err, -ELOOP, "'%s': more than %d VHDX layers (a loop?)", s->chain[0],
                        VHDX_MAX_CHAIN);
+    libvhdi_error_t *e = NULL;
+    if (libvhdi_file_get_parent_identifier(f, s->linkage[k + 1], 16, &e) != 1) {
+        why_of(e, why, sizeof(why));
+        return err_set(err, -EINVAL, "'%s': libvhdi: %s", child, why);
+    }
     char *path = NULL;
     for (int i = 0; i < 2 && !path; i++) {
         char *c = candidate(child, i == 0 ? loc.relative : loc.absolute, i == 0);
@@ -250,40 +250,50 @@ static int add_parent(struct vhdx_state *s, int k, int fd, libvhdi_file_t *f,
         return err_set(err, -ENOENT, "'%s': its parent is not found (relative_path '%s', "
                        "absolute_win32_path '%s')", child, loc.relative, loc.absolute);
     char real[PATH_MAX];
-    for (int i = 0; i <= k; i++) {
-        char other[PATH_MAX];
-        if (realpath(path, real) && realpath(s->chain[i], other) && strcmp(real, other) == 0) {
-            r = err_set(err, -ELOOP, "'%s': its parent '%s' is a layer of its own chain", child,
-                        path);
-            free(path);
-            return r;
+    bool loop = false;
+    if (realpath(path, real)) {
+        for (int i = 0; i <= k && !loop; i++) {
+            char other[PATH_MAX];
+            loop = realpath(s->chain[i], other) && strcmp(real, other) == 0;
         }
+    }
+    if (loop) {
+        r = err_set(err, -ELOOP, "'%s': its parent '%s' is a layer of its own chain", child,
+                    path);
+        free(path);
+        return r;
     }
     s->chain[k + 1] = path;
     s->n_chain = k + 2;
-    libvhdi_file_t *pf;
-    r = open_file(path, &pf, err);
-    if (r < 0)
-        return r;
-    uint8_t want[16], got[16];
+    return 0;
+}
+
+/* Layer k > 0 (open as f, locked): a VHDX with the DataWriteGuid its
+ * child's parent_linkage names. */
+static int check_parent(struct vhdx_state *s, int k, libvhdi_file_t *f, struct scuse_err *err)
+{
+    const char *child = s->chain[k - 1], *path = s->chain[k];
+    uint8_t got[16];
     libvhdi_error_t *e = NULL;
     int type = 0;
-    if (libvhdi_file_get_file_type(pf, &type, &e) != 1 || type != LIBVHDI_FILE_TYPE_VHDX) {
-        r = err_set(err, -EINVAL, "'%s': its parent '%s' is not a VHDX image", child, path);
-    } else if (libvhdi_file_get_parent_identifier(f, want, 16, &e) != 1 ||
-               libvhdi_file_get_identifier(pf, got, 16, &e) != 1) {
-        why_of(e, why, sizeof(why));
-        r = err_set(err, -EINVAL, "'%s': libvhdi: %s", child, why);
-    } else if (memcmp(want, got, 16) != 0) {
-        char a[37], b[37];
-        guid_text(want, a);
-        guid_text(got, b);
-        r = err_set(err, -EINVAL, "'%s': its parent_linkage is %s, but the parent '%s' has "
-                    "DataWriteGuid %s (the parent changed after the child was made)", child, a,
-                    path, b);
+    if (libvhdi_file_get_file_type(f, &type, &e) != 1 || type != LIBVHDI_FILE_TYPE_VHDX) {
+        libvhdi_error_free(&e);
+        return err_set(err, -EINVAL, "'%s': its parent '%s' is not a VHDX image", child, path);
     }
-    file_free(pf);
-    return r;
+    if (libvhdi_file_get_identifier(f, got, 16, &e) != 1) {
+        char why[512];
+        why_of(e, why, sizeof(why));
+        return err_set(err, -EINVAL, "'%s': libvhdi: %s", path, why);
+    }
+    if (memcmp(s->linkage[k], got, 16) != 0) {
+        char a[37], b[37];
+        guid_text(s->linkage[k], a);
+        guid_text(got, b);
+        return err_set(err, -EINVAL, "'%s': its parent_linkage is %s, but the parent '%s' has "
+                       "DataWriteGuid %s (the parent changed after the child was made)", child, a,
+                       path, b);
+    }
+    return 0;
 }
 
 /* s->chain from the image down: every differencing layer's parent. */
@@ -310,6 +320,8 @@ static int resolve_chain(struct blk_node *bs, struct vhdx_state *s, struct scuse
             r = check_log(fd, s->chain[k], err);
         if (r == 0)
             r = open_file(s->chain[k], &f, err);
+        if (r == 0 && k > 0)
+            r = check_parent(s, k, f, err);
         uint32_t type = 0;
         libvhdi_error_t *e = NULL;
         if (r == 0 && libvhdi_file_get_disk_type(f, &type, &e) != 1) {

@@ -59,6 +59,8 @@ void qcow_map_free(struct qcow_map *m)
     m->l1 = NULL;
 }
 
+#define QM_BATCH 512            /* L2 entries read at once (4 KiB) */
+
 enum kind { K_HOLE, K_DATA, K_COMPRESSED };
 
 static enum kind kind_of(uint64_t e)
@@ -81,28 +83,29 @@ int qcow_map_status(const struct qcow_map *m, uint64_t off, uint64_t len, uint64
         st->flags = 0;
         return 0;
     }
+    /* Only the entries [off, off+span) needs, at most a batch of them (a
+     * shorter answer is fine: the caller asks again). */
     size_t n2 = (size_t)1 << m->l2_bits;
-    uint8_t *t = malloc(n2 * 8);
-    if (!t)
-        return -ENOMEM;
-    int r = file_pread_exact(m->fd, t, n2 * 8, l2_off);
-    if (r < 0) {
-        free(t);
-        return r;
-    }
     size_t i = (off >> m->cluster_bits) & (n2 - 1);
-    uint64_t e = be64_at(t + 8 * i);
-    enum kind k = kind_of(e);
     uint64_t in = off & (cs - 1);
+    uint64_t need = (in + span + cs - 1) >> m->cluster_bits;
+    size_t cnt = need < n2 - i ? (size_t)need : n2 - i;
+    if (cnt > QM_BATCH)
+        cnt = QM_BATCH;
+    uint8_t t[QM_BATCH * 8];
+    int r = file_pread_exact(m->fd, t, cnt * 8, l2_off + 8 * i);
+    if (r < 0)
+        return r;
+    uint64_t e = be64_at(t);
+    enum kind k = kind_of(e);
     uint64_t n = cs - in, next = e + cs;
-    while (n < span && ++i < n2) {
-        uint64_t f = be64_at(t + 8 * i);
+    for (size_t j = 1; n < span && j < cnt; j++) {
+        uint64_t f = be64_at(t + 8 * j);
         if (kind_of(f) != k || (k == K_DATA && f != next))
             break;
         n += cs;
         next += cs;
     }
-    free(t);
     *pnum = n < span ? n : span;
     st->offset = 0;
     switch (k) {

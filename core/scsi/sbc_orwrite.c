@@ -15,34 +15,10 @@
 
 #include "scsi/scsi_int.h"
 
-/* Shared checks: length limit, range, write protect; 0 blocks is GOOD. */
-static bool prep_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n,
-                       uint64_t max, unsigned len_byte)
-{
-    if (n > max) {
-        scsi_fail_cdb(lun, cmd, len_byte, -1);
-        return false;
-    }
-    if (!scsi_check_range(lun, cmd, lba, n))
-        return false;
-    if (scsi_lun_wp(lun)) {
-        scsi_fail_wp(lun, cmd);
-        return false;
-    }
-    if (n == 0) {
-        scsi_good(cmd, 0, 0);
-        return false;
-    }
-    cmd->lba = lba;
-    cmd->nblocks = n;
-    cmd->access = SCSI_ACCESS_ATOMIC;
-    return true;
-}
-
 SCSI_HANDLER(sbc_prep_orwrite)
 {
-    prep_range(lun, cmd, get_be64(cmd->cdb + 2), get_be32(cmd->cdb + 10),
-               SCSI_MAX_XFER_BYTES >> lun->shift, 10);
+    sbc_prep_range(lun, cmd, get_be64(cmd->cdb + 2), get_be32(cmd->cdb + 10),
+                   SCSI_MAX_XFER_BYTES >> lun->shift, 10, true, SCSI_ACCESS_ATOMIC);
 }
 
 SCSI_HANDLER(sbc_exec_orwrite)
@@ -90,8 +66,8 @@ SCSI_HANDLER(sbc_prep_write_atomic)
         scsi_fail_cdb(lun, cmd, 10, -1);    /* ATOMIC BOUNDARY: not offered */
         return;
     }
-    prep_range(lun, cmd, get_be64(cmd->cdb + 2), get_be16(cmd->cdb + 12),
-               sbc_max_atomic_blocks(lun), 12);
+    sbc_prep_range(lun, cmd, get_be64(cmd->cdb + 2), get_be16(cmd->cdb + 12),
+                   sbc_max_atomic_blocks(lun), 12, true, SCSI_ACCESS_ATOMIC);
 }
 
 SCSI_HANDLER(sbc_exec_write_atomic)

@@ -38,30 +38,37 @@ static bool is_write_op(uint8_t opcode)
            opcode == OP_WRITE16;
 }
 
-/* Length, range and write protection shared by the transfer commands. */
-static bool prep_transfer(struct scsi_lun *lun, struct scsi_cmd *cmd, bool write,
-                          enum scsi_access access)
+bool sbc_prep_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n,
+                    uint64_t max, unsigned len_byte, bool write, enum scsi_access access)
 {
-    struct sbc_range r;
-    sbc_decode(cmd->cdb, &r);
-    if (r.n > (SCSI_MAX_XFER_BYTES >> lun->shift)) {
-        scsi_fail_cdb(lun, cmd, r.len_byte, -1);
+    if (n > max) {
+        scsi_fail_cdb(lun, cmd, len_byte, -1);
         return false;
     }
-    if (!scsi_check_range(lun, cmd, r.lba, r.n))
+    if (!scsi_check_range(lun, cmd, lba, n))
         return false;
     if (write && scsi_lun_wp(lun)) {
         scsi_fail_wp(lun, cmd);
         return false;
     }
-    if (r.n == 0) {
+    if (n == 0) {
         scsi_good(cmd, 0, 0);       /* transfer length 0: nothing to do */
         return false;
     }
-    cmd->lba = r.lba;
-    cmd->nblocks = r.n;
+    cmd->lba = lba;
+    cmd->nblocks = n;
     cmd->access = access;
     return true;
+}
+
+/* The transfer commands: their CDB decoded, at most SCSI_MAX_XFER_BYTES. */
+static bool prep_transfer(struct scsi_lun *lun, struct scsi_cmd *cmd, bool write,
+                          enum scsi_access access)
+{
+    struct sbc_range r;
+    sbc_decode(cmd->cdb, &r);
+    return sbc_prep_range(lun, cmd, r.lba, r.n, SCSI_MAX_XFER_BYTES >> lun->shift, r.len_byte,
+                          write, access);
 }
 
 SCSI_HANDLER(sbc_prep_rw)

@@ -288,6 +288,11 @@ SCSI_HANDLER(sbc_exec_unmap);
 /* sbc_orwrite.c */
 SCSI_HANDLER(sbc_prep_orwrite);
 SCSI_HANDLER(sbc_exec_orwrite);
+/* sbc_rw.c: a transfer's checks (n <= max, else INVALID FIELD at
+ * len_byte; the range; write protection when write; 0 blocks answered
+ * GOOD), then cmd's range and access set. False when answered. */
+bool sbc_prep_range(struct scsi_lun *lun, struct scsi_cmd *cmd, uint64_t lba, uint64_t n,
+                    uint64_t max, unsigned len_byte, bool write, enum scsi_access access);
 SCSI_HANDLER(sbc_prep_write_atomic);
 SCSI_HANDLER(sbc_exec_write_atomic);
 uint32_t sbc_max_atomic_blocks(const struct scsi_lun *lun);

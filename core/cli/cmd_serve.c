@@ -205,7 +205,7 @@ static int parse_option(struct serve_lun *l, char *item)
     if (strcmp(key, "physical-block-size") == 0) {
         char *end;
         unsigned long v = strtoul(val, &end, 10);
-        if (!*val || *end || v < 512 || v > (1u << 20) || (v & (v - 1)))
+        if (!*val || *end || !scsi_phys_size_ok(v))
             return lun_fail(l, "physical-block-size '%s': a power of two, 512 to 1048576", val);
         l->phys_size = (uint32_t)v;
         return 0;
@@ -269,11 +269,9 @@ static int parse_lun(struct serve *s, const char *arg)
         rc = lun_fail(l, "no image file (only a cdrom drive may be empty)");
     if (!rc && l->phys_size) {
         /* Known once every option is read: block-size may come after it. */
-        if (l->phys_size < l->cfg.block_size)
-            rc = lun_fail(l, "physical-block-size %u is less than the block size %u",
-                          l->phys_size, l->cfg.block_size);
-        for (l->cfg.phys_exp = 0; !rc && (l->cfg.block_size << l->cfg.phys_exp) < l->phys_size;)
-            l->cfg.phys_exp++;
+        struct scuse_err e = { 0 };
+        if (scsi_phys_exp(l->cfg.block_size, l->phys_size, &l->cfg.phys_exp, &e) < 0)
+            rc = lun_fail(l, "physical-block-size: %s", e.msg);
     }
 out:
     l->items = copy; /* format options point into it */

@@ -222,8 +222,7 @@ static int parse(int argc, char **argv, const char *sub, struct opts *o)
             break;
         case O_DEMO: o->demo_mode = true; break;
         case O_PBS:
-            if (cli_parse_size(optarg, &o->phys_size) < 0 || o->phys_size < 512 ||
-                o->phys_size > (1u << 20) || (o->phys_size & (o->phys_size - 1)))
+            if (cli_parse_size(optarg, &o->phys_size) < 0 || !scsi_phys_size_ok(o->phys_size))
                 return cli_fail(EXIT_USAGE, "tcmu", "%s: --physical-block-size '%s': a power of "
                                 "two, 512 to 1M", sub, optarg);
             break;
@@ -361,10 +360,10 @@ static int do_create(int argc, char **argv)
         return fail(EXIT_IMAGE, "create", "'%s': %" PRIu64 " bytes is less than one block", abs,
                     bs->size);
     }
-    if (o.phys_size && o.phys_size < o.block_size) {
+    uint8_t exp;
+    if (scsi_phys_exp((uint32_t)o.block_size, o.phys_size, &exp, &err) < 0) {
         blk_close(bs);
-        return cli_fail(EXIT_USAGE, "tcmu", "create: --physical-block-size %" PRIu64 " is less "
-                        "than the block size %" PRIu64, o.phys_size, o.block_size);
+        return cli_fail(EXIT_USAGE, "tcmu", "create: --physical-block-size: %s", err.msg);
     }
     r = tcmu_config_format_lun(blk_format_name(bs), &o.policy, (uint32_t)o.phys_size, abs,
                                b.config, sizeof(b.config), &err);

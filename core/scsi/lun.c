@@ -101,6 +101,27 @@ static void derive_identity(struct scsi_lun *lun)
     lun->naa_len = 16;
 }
 
+bool scsi_phys_size_ok(uint64_t v)
+{
+    return v >= 512 && v <= (1u << 20) && (v & (v - 1)) == 0;
+}
+
+int scsi_phys_exp(uint32_t block_size, uint64_t phys_size, uint8_t *exp, struct scuse_err *err)
+{
+    *exp = 0;
+    if (!phys_size)
+        return 0;
+    if (!scsi_phys_size_ok(phys_size))
+        return err_set(err, -EINVAL, "physical block size %llu: a power of two, 512 to 1048576",
+                       (unsigned long long)phys_size);
+    if (phys_size < block_size)
+        return err_set(err, -EINVAL, "physical block size %llu is less than the block size %u",
+                       (unsigned long long)phys_size, block_size);
+    while (((uint64_t)block_size << *exp) < phys_size)
+        (*exp)++;
+    return 0;
+}
+
 /* The unit after power on or a reset: mode pages at their defaults (no
  * saved pages: write cache as configured, fixed sense, SWP off), started,
  * medium removal allowed. Atomic stores: the data path reads wce, d_sense

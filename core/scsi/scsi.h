@@ -219,6 +219,11 @@ enum scsi_ua {
     SCSI_UA_NO_MEDIUM,              /* 3Ah/00h: the host took the medium out */
 };
 void scsi_lun_raise_ua(struct scsi_lun *lun, enum scsi_ua ua);
+/* A physical block size a LUN can report: a power of two, 512 to 1 MiB. */
+bool scsi_phys_size_ok(uint64_t phys_size);
+/* scsi_lun_config.phys_exp for phys_size (0: none given, exponent 0): a
+ * valid size, at least block_size. -EINVAL with why in err. */
+int scsi_phys_exp(uint32_t block_size, uint64_t phys_size, uint8_t *exp, struct scuse_err *err);
 /* What a reset does to the unit besides its unit attention (mode pages
  * back to their defaults, started, removal allowed): for a transport whose
  * kernel reports the reset's unit attention itself (TCMU under LIO).

@@ -95,8 +95,7 @@ int tcmu_config_parse(const char *config, struct tcmu_image_cfg *out, struct scu
         if (semi && !strncmp(semi + 1, "pbs=", 4)) {
             char *end;
             unsigned long v = strtoul(semi + 5, &end, 10);
-            if (end == semi + 5 || (*end != ';' && *end != '@') || v < 512 || v > (1u << 20) ||
-                (v & (v - 1)))
+            if (end == semi + 5 || (*end != ';' && *end != '@') || !scsi_phys_size_ok(v))
                 return err_set(err, -EINVAL, "dev_config '%s': pbs= wants a power of two, 512 "
                                "to 1048576", config);
             out->phys_size = (uint32_t)v;
@@ -174,11 +173,8 @@ int tcmu_config_policy(const struct tcmu_image_cfg *img, struct scsi_lun_config 
 {
     cfg->policy_allow = false;
     cfg->n_policy = 0;
-    cfg->phys_exp = 0;
-    if (img->phys_size && img->phys_size < cfg->block_size)
-        return err_set(err, -EINVAL, "physical block size %u is less than the block size %u",
-                       img->phys_size, cfg->block_size);
-    while (img->phys_size && (cfg->block_size << cfg->phys_exp) < img->phys_size)
-        cfg->phys_exp++;
+    int r = scsi_phys_exp(cfg->block_size, img->phys_size, &cfg->phys_exp, err);
+    if (r < 0)
+        return r;
     return img->policy[0] ? scsi_policy_parse(img->policy, cfg, err) : 0;
 }

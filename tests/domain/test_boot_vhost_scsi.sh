@@ -14,6 +14,7 @@
 set -euo pipefail
 : "${SCUSE:?}" "${SCUSE_SRC:?}"
 . "$(dirname "$0")/../lib/need.sh"
+. "$(dirname "$0")/../lib/scratch.sh"
 need libvirtd virsh unshare setpriv python3
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (a private mount namespace, then user nobody)" >&2; exit 77; }
 T=${SCUSE_TEST_TMP:-/tmp/scuse-boot-vhost-scsi}
@@ -25,7 +26,7 @@ bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 # libvirt's directories: a short path (its QEMU monitor sockets live under
 # XDG_CONFIG_HOME, and a unix socket path has at most 107 bytes)
-L=$(mktemp -d /tmp/scuse-bvs.XXXXXX)
+L=$(scratch_dir /tmp/scuse-bvs.)
 trap 'rm -rf --one-file-system "$L"' EXIT
 mkdir -p "$L"/{etc,home,run,cfg/libvirt,cache,data,realdev,dom}
 cp -a /etc/libvirt/. "$L/etc/"

@@ -17,6 +17,7 @@ rm -rf "$T"
 mkdir -p "$T"
 chmod 755 "$T"
 fails=0
+skips=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 pids=()
@@ -166,9 +167,8 @@ if [ "$(id -u)" = 0 ]; then
         ok "user nobody connects with group $G, is refused without it ($without)" ||
         bad "nobody with group $G: '$with', without: '$without'"
 else
-    without=$(python3 -c 'import socket,sys
-s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$s0" 2>&1 || true)
-    echo "     (not root: no other user to try; the bits above are what QEMU's user meets)"
+    echo "SKIP the connect as user nobody, with and without group $G: needs root"
+    skips=$((skips + 1))
 fi
 kill -TERM "$sp"
 rc=0
@@ -176,4 +176,5 @@ wait "$sp" || rc=$?
 [ "$rc" = 0 ] && ok "serve --domain: SIGTERM after the connects: exit 0" || bad "exit $rc: $(cat "$T/p.err")"
 
 echo "----"
-[ "$fails" -eq 0 ] && echo "test_daemon: all passed" || { echo "test_daemon: $fails failed"; exit 1; }
+[ "$fails" -eq 0 ] || { echo "test_daemon: $fails failed"; exit 1; }
+[ "$skips" -eq 0 ] && echo "test_daemon: all passed" || echo "test_daemon: passed, $skips check(s) skipped"

@@ -42,17 +42,14 @@ static struct scsi_lun *cdrom_over(const char *name, const char *fmt, struct blk
                                    const char *policy)
 {
     struct scuse_err err = { 0 };
-    if (blk_open(ts_path(name), fmt, 0, NULL, bs, &err) < 0)
-        fail_msg("open %s: %s", name, err.msg);
     struct scsi_lun_config cfg;
     scsi_lun_config_default(&cfg);
     cfg.device = SCSI_DEVICE_CDROM;
     if (policy && scsi_policy_parse(policy, &cfg, &err) < 0)
         fail_msg("policy: %s", err.msg);
-    struct scsi_lun *lun;
-    if (scsi_lun_create(&cfg, *bs, 0, &lun, &err) < 0)
-        fail_msg("LUN: %s", err.msg);
-    return lun;
+    struct ts_lun t = ts_open_cfg(name, fmt, &cfg, false);
+    *bs = t.bs;
+    return t.lun;
 }
 
 #define ISO_BLOCKS 300

@@ -18,10 +18,10 @@ int blk_probe_guard(struct blk_node *bs, uint64_t off, const struct iov_view *v,
 static int check_range(struct blk_node *bs, uint64_t off, uint64_t len, const char *what,
                        uint64_t *psize, struct scuse_err *err)
 {
+    uint64_t size = *psize = blk_size_now(bs);
     if (bs->read_only)
         return err_set(err, -EROFS, "'%s': %s refused: the image is open read-only",
                        bs->path, what);
-    uint64_t size = *psize = blk_size_now(bs);
     if (off > size || len > size - off)
         return err_set(err, -EINVAL, "'%s': %s of %llu bytes at %llu is past the end (%llu)",
                        bs->path, what, (unsigned long long)len, (unsigned long long)off,
